@@ -1,0 +1,61 @@
+"""Associative embedding: joint detection and grouping with per-pixel tags.
+
+A vectorised grouping loss for :mod:`torch` and a numba-compiled decoder that
+turns detection heatmaps and tag maps into people, after Newell, Huang & Deng,
+"Associative Embedding: End-to-End Learning for Joint Detection and Grouping",
+NIPS 2017.
+
+The public names are imported lazily: ``import associative_embedding`` does not
+import torch or compile any numba kernel until a name that needs it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = version("associative-embedding")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+unknown"
+
+# public name -> submodule that defines it
+_LAZY: dict[str, str] = {
+    # loss.py
+    "AssociativeEmbeddingLoss": "loss",
+    "HeatmapLoss": "loss",
+    "PullPush": "loss",
+    "grouping_loss": "loss",
+    "heatmap_loss": "loss",
+    # targets.py
+    "joint_indices": "targets",
+    "pad_keypoints": "targets",
+    "render_heatmaps": "targets",
+    "scale_keypoints": "targets",
+    # skeletons.py
+    "COCO_KEYPOINTS": "skeletons",
+    "MPII_KEYPOINTS": "skeletons",
+    "Skeleton": "skeletons",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'associative_embedding' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
+    from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
+    from .skeletons import COCO_KEYPOINTS, MPII_KEYPOINTS, Skeleton
+    from .targets import joint_indices, pad_keypoints, render_heatmaps, scale_keypoints

@@ -1,0 +1,154 @@
+"""Input checks shared by the public functions.
+
+Every check raises ``TypeError`` for a wrong kind or dtype and ``ValueError``
+for a wrong shape or value, with a message that names the argument, the
+expected layout in dimension letters (B, K, D, H, W, N, P, M) and what was
+actually passed. Nothing here imports torch at module import time.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "check_choice",
+    "check_finite",
+    "check_float_array",
+    "check_int",
+    "check_layout",
+    "check_number",
+    "is_tensor",
+    "shape_str",
+]
+
+
+def is_tensor(x: Any) -> bool:
+    """Return True if ``x`` is a :class:`torch.Tensor` (without importing torch)."""
+    torch = _torch_if_loaded()
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def _torch_if_loaded() -> Any:
+    import sys
+
+    return sys.modules.get("torch")
+
+
+def shape_str(shape: Iterable[int]) -> str:
+    """Format a shape as ``(2, 17, 64, 64)``."""
+    return "(" + ", ".join(str(int(s)) for s in shape) + ")"
+
+
+def check_layout(x: Any, name: str, layouts: Sequence[str]) -> str:
+    """Check the rank of ``x`` against one or more layouts; return the one that matched.
+
+    Parameters
+    ----------
+    x : ndarray or Tensor
+        The array to check.
+    name : str
+        Argument name used in the error message.
+    layouts : sequence of str
+        Accepted layouts, one letter per dimension, e.g. ``["BKHW", "BKDHW"]``.
+
+    Returns
+    -------
+    str
+        The layout whose length equals ``x.ndim``.
+
+    Raises
+    ------
+    ValueError
+        If no layout has ``x.ndim`` dimensions.
+    """
+    for layout in layouts:
+        if x.ndim == len(layout):
+            return layout
+    wanted = " or ".join("(" + ", ".join(layout) + ")" for layout in layouts)
+    raise ValueError(f"{name} must have shape {wanted}, got shape {shape_str(x.shape)}")
+
+
+def check_float_array(x: Any, name: str, *, allow_numpy: bool = True, allow_torch: bool = True) -> None:
+    """Check that ``x`` is a floating-point numpy array and/or torch tensor.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is of another kind or has an integer, boolean or complex dtype.
+    """
+    kinds = []
+    if allow_numpy:
+        kinds.append("numpy.ndarray")
+    if allow_torch:
+        kinds.append("torch.Tensor")
+    if allow_torch and is_tensor(x):
+        if not x.is_floating_point():
+            raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+        return
+    if allow_numpy and isinstance(x, np.ndarray):
+        if x.dtype.kind != "f":
+            raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
+        return
+    raise TypeError(f"{name} must be a {' or '.join(kinds)}, got {type(x).__name__}")
+
+
+def check_finite(x: Any, name: str) -> None:
+    """Raise ``ValueError`` if ``x`` (ndarray or Tensor) holds NaN or infinity."""
+    if is_tensor(x):
+        torch = _torch_if_loaded()
+        if x.numel() and not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+        return
+    arr = np.asarray(x)
+    if arr.size and not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
+
+
+def check_choice(value: Any, name: str, choices: Sequence[str]) -> str:
+    """Check that ``value`` is one of the string ``choices``."""
+    if not isinstance(value, str) or value not in choices:
+        options = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {options}, got {value!r}")
+    return value
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    """Check a real, finite scalar against optional bounds and return it as ``float``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    v = float(value)
+    if not np.isfinite(v):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if low is not None and (v < low or (v == low and not low_inclusive)):
+        op = ">=" if low_inclusive else ">"
+        raise ValueError(f"{name} must be {op} {low}, got {value!r}")
+    if high is not None and (v > high or (v == high and not high_inclusive)):
+        op = "<=" if high_inclusive else "<"
+        raise ValueError(f"{name} must be {op} {high}, got {value!r}")
+    return v
+
+
+def check_int(value: Any, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    """Check an integer scalar (``bool`` rejected, numpy integers accepted)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    v = int(value)
+    if low is not None and v < low:
+        raise ValueError(f"{name} must be >= {low}, got {v}")
+    if high is not None and v > high:
+        raise ValueError(f"{name} must be <= {high}, got {v}")
+    return v
