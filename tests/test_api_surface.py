@@ -17,6 +17,8 @@ PUBLIC = {
     "PullPush",
     "Skeleton",
     "__version__",
+    "aggregate",
+    "flip_maps",
     "grouping_loss",
     "heatmap_loss",
     "joint_indices",
