@@ -162,22 +162,27 @@ def refine_person(det, tag, keypoints, pixels, filled, o):
             x, y = pixels[i]
             tags.append(tag[i, y, x])
     prev_tag = np.mean(tags, axis=0)
-    for i in range(keypoints.shape[0]):
-        if keypoints[i, 2] > 0:
-            continue
+    ans = []
+    for i in range(keypoints.shape[0]):  # every joint, as HigherHRNet; only missing ones are used
         tmp = det[i, :, :]
         tt = ((tag[i, :, :] - prev_tag[None, None, :]) ** 2).sum(axis=2) ** 0.5
-        if o["refine_mode"] == "mmpose":
+        if o["refine_mode"] == "mmpose":  # argmin of round(dist) * 100 - heat
             cost_map = np.round(tt) * 100 - tmp
             y, x = np.unravel_index(np.argmin(cost_map), tmp.shape)
-            keypoints[i, :3] = [x, y, tmp[y, x]]
+        else:
+            tmp2 = tmp - np.round(tt)
+            y, x = np.unravel_index(np.argmax(tmp2), tmp.shape)
+        ans.append((x, y, tmp[y, x]))
+    for i, (x, y, val) in enumerate(ans):
+        if keypoints[i, 2] > 0:
+            continue
+        if o["refine_mode"] == "mmpose":  # always filled, at the integer pixel
+            keypoints[i, :3] = [x, y, val]
             filled[i] = True
             continue
-        tmp2 = tmp - np.round(tt)
-        y, x = np.unravel_index(np.argmax(tmp2), tmp.shape)
-        val = tmp[y, x]
         if not val > 0:
             continue
+        tmp = det[i, :, :]
         dx, dy = quarter(tmp, x, y, o["adjust_rule"]) if o["adjust"] else (0.0, 0.0)
         keypoints[i, 0] = (x + dx) + o["center_shift"]
         keypoints[i, 1] = (y + dy) + o["center_shift"]

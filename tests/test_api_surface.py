@@ -12,12 +12,15 @@ import associative_embedding as ae
 PUBLIC = {
     "AssociativeEmbeddingLoss",
     "COCO_KEYPOINTS",
+    "DecodeConfig",
     "HeatmapLoss",
     "MPII_KEYPOINTS",
+    "Poses",
     "PullPush",
     "Skeleton",
     "__version__",
     "aggregate",
+    "decode",
     "flip_maps",
     "grouping_loss",
     "heatmap_loss",
@@ -25,6 +28,7 @@ PUBLIC = {
     "pad_keypoints",
     "render_heatmaps",
     "scale_keypoints",
+    "warmup",
 }
 
 

@@ -805,7 +805,6 @@ def refine_image(
     open_blocks = np.empty(nb, np.int64)
     buf = np.empty(block * block, dt)
     sq = np.empty(max(dim, 1), dt)
-    one = np.empty(1, dt)
     consts = np.empty(2, dt)
     consts[0] = _BIG
     consts[1] = 0.5
@@ -833,8 +832,10 @@ def refine_image(
                 idx = cand_idx[k, c]
                 y = idx // w_size
                 x = idx % w_size
-                _tile_scores(hk, tk, ref, mult, y, y + 1, x, x + 1, one, acc, sq)
-                score = one[0]
+                for d in range(dim):
+                    a = tk[d, y, x] - ref[d]
+                    sq[d] = a * a
+                score = hk[y, x] - mult * np.rint(np.sqrt(pairwise_sum(sq, 0, dim)))
                 if best_idx < 0 or score > best or (score == best and idx < best_idx):
                     best = score
                     best_idx = idx
