@@ -2,7 +2,9 @@
 
 Everything here is ``@njit(cache=True, nogil=True)``, takes C-contiguous numpy
 arrays of fixed dtypes and no Python objects, and imports neither torch nor
-anything else from the package but the assignment solver. The public wrapper is
+anything else from the package but the assignment solver. Loops meant for SIMD
+add only the fast-math flags "no NaN" and "no signed zeros" (inputs are checked
+finite): no reassociation and no fused multiply-adds, so values stay exact. The public wrapper is
 :func:`associative_embedding.decode`; the layout of the arrays is:
 
 - ``heat`` ``(K, H, W)`` and ``tags`` ``(K, D, H, W)`` of one image, both of one
@@ -24,7 +26,10 @@ operation, so that results are equal bit for bit:
   sum (numpy's 8-accumulator blocks) when D == 1, a sequential sum when D > 1,
   accumulated in the work dtype, then one division;
 - sums over the D tag dimensions follow numpy's pairwise sum along the last
-  axis (sequential for D < 8);
+  axis (sequential for D < 8; mmpose 1.x's fill sums its first axis, which
+  differs from this in the last bit only for D >= 8);
+- the person score is numpy's ``keypoints[:, 2].mean()``: a pairwise sum over K
+  in the work dtype;
 - matching distances are computed in float64 from tags in the work dtype
   (HigherHRNet and pose-ae-train do the same: their joint arrays are float64,
   their person means keep the tags' dtype); the missing-joint search computes
