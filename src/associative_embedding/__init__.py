@@ -22,6 +22,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 # public name -> submodule that defines it
 _LAZY: dict[str, str] = {
+    # aggregation.py: a submodule must not share a public function's name, because
+    # importing it binds the package attribute of that name to the module
+    "aggregate": "aggregation",
+    "flip_maps": "aggregation",
     # loss.py
     "AssociativeEmbeddingLoss": "loss",
     "HeatmapLoss": "loss",
@@ -63,6 +67,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
+    # ruff: noqa: F401
+    from .aggregation import aggregate, flip_maps
     from .coco import evaluate_keypoints, to_coco_results
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
     from .plot import draw_poses, plot_tags, show_maps
