@@ -92,7 +92,10 @@ autodoc_typehints = "none"  # the numpydoc sections carry types and shapes
 autodoc_default_options = {"member-order": "bysource"}
 numpydoc_show_class_members = False
 numpydoc_xref_param_type = False
-numpydoc_validation_checks = {"all", "ES01", "SA01", "EX01", "GL01", "GL02", "SS05", "RT02"}
+# every check except: extended summary, See Also, Examples (the API pages link the gallery),
+# GL01/GL02 (summary placement), SS05 (infinitive verbs), RT02/RT04 (a return description
+# may start with a dtype, "float32 targets ...")
+numpydoc_validation_checks = {"all", "ES01", "SA01", "EX01", "GL01", "GL02", "SS05", "RT02", "RT04"}
 numpydoc_validation_exclude = {
     r"\.__init__$",
     r"\.__repr__$",
@@ -100,6 +103,7 @@ numpydoc_validation_exclude = {
     r"\.forward$",  # nn.Module.forward: documented on the class
     r"\.extra_repr$",
     r"\.(COCO|MPII)_KEYPOINTS$",  # instances: numpydoc would validate Skeleton's docstring
+    r"\.PullPush(\.pull|\.push)?$",  # NamedTuple: fields are documented as Attributes
 }
 
 # -- MyST ----------------------------------------------------------------------
@@ -147,3 +151,15 @@ html_title = f"associative_embedding {release}"
 html_static_path = ["_static"]
 copybutton_prompt_text = r">>> |\.\.\. |\$ "
 copybutton_prompt_is_regexp = True
+
+
+def _skip_namedtuple_aliases(app, what, name, obj, skip, options):
+    """Hide NamedTuple fields' generated docstrings; the class's Attributes cover them."""
+    doc = getattr(obj, "__doc__", None) or ""
+    if what == "class" and doc.startswith("Alias for field number"):
+        return True
+    return None
+
+
+def setup(app):
+    app.connect("autodoc-skip-member", _skip_namedtuple_aliases)

@@ -18,13 +18,18 @@ PUBLIC = {
     "Skeleton",
     "__version__",
     "aggregate",
+    "draw_poses",
+    "evaluate_keypoints",
     "flip_maps",
     "grouping_loss",
     "heatmap_loss",
     "joint_indices",
     "pad_keypoints",
+    "plot_tags",
     "render_heatmaps",
     "scale_keypoints",
+    "show_maps",
+    "to_coco_results",
 }
 
 

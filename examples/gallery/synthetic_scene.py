@@ -7,10 +7,10 @@ stick-figure people on a plain image and make the maps that a well-trained
 network would output for them. This module, imported by every example (keep
 it next to them when you download one), does that in three steps:
 
-- :func:`make_people`: people as COCO keypoints ``(N, 17, 3)`` in image
+- ``make_people``: people as COCO keypoints ``(N, 17, 3)`` in image
   pixels, ``x, y, v``;
-- :func:`draw_scene`: an RGB picture of them;
-- :func:`make_maps`: detection heatmaps (Gaussian bumps, with
+- ``draw_scene``: an RGB picture of them;
+- ``make_maps``: detection heatmaps (Gaussian bumps, with
   :func:`~associative_embedding.render_heatmaps`) and tag maps that hold each
   person's tag, plus noise, around that person's joints.
 
