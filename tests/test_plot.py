@@ -120,7 +120,7 @@ def test_draw_poses_accepts_poses_like_and_tensor(rng):
 def test_draw_poses_pixel_center_conventions(rng):
     kp = people(rng, 1)
     half = person_artists(ae.draw_poses(np.zeros((64, 64)), kp))["person 0"][1]
-    integer = person_artists(ae.draw_poses(np.zeros((64, 64)), kp, pixel_centers="integer"))
+    integer = person_artists(ae.draw_poses(np.zeros((64, 64)), kp, center_shift=0.0))
     np.testing.assert_allclose(integer["person 0"][1].get_offsets(), half.get_offsets() + 0.5)
 
 
@@ -161,7 +161,7 @@ def test_draw_poses_images(rng):
         ({"skeleton": "coco"}, TypeError, "skeleton must be a Skeleton"),
         ({"score_threshold": "high"}, TypeError, "score_threshold"),
         ({"linewidth": -1.0}, ValueError, "linewidth"),
-        ({"pixel_centers": "centre"}, ValueError, "pixel_centers must be one of"),
+        ({"center_shift": "centre"}, TypeError, "center_shift must be a real number"),
         ({"colors": "no-such-map"}, ValueError, "colors must be a colormap name"),
         ({"colors": ["notacolour"]}, ValueError, "invalid colour"),
         ({"colors": []}, ValueError, "at least one colour"),
@@ -211,13 +211,13 @@ def test_plot_tags_reads_the_tag_at_each_joint(rng):
     assert ax.get_xticklabels()[5].get_text() == "left shoulder"
 
 
-def test_plot_tags_pixel_centers_and_dims():
+def test_plot_tags_center_shift_and_dims():
     kp = np.zeros((1, K, 3))
     kp[0, :] = [3.6, 7.2, 1.0]
     tags = coded_tags(d=2)
     half = point_sets(ae.plot_tags(tags, kp, dim=1))["person 0"][:, 1]
     np.testing.assert_array_equal(half, np.arange(K) * 10000 + 7 * 100 + 3 + 0.5)
-    integer = point_sets(ae.plot_tags(tags, kp, pixel_centers="integer"))["person 0"][:, 1]
+    integer = point_sets(ae.plot_tags(tags, kp, center_shift=0.0))["person 0"][:, 1]
     np.testing.assert_array_equal(integer, np.arange(K) * 10000 + 7 * 100 + 4)
     scatter = ae.plot_tags(tags, kp, dim=(1, 0))
     xy = point_sets(scatter)["person 0"]

@@ -12,12 +12,13 @@ drawing on them:
   side and returns the :class:`~matplotlib.figure.Figure`.
 
 Coordinates are ``x`` (column) and ``y`` (row) in the pixels of the array that
-is drawn, with the convention of :func:`~associative_embedding.decode`: pixel
-``(row i, column j)`` covers ``[j, j + 1) x [i, i + 1)`` and its centre is at
-``(j + 0.5, i + 0.5)``. Images and maps are drawn with
-``extent=(0, W, H, 0)`` so that this holds on screen. Points given in the other
-common convention (pixel centres at integers) are drawn half a pixel up and to
-the left; pass ``pixel_centers="integer"`` to draw them correctly.
+is drawn, with the default convention of :func:`~associative_embedding.decode`:
+pixel ``(row i, column j)`` covers ``[j, j + 1) x [i, i + 1)`` and its centre
+is at ``(j + 0.5, i + 0.5)``. Images and maps are drawn with
+``extent=(0, W, H, 0)`` so that this holds on screen. For points in another
+convention, say where a pixel's centre is with ``center_shift`` (0.0 for
+pixel centres at integer coordinates), as in
+:class:`~associative_embedding.DecodeConfig`.
 
 matplotlib is imported when a function is called, not when the module is
 imported; install it with ``pip install associative-embedding[plot]``.
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import check_choice, check_int, check_number, is_tensor, shape_str
+from ._validation import check_int, check_number, is_tensor, shape_str
 from .skeletons import COCO_KEYPOINTS, Skeleton
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,8 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 __all__ = ["draw_poses", "plot_tags", "show_maps"]
-
-_PIXEL_CENTERS = ("half", "integer")
 
 
 def _pyplot() -> Any:
@@ -149,9 +148,9 @@ def _person_colors(num: int, colors: Any) -> list[tuple[float, float, float, flo
     return [rgba[i % len(rgba)] for i in range(num)]
 
 
-def _offset(pixel_centers: str) -> float:
+def _offset(center_shift: float) -> float:
     """Shift that brings points to the drawing's convention (pixel centres at +0.5)."""
-    return 0.5 if check_choice(pixel_centers, "pixel_centers", _PIXEL_CENTERS) == "integer" else 0.0
+    return 0.5 - check_number(center_shift, "center_shift")
 
 
 # --------------------------------------------------------------------------- draw_poses
@@ -167,7 +166,7 @@ def draw_poses(
     colors: Any = None,
     linewidth: float = 2.0,
     markersize: float = 5.0,
-    pixel_centers: str = "half",
+    center_shift: float = 0.5,
 ) -> Axes:
     """Draw people's skeletons on an image, one colour per person.
 
@@ -199,9 +198,10 @@ def draw_poses(
         Width of the limbs, in points.
     markersize : float, default 5.0
         Diameter of the joint markers, in points.
-    pixel_centers : {"half", "integer"}, default "half"
-        Where ``poses`` puts a pixel's centre: at ``+0.5`` (the decoder's
-        convention) or at the integer coordinate.
+    center_shift : float, default 0.5
+        Where ``poses`` puts a pixel's centre: pixel ``(row i, column j)`` is at
+        ``(j + center_shift, i + center_shift)``. 0.5 is the decoder's default;
+        0.0 means pixel centres at integer coordinates.
 
     Returns
     -------
@@ -266,7 +266,7 @@ def draw_poses(
     threshold = check_number(score_threshold, "score_threshold")
     lw = check_number(linewidth, "linewidth", low=0.0)
     ms = check_number(markersize, "markersize", low=0.0)
-    shift = _offset(pixel_centers)
+    shift = _offset(center_shift)
 
     h, w = img.shape[:2]
     if ax is None:
@@ -340,7 +340,7 @@ def plot_tags(
     nms_kernel: int = 5,
     show_mean: bool = True,
     colors: Any = None,
-    pixel_centers: str = "half",
+    center_shift: float = 0.5,
 ) -> Axes:
     """Plot the tag of every joint of every person, per joint type (paper Fig. 3).
 
@@ -384,10 +384,11 @@ def plot_tags(
         or as a star in the 2-D scatter.
     colors : str or sequence of colours, optional
         Colormap name or list of colours, cycled over the plotted people.
-    pixel_centers : {"half", "integer"}, default "half"
-        Where ``poses`` puts a pixel's centre. With ``"half"`` (the decoder's
-        convention) a joint at ``x`` lies in column ``floor(x)``; with
-        ``"integer"`` in column ``floor(x + 0.5)``.
+    center_shift : float, default 0.5
+        Where ``poses`` puts a pixel's centre, as in
+        :class:`~associative_embedding.DecodeConfig`: a joint at ``x`` lies in
+        column ``floor(x - center_shift + 0.5)`` (``floor(x)`` with the
+        default 0.5, ``round(x)`` with 0.0).
 
     Returns
     -------
@@ -454,7 +455,7 @@ def plot_tags(
     else:
         dims = (check_int(dim, "dim", low=0, high=d_ - 1),)
     threshold = check_number(score_threshold, "score_threshold")
-    shift = _offset(pixel_centers)
+    shift = _offset(center_shift)
     heat = None
     if heatmaps is not None:
         heat = _float_array(heatmaps, "heatmaps", ["KHW"])
