@@ -47,19 +47,21 @@ for p in np.argsort(poses.tags[:, 0]):
 # %%
 # Drawing
 # -------
-# To draw on the image, bring the keypoints to image pixels (here: multiply
-# by the stride). On the right, the tag of every joint of every person found:
+# To draw on the image, bring the keypoints to image pixels:
+# :meth:`Poses.rescale <associative_embedding.Poses.rescale>` multiplies them
+# by the stride here (:meth:`~associative_embedding.Poses.transform` takes any
+# affine map). On the right, the tag of every joint of every person found:
 # each person's joints share one tag, and the people are well apart (the
 # paper's Fig. 3). The grey dots are all the candidates the decoder had to
 # group.
 
-on_image = poses.keypoints.copy()
-on_image[..., :2] *= STRIDE
-fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.8), width_ratios=[1, 1.4])
+on_image = poses.rescale(STRIDE)  # heatmap pixels -> image pixels
+fig, (left, right) = plt.subplots(
+    1, 2, figsize=(11, 4.8), width_ratios=[1, 1.4], layout="constrained"
+)
 ae.draw_poses(image, on_image, ax=left)
 left.set_title("decoded people")
 left.set_axis_off()
 ae.plot_tags(tags, poses, ax=right, heatmaps=heatmaps)
 right.set_title("tag of each joint, per joint type")
-fig.tight_layout()
 plt.show()

@@ -12,7 +12,7 @@ We simulate the network's outputs on a synthetic scene (see
 :doc:`synthetic_scene`) at scales 0.5, 1 and 2, each also mirrored (six
 views). Every view has its own flaws, as real outputs do:
 
-- each has a few spurious blobs (up to 0.45 high) and a few joints detected
+- each has a few spurious blobs (up to 0.4 high) and a few joints detected
   only weakly;
 - in the original view at scale 1, persons 0 and 1 have nearly equal tags;
   in the mirrored view it is persons 2 and 3. (Tag values are free: each
@@ -32,15 +32,17 @@ people = make_people(rng, 4, IMAGE)
 image = draw_scene(rng, people, IMAGE)
 
 
-def network(people_map, size, person_tags):
+def network(people_map, size, scale, person_tags):
     """Fake network output (heatmaps, tags) for people given in map pixels."""
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
-    heat = ae.render_heatmaps(people_map, (size, size), sigma=1.5)
-    for k in range(K):
-        for _ in range(2):  # spurious blobs
-            x, y = rng.uniform(0, size, 2)
-            blob = rng.uniform(0.2, 0.45) * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 4.5)
-            heat[k] = np.maximum(heat[k], blob)
+    # sub-pixel Gaussians ("exact" puts pixel centres at integers: shift by 0.5),
+    # 1.5 pixels wide at scale 1, as wide in the image at every scale
+    centred = people_map - [0.5, 0.5, 0.0]
+    heat = ae.render_heatmaps(centred, (size, size), sigma=1.5 * scale, method="exact")
+    for _ in range(6):  # spurious blobs on random joint types
+        k, (x, y) = rng.integers(K), rng.uniform(0, size, 2)
+        blob = rng.uniform(0.15, 0.4) * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (4.5 * scale**2))
+        heat[k] = np.maximum(heat[k], blob)
     nearest = np.hypot(xx - people_map[..., 0, None, None], yy - people_map[..., 1, None, None])
     tags = np.asarray(person_tags)[nearest.argmin(axis=0)] + rng.normal(0, 0.1, heat.shape)
     return heat[None].astype(np.float32), tags[None].astype(np.float32)
@@ -54,7 +56,7 @@ def view(scale, flipped, person_tags):
         seen = seen[:, FLIP]
         seen[..., 0] = size - seen[..., 0]
     weak = rng.uniform(size=seen.shape[:2]) < 0.1  # weak detections in this view
-    heat, tags = network(seen, size, person_tags)
+    heat, tags = network(seen, size, scale, person_tags)
     for p, k in zip(*np.nonzero(weak), strict=True):
         x, y = np.floor(seen[p, k, :2]).astype(int)
         heat[0, k, max(y - 3, 0) : y + 4, max(x - 3, 0) : x + 4] *= 0.08
@@ -92,15 +94,12 @@ print("aggregated:", heatmaps.shape, tags.shape)
 # of the joints of the people found from all six: each component alone
 # confuses two people, the pair does not.
 
-fig, axes = plt.subplots(1, 3, figsize=(14, 4.8), width_ratios=[1, 1, 1.05])
+fig, axes = plt.subplots(1, 3, figsize=(14, 4.8), width_ratios=[1, 1, 1.05], layout="constrained")
 for ax, poses, title in [(axes[0], single, "one view"), (axes[1], merged, "six views")]:
-    on_image = poses.keypoints.copy()
-    on_image[..., :2] *= IMAGE / MAP
-    ae.draw_poses(image, on_image, ax=ax)
+    ae.draw_poses(image, poses.rescale(IMAGE / MAP), ax=ax)
     ax.set_title(f"{title}: {len(poses.scores)} people decoded")
     ax.set_axis_off()
     print(f"{title}: {len(poses.scores)} people")
 ae.plot_tags(tags[0], merged, dim=(0, 1), ax=axes[2])
 axes[2].set_title("2-D tags (original, mirrored) of each joint")
-fig.tight_layout()
 plt.show()

@@ -9,7 +9,7 @@ heatmap: it takes the pixel with the best heatmap value among those whose
 tag is close to the person's tag, even below the threshold.
 
 Here, in a synthetic scene (see :doc:`synthetic_scene`), we weaken three
-joints to a peak of 0.05: the left wrist of one person, both ankles of
+joints to a peak of 0.05: the left knee of one person, both ankles of
 another.
 """
 
@@ -30,7 +30,7 @@ _, tags = make_maps(rng, people_map, MAP, person_tags=[0.0, 1.0, 2.0])
 # %%
 # Heatmaps rendered person by person, so that single joints can be weakened.
 
-weak = {(0, 9): 0.05, (2, 15): 0.05, (2, 16): 0.05}  # (person, joint): peak value
+weak = {(0, 13): 0.05, (2, 15): 0.05, (2, 16): 0.05}  # (person, joint): peak value
 heatmaps = np.zeros((17, MAP, MAP), dtype=np.float32)
 for p, person in enumerate(people_map):
     maps = ae.render_heatmaps(person[None], (MAP, MAP))
@@ -41,19 +41,16 @@ for p, person in enumerate(people_map):
 # Decode twice, without and with ``refine``, and draw both. The weakened
 # joints are circled.
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+fig, axes = plt.subplots(1, 2, figsize=(10, 5), layout="constrained")
 for ax, refine in zip(axes, [False, True], strict=True):
     (poses,) = ae.decode(heatmaps[None], tags[None], refine=refine)
-    on_image = poses.keypoints.copy()
-    on_image[..., :2] *= STRIDE
-    ae.draw_poses(image, on_image, ax=ax)
+    ae.draw_poses(image, poses.rescale(STRIDE), ax=ax)
     for p, k in weak:
         ax.add_patch(plt.Circle(people[p, k, :2], 9, fill=False, color="yellow", lw=1.5))
     missing = int(np.isnan(poses.keypoints[..., 0]).sum())
     ax.set_title(f"refine={refine}: {missing} joints missing")
     ax.set_axis_off()
     print(f"refine={refine}: {len(poses.scores)} people, {missing} missing joints")
-fig.tight_layout()
 plt.show()
 
 # %%

@@ -26,24 +26,21 @@ people = make_people(rng, 4, IMAGE)
 image = draw_scene(rng, people, IMAGE)
 people_map = ae.scale_keypoints(people, (IMAGE, IMAGE), (MAP, MAP))
 
-fig, axes = plt.subplots(2, 2, figsize=(11, 9), width_ratios=[1, 1.4])
-for row, noise in zip(axes, [0.08, 0.45], strict=True):
+fig, axes = plt.subplots(2, 2, figsize=(11, 9), width_ratios=[1, 1.4], layout="constrained")
+for row, noise in zip(axes, [0.08, 0.4], strict=True):
     heatmaps, tags = make_maps(rng, people_map, MAP, [0.0, 1.0, 2.0, 3.0], tag_noise=noise)
     (poses,) = ae.decode(heatmaps[None], tags[None])
     print(f"tag noise {noise}: {len(poses.scores)} people found")
-    on_image = poses.keypoints.copy()
-    on_image[..., :2] *= IMAGE / MAP
-    ae.draw_poses(image, on_image, ax=row[0])
+    ae.draw_poses(image, poses.rescale(IMAGE / MAP), ax=row[0])
     row[0].set_axis_off()
     row[0].set_title(f"tag noise {noise}: {len(poses.scores)} people decoded")
-    # the true people (in heatmap pixels) with the tags the maps give them
-    ae.plot_tags(tags, people_map, ax=row[1])
-    row[1].set_title("tags at the true joints, one colour per true person")
-fig.tight_layout()
+    ae.plot_tags(tags, poses, ax=row[1], heatmaps=heatmaps)
+    row[1].set_title("tag of each joint of each person decoded")
 plt.show()
 
 # %%
-# With well-separated tags (top) the decoder finds the four people. With
-# noisy tags (bottom) the tags of different people overlap, and some joints
+# With well-separated tags (top) the decoder finds the four people, and each
+# person's joints lie on one line. With noisy tags (bottom) the tags of
+# different people overlap (grey dots: every candidate joint); some joints
 # end up with the wrong person or start people of their own. Training longer,
 # or with a larger weight on the grouping loss, separates the tags.

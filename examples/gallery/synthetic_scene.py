@@ -77,15 +77,20 @@ def draw_scene(rng, people, size=256):
 def make_maps(rng, people, size, person_tags, *, tag_noise=0.1, sigma=None):
     """Heatmaps and tag maps ``(K, size, size)`` of people given in map pixels.
 
-    Each pixel of tag map ``k`` holds the tag of the person whose joint ``k`` is
-    nearest (plus Gaussian noise of standard deviation ``tag_noise``): that is
-    how a trained network's tags look around joints. (Far from every joint a
-    real network's tags are untrained noise.)
+    Near joint ``k`` of a person, tag map ``k`` holds that person's tag plus
+    Gaussian noise of standard deviation ``tag_noise``: that is how a trained
+    network's tags look around joints. Far from every joint the tags fade into
+    a smooth random field: there, a real network's tags are untrained.
     """
+    from scipy.ndimage import zoom
+
     heatmaps = ae.render_heatmaps(people, (size, size), sigma=sigma)
     yy, xx = np.mgrid[0:size, 0:size] + 0.5  # pixel centres
     x, y = people[:, :, 0, None, None], people[:, :, 1, None, None]
-    nearest = np.hypot(xx - x, yy - y).argmin(axis=0)  # (K, H, W): index of the nearest person
-    tags = np.asarray(person_tags, dtype=float)[nearest]
-    tags = tags + rng.normal(0.0, tag_noise, tags.shape)
+    dist = np.hypot(xx - x, yy - y)  # (N, K, H, W): distance to each person's joint
+    near = np.asarray(person_tags, dtype=float)[dist.argmin(axis=0)]
+    spread = np.ptp(person_tags) if len(person_tags) > 1 else 1.0
+    field = zoom(rng.uniform(-0.5, 1.5, (K, 5, 5)) * spread, (1, size / 5, size / 5), order=3)
+    weight = np.exp(-(dist.min(axis=0) ** 2) / (2 * (0.06 * size) ** 2))
+    tags = weight * near + (1 - weight) * field + rng.normal(0.0, tag_noise, near.shape)
     return heatmaps.astype(np.float32), tags.astype(np.float32)

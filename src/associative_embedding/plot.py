@@ -579,8 +579,9 @@ def show_maps(
         Colormap of the heatmaps, shared scale from 0 to the largest value.
     tag_cmap : str, default "coolwarm"
         Diverging colormap of the tags, one scale for all panels, spanning the
-        tags at pixels whose heatmap reaches a tenth of the largest heat value
-        (tags elsewhere are untrained and would stretch the scale).
+        tags at pixels whose heatmap reaches half the largest heat value (the
+        tags at joints; tags elsewhere are untrained and would stretch the
+        scale).
     panel_size : float, default 1.6
         Side of one panel, in inches.
 
@@ -649,7 +650,7 @@ def show_maps(
     hmax = float(heat.max()) if heat.size else 0.0
     heat_norm = Normalize(0.0, hmax if hmax > 0 else 1.0)
     # the tags' scale comes from where joints are (tags elsewhere are untrained)
-    strong = heat >= 0.1 * hmax if hmax > 0 else np.ones(heat.shape, dtype=bool)
+    strong = heat >= 0.5 * hmax if hmax > 0 else np.ones(heat.shape, dtype=bool)
     lo, hi = (float(maps[strong].min()), float(maps[strong].max())) if maps.size else (0.0, 0.0)
     mid, half = (lo + hi) / 2, max((hi - lo) / 2, 1e-6)
     tag_norm = Normalize(mid - half, mid + half)
