@@ -20,11 +20,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-# Build from a source checkout without installing; an installed package works as well.
-sys.path.insert(0, str(ROOT / "src"))
 os.environ.setdefault("MPLBACKEND", "Agg")
-
-import associative_embedding as ae  # noqa: E402
+try:
+    import associative_embedding as ae
+except ImportError:  # a source checkout that is not installed: use it in place
+    sys.path.insert(0, str(ROOT / "src"))
+    import associative_embedding as ae
 
 # -- Project -----------------------------------------------------------------
 

@@ -22,7 +22,7 @@ import associative_embedding as ae
 
 rng = np.random.default_rng(7)
 people = make_people(rng, 3, size=64, heights=(28, 40))  # directly in map pixels
-heatmaps, tags = make_maps(rng, people, 64, person_tags=[-1.0, 0.0, 1.0], sigma=1.5)
+heatmaps, tags = make_maps(rng, people, 64, person_tags=[-1.0, 0.0, 1.0], sigma=2.0)
 
 # %%
 # The nose, the shoulders, the wrists and the ankles. Each person's joints
