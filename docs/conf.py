@@ -114,6 +114,9 @@ myst_heading_anchors = 3
 
 # -- doctest: the code of the narrative pages runs --------------------------------
 
+# The narrative pages use testcode/testoutput blocks. Plain ">>>" blocks are the
+# docstrings' Examples, which pytest --doctest-modules runs already: not twice.
+doctest_test_doctest_blocks = ""
 doctest_global_setup = """
 import matplotlib
 matplotlib.use("Agg")
