@@ -21,14 +21,19 @@ PUBLIC = {
     "__version__",
     "aggregate",
     "decode",
+    "draw_poses",
+    "evaluate_keypoints",
     "flip_maps",
     "grouping_loss",
     "heatmap_loss",
     "joint_indices",
     "pad_keypoints",
+    "plot_tags",
     "render_heatmaps",
     "scale_keypoints",
     "warmup",
+    "show_maps",
+    "to_coco_results",
 }
 
 
