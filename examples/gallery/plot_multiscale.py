@@ -35,10 +35,8 @@ image = draw_scene(rng, people, IMAGE)
 def network(people_map, size, scale, person_tags):
     """Fake network output (heatmaps, tags) for people given in map pixels."""
     yy, xx = np.mgrid[0:size, 0:size] + 0.5
-    # sub-pixel Gaussians ("exact" puts pixel centres at integers: shift by 0.5),
-    # 1.5 pixels wide at scale 1, as wide in the image at every scale
-    centred = people_map - [0.5, 0.5, 0.0]
-    heat = ae.render_heatmaps(centred, (size, size), sigma=1.5 * scale, method="exact")
+    # sub-pixel Gaussians, 1.5 pixels wide at scale 1, as wide in the image at every scale
+    heat = ae.render_heatmaps(people_map, (size, size), sigma=1.5 * scale, method="exact")
     for _ in range(6):  # spurious blobs on random joint types
         k, (x, y) = rng.integers(K), rng.uniform(0, size, 2)
         blob = rng.uniform(0.15, 0.4) * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (4.5 * scale**2))
