@@ -369,3 +369,27 @@ def test_evaluate_keypoints_rejects_bad_input(rng, gt_change, results_change, kw
         results = results_change(results)
     with pytest.raises(error, match=match):
         ae.evaluate_keypoints(gt, results, **kwargs)
+
+
+def test_decoded_people_round_trip(rng):
+    # ground truth in image pixels -> ideal maps at stride 4 -> decode -> COCO results
+    gt = make_gt(rng, people_per_image=(3,), size=256)
+    image_id = gt["images"][0]["id"]
+    people = predictions_from_gt(gt, image_id, score=1.0)
+    labeled = np.isfinite(people[..., 0])
+    on_map = np.where(labeled[..., None], people / [4.0, 4.0, 1.0], 0.0)
+    heatmaps = ae.render_heatmaps(on_map, (64, 64))
+    yy, xx = np.mgrid[0:64, 0:64] + 0.5
+    dist = np.hypot(xx - on_map[..., 0, None, None], yy - on_map[..., 1, None, None])
+    dist[~labeled] = np.inf  # (N, K, H, W)
+    tags = (3.0 * dist.argmin(axis=0)).astype(np.float32)  # tag map k: nearest person's number
+    (poses,) = ae.decode(heatmaps[None], tags[None], refine=False)
+    results = ae.to_coco_results(poses, image_id, transform=np.array([[4.0, 0, 0], [0, 4.0, 0]]))
+    assert len(results) == len(poses) == 3
+    assert [r["score"] for r in results] == pytest.approx(poses.scores.tolist())
+    flat = np.array([r["keypoints"] for r in results]).reshape(3, K, 3)
+    found = np.isfinite(poses.keypoints[..., 0])
+    np.testing.assert_allclose(flat[..., :2][found], poses.rescale(4.0).keypoints[..., :2][found])
+    stats = ae.evaluate_keypoints(gt, results)
+    assert stats["AP50"] == pytest.approx(1.0)
+    assert stats["AR50"] == pytest.approx(1.0)

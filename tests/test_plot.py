@@ -321,3 +321,18 @@ def test_show_maps_rejects_bad_input(kwargs, error, match):
     args = {"heatmaps": np.zeros((K, 8, 8)), "tags": np.zeros((K, 8, 8))} | kwargs
     with pytest.raises(error, match=match):
         ae.show_maps(args.pop("heatmaps"), args.pop("tags"), **args)
+
+
+def test_plot_functions_take_decoded_poses(rng):
+    heatmaps = np.zeros((1, K, 32, 32), np.float32)
+    tags = np.zeros((1, K, 32, 32), np.float32)
+    for row, tag in [(5, 0.0), (20, 2.0)]:
+        for k in range(K):
+            heatmaps[0, k, row + k % 4, 2 + k] = 1.0
+        tags[0, :, row : row + 4] = tag
+    (poses,) = ae.decode(heatmaps, tags)
+    assert len(poses) == 2
+    ax = ae.draw_poses(np.zeros((32, 32)), poses)
+    assert len(person_artists(ax)) == 2
+    pts = point_sets(ae.plot_tags(tags[0], poses))
+    assert sorted(np.unique(v[:, 1]).tolist() for v in pts.values()) == [[0.0], [2.0]]
