@@ -854,13 +854,25 @@ def refine_image(
                 ):
                     open_blocks[n_open] = b
                     n_open += 1
-            # scan the open tiles, largest bound first, dropping those that can no longer win
-            while n_open > 0:
-                j = 0
-                for i in range(1, n_open):
-                    if ub[open_blocks[i]] > ub[open_blocks[j]]:
-                        j = i
-                b = open_blocks[j]
+            # scan the open tiles, largest bound first (ties: smallest tile first), until
+            # no bound can beat the best score
+            for i in range(1, n_open):
+                b = open_blocks[i]
+                u = ub[b]
+                j = i
+                while j > 0 and ub[open_blocks[j - 1]] < u:
+                    open_blocks[j] = open_blocks[j - 1]
+                    j -= 1
+                open_blocks[j] = b
+            for i in range(n_open):
+                b = open_blocks[i]
+                if best_idx >= 0 and (
+                    ub[b] < best
+                    or (ub[b] == best and _block_start(b, nbx, block, w_size) >= best_idx)
+                ):
+                    if ub[b] < best:
+                        break
+                    continue
                 by = b // nbx
                 bx = b % nbx
                 best, best_idx = _scan_block(
@@ -879,16 +891,6 @@ def refine_image(
                     acc,
                     sq,
                 )
-                m = 0
-                for i in range(n_open):
-                    c = open_blocks[i]
-                    if c != b and (
-                        ub[c] > best
-                        or (ub[c] == best and _block_start(c, nbx, block, w_size) < best_idx)
-                    ):
-                        open_blocks[m] = c
-                        m += 1
-                n_open = m
             y = best_idx // w_size
             x = best_idx % w_size
             val = hk[y, x]
