@@ -22,6 +22,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 # public name -> submodule that defines it
 _LAZY: dict[str, str] = {
+    # aggregation.py: a submodule must not share a public function's name, because
+    # importing it binds the package attribute of that name to the module
+    "aggregate": "aggregation",
+    "flip_maps": "aggregation",
     # loss.py
     "AssociativeEmbeddingLoss": "loss",
     "HeatmapLoss": "loss",
@@ -56,6 +60,8 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
+    # ruff: noqa: F401
+    from .aggregation import aggregate, flip_maps
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
     from .skeletons import COCO_KEYPOINTS, MPII_KEYPOINTS, Skeleton
     from .targets import joint_indices, pad_keypoints, render_heatmaps, scale_keypoints

@@ -72,7 +72,9 @@ def check_layout(x: Any, name: str, layouts: Sequence[str]) -> str:
     raise ValueError(f"{name} must have shape {wanted}, got shape {shape_str(x.shape)}")
 
 
-def check_float_array(x: Any, name: str, *, allow_numpy: bool = True, allow_torch: bool = True) -> None:
+def check_float_array(
+    x: Any, name: str, *, allow_numpy: bool = True, allow_torch: bool = True
+) -> None:
     """Check that ``x`` is a floating-point numpy array and/or torch tensor.
 
     Raises

@@ -1,0 +1,256 @@
+"""A numba linear-assignment solver that makes the same choices as ``munkres`` 1.1.4.
+
+The reference parsers (pose-ae-train, HigherHRNet, mmpose) match each joint
+type's candidates to the people found so far with
+``munkres.Munkres().compute(cost)`` on integer-rounded costs
+``round(distance) * 100 - detection_value``. Such costs tie often, and among
+equally cheap assignments each solver picks its own: scipy's
+``linear_sum_assignment`` and ``munkres`` 3.x choose differently from
+``munkres`` 1.1.4, the version the reference results were produced with.
+
+:func:`munkres_assign` follows ``munkres`` 1.1.4 step by step: it pads the
+matrix with zeros to a square, subtracts row minima, stars zeros greedily in
+row-major order, searches for uncovered zeros with the same wrap-around scan
+that resumes where the previous search stopped (keeping the *last* uncovered
+zero of the first row that has one), builds the same augmenting paths, and
+adjusts the matrix with the same float64 operations in the same order (a
+covered row first gains the minimum, then an uncovered column loses it, so
+``(c + m) - m`` is rounded exactly as in the Python code). Its output therefore
+equals ``Munkres().compute(cost.tolist())`` bit for bit on every finite input,
+ties included.
+
+This module needs only numpy and numba, so the decoder kernels can call the
+solver from compiled code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["linear_assignment", "munkres_assign"]
+
+# munkres 1.1.4 starts its minimum search at sys.maxsize == 2**63 - 1 (a Python int).
+# No float64 lies strictly between 2**63 - 1 and 2**63, so comparing floats with
+# 2.0**63 gives the same answers as comparing them with the int.
+_MAXSIZE = 9223372036854775808.0
+
+
+@njit(cache=True, nogil=True)
+def _find_a_zero(c, row_covered, col_covered, i0, j0):
+    """Scan for an uncovered zero as munkres 1.1.4 ``__find_a_zero`` does, from ``(i0, j0)``.
+
+    Within the first row (in cyclic order from ``i0``) that holds an uncovered
+    zero, the scan keeps going to the end of the row and returns the *last*
+    uncovered zero met in cyclic column order from ``j0``. Returns ``(-1, -1)``
+    if there is none.
+    """
+    n = c.shape[0]
+    row = -1
+    col = -1
+    i = i0
+    done = False
+    while not done:
+        if not row_covered[i]:  # a covered row holds no candidate: skip its scan
+            j = j0
+            while True:
+                if c[i, j] == 0.0 and not col_covered[j]:
+                    row = i
+                    col = j
+                    done = True
+                j = (j + 1) % n
+                if j == j0:
+                    break
+        i = (i + 1) % n
+        if i == i0:
+            done = True
+    return row, col
+
+
+@njit(cache=True, nogil=True)
+def munkres_assign(cost, col_of_row):
+    """Solve a linear assignment exactly as ``munkres.Munkres().compute`` (1.1.4) does.
+
+    Parameters
+    ----------
+    cost : float64[:, ::1], shape (R, C)
+        Finite costs; R, C >= 0. Not modified.
+    col_of_row : int64[::1], shape (R,)
+        Output, written in place: ``col_of_row[i]`` is the column that
+        ``Munkres().compute(cost.tolist())`` pairs with row ``i``, or -1 if row
+        ``i`` gets no column (only possible when R > C: munkres pads to a square
+        and drops pairs with padded indices).
+
+    Returns
+    -------
+    int
+        The number of assigned rows, ``min(R, C)``.
+
+    Notes
+    -----
+    munkres raises ``IndexError`` for R == 0; here nothing is assigned and 0 is
+    returned. Costs must be finite and below 2**63 in magnitude (munkres' own
+    limits); NaN or infinity give undefined results.
+    """
+    n_rows, n_cols = cost.shape
+    for i in range(n_rows):
+        col_of_row[i] = -1
+    if n_rows == 0 or n_cols == 0:
+        return 0
+    n = max(n_rows, n_cols)
+
+    # pad_matrix(pad_value=0)
+    c = np.zeros((n, n), dtype=np.float64)
+    for i in range(n_rows):
+        for j in range(n_cols):
+            c[i, j] = cost[i, j]
+    marked = np.zeros((n, n), dtype=np.int8)  # 1 = star, 2 = prime
+    row_covered = np.zeros(n, dtype=np.bool_)
+    col_covered = np.zeros(n, dtype=np.bool_)
+    path = np.zeros((2 * n + 1, 2), dtype=np.int64)
+
+    # step 1: subtract each row's minimum (Python's min keeps the first of equal values)
+    for i in range(n):
+        minval = c[i, 0]
+        for j in range(1, n):
+            if c[i, j] < minval:
+                minval = c[i, j]
+        for j in range(n):
+            c[i, j] -= minval
+
+    # step 2: star the first uncovered zero of each row, in row-major order
+    for i in range(n):
+        for j in range(n):
+            if c[i, j] == 0.0 and not col_covered[j] and not row_covered[i]:
+                marked[i, j] = 1
+                col_covered[j] = True
+                row_covered[i] = True
+                break
+    row_covered[:] = False
+    col_covered[:] = False
+
+    while True:
+        # step 3: cover the starred columns; done when all n are covered
+        count = 0
+        for i in range(n):
+            for j in range(n):
+                if marked[i, j] == 1 and not col_covered[j]:
+                    col_covered[j] = True
+                    count += 1
+        if count >= n:
+            break
+
+        # step 4 (with step 6 whenever no uncovered zero is left)
+        row = 0
+        col = 0
+        while True:
+            row, col = _find_a_zero(c, row_covered, col_covered, row, col)
+            if row < 0:
+                # step 6: smallest uncovered value ...
+                minval = _MAXSIZE
+                for i in range(n):
+                    if not row_covered[i]:
+                        for j in range(n):
+                            if (not col_covered[j]) and minval > c[i, j]:
+                                minval = c[i, j]
+                # ... added to covered rows, then subtracted from uncovered columns
+                for i in range(n):
+                    if row_covered[i]:
+                        for j in range(n):
+                            c[i, j] += minval
+                            if not col_covered[j]:
+                                c[i, j] -= minval
+                    else:
+                        for j in range(n):
+                            if not col_covered[j]:
+                                c[i, j] -= minval
+                # back to step 4, which starts its search at (0, 0) again
+                row = 0
+                col = 0
+                continue
+            marked[row, col] = 2
+            star_col = -1
+            for j in range(n):
+                if marked[row, j] == 1:
+                    star_col = j
+                    break
+            if star_col >= 0:
+                col = star_col
+                row_covered[row] = True
+                col_covered[col] = False
+            else:
+                break
+
+        # step 5: augmenting path of alternating primes and stars from (row, col)
+        count = 0
+        path[0, 0] = row
+        path[0, 1] = col
+        while True:
+            star_row = -1
+            for i in range(n):
+                if marked[i, path[count, 1]] == 1:
+                    star_row = i
+                    break
+            if star_row < 0:
+                break
+            count += 1
+            path[count, 0] = star_row
+            path[count, 1] = path[count - 1, 1]
+            prime_col = -1
+            for j in range(n):
+                if marked[path[count, 0], j] == 2:
+                    prime_col = j
+                    break
+            count += 1
+            path[count, 0] = path[count - 1, 0]
+            path[count, 1] = prime_col
+        for k in range(count + 1):
+            if marked[path[k, 0], path[k, 1]] == 1:
+                marked[path[k, 0], path[k, 1]] = 0
+            else:
+                marked[path[k, 0], path[k, 1]] = 1
+        row_covered[:] = False
+        col_covered[:] = False
+        for i in range(n):
+            for j in range(n):
+                if marked[i, j] == 2:
+                    marked[i, j] = 0
+
+    assigned = 0
+    for i in range(n_rows):
+        for j in range(n_cols):
+            if marked[i, j] == 1:
+                col_of_row[i] = j
+                assigned += 1
+                break
+    return assigned
+
+
+def linear_assignment(cost):
+    """Solve ``cost`` with :func:`munkres_assign`; return ``(rows, cols)`` like scipy.
+
+    Parameters
+    ----------
+    cost : array_like, shape (R, C)
+        Finite costs, converted to C-contiguous float64.
+
+    Returns
+    -------
+    rows, cols : ndarray of int64, shape (min(R, C),)
+        The assigned pairs, rows increasing; the same pairs, in the same order,
+        as ``munkres.Munkres().compute(cost.tolist())`` (1.1.4).
+
+    Raises
+    ------
+    ValueError
+        If ``cost`` is not 2-D or holds NaN or infinity.
+    """
+    arr = np.ascontiguousarray(cost, dtype=np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"cost must have shape (R, C), got shape {arr.shape}")
+    if arr.size and not np.isfinite(arr).all():
+        raise ValueError("cost contains NaN or infinite values")
+    col_of_row = np.empty(arr.shape[0], dtype=np.int64)
+    munkres_assign(arr, col_of_row)
+    rows = np.flatnonzero(col_of_row >= 0)
+    return rows.astype(np.int64), col_of_row[rows]

@@ -1,0 +1,414 @@
+"""Training targets: Gaussian heatmaps, padded keypoint tensors, joint indices.
+
+Coordinates are ``x`` (column) and ``y`` (row) in pixels of the map the target
+is for (heatmap pixels, not image pixels: convert with :func:`scale_keypoints`).
+Keypoint arrays have a last axis ``(x, y, v)``; a joint is labelled when
+``v > 0``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from ._validation import (
+    check_choice,
+    check_float_array,
+    check_int,
+    check_layout,
+    check_number,
+    is_tensor,
+    shape_str,
+)
+
+__all__ = ["joint_indices", "pad_keypoints", "render_heatmaps", "scale_keypoints"]
+
+RenderMethod = Literal["reference", "exact"]
+
+
+def _check_size(size: Any, name: str = "size") -> tuple[int, int]:
+    if not isinstance(size, Sequence) or isinstance(size, str) or len(size) != 2:
+        raise TypeError(f"{name} must be a pair (H, W) of positive integers, got {size!r}")
+    h = check_int(size[0], f"{name}[0] (H)", low=1)
+    w = check_int(size[1], f"{name}[1] (W)", low=1)
+    return h, w
+
+
+def _check_keypoints(keypoints: Any, name: str, layouts: list[str]) -> str:
+    check_float_array(keypoints, name)
+    layout = check_layout(keypoints, name, layouts)
+    if keypoints.shape[-1] != 3:
+        raise ValueError(
+            f"{name} must have a last axis (x, y, v) of length 3, "
+            f"got shape {shape_str(keypoints.shape)}"
+        )
+    return layout
+
+
+def _check_labelled_finite(kp: np.ndarray, name: str) -> None:
+    v = kp[..., 2]
+    if not np.isfinite(v).all():
+        raise ValueError(f"{name} contains NaN or infinite visibility values")
+    lab = v > 0
+    if not np.isfinite(kp[..., :2][lab]).all():
+        raise ValueError(f"{name} contains NaN or infinite x, y in labelled joints (v > 0)")
+
+
+def render_heatmaps(
+    keypoints: Any,
+    size: tuple[int, int],
+    *,
+    sigma: float | None = None,
+    method: RenderMethod = "reference",
+) -> Any:
+    r"""Render Gaussian heatmap targets, one channel per joint type.
+
+    Parameters
+    ----------
+    keypoints : ndarray or Tensor, shape (N, K, 3) or (B, N, K, 3)
+        People as ``x, y, v`` in heatmap pixels; joints with ``v <= 0`` are
+        skipped, and so are joints outside the map.
+    size : tuple of int
+        Output size ``(H, W)`` in pixels.
+    sigma : float, optional
+        Gaussian standard deviation in heatmap pixels. Default
+        :math:`\sqrt{HW}/64` (pose-ae-train and HigherHRNet's ``output_res/64``,
+        2 at 128×128; mmpose 1.x's :math:`\sqrt{WH}/64`).
+    method : {"reference", "exact"}, default "reference"
+        ``"reference"``: pose-ae-train / HigherHRNet's ``HeatmapGenerator``.
+        The joint snaps to the truncated pixel ``(int(x), int(y))`` (so the
+        peak of a joint at ``x`` lies at pixel ``floor(x)``, whose centre is
+        ``floor(x) + 0.5`` in the parsers' convention); a patch of side
+        ``6σ+3`` of :math:`\exp(-((c-c_0)^2+(r-r_0)^2)/(2σ^2))` with
+        :math:`c_0 = r_0 = 3σ+1` is placed with its corner at
+        ``round(int(x) - 3σ - 1)`` (NumPy rounding, half to even); a joint is
+        skipped unless ``0 <= int(x) < W`` and ``0 <= int(y) < H`` (``int``
+        truncates towards zero, so ``x = -0.5`` counts, as in the
+        references). ``"exact"``: the untruncated Gaussian
+        :math:`\exp(-((j-x)^2+(i-y)^2)/(2σ^2))` at every pixel (row i, column
+        j), i.e. integer coordinates are pixel centres, for joints whose
+        nearest pixel is on the map.
+
+    Returns
+    -------
+    ndarray or Tensor, shape (K, H, W) or (B, K, H, W)
+        float32 targets with peak value 1; overlapping people take the
+        element-wise maximum. Same kind as ``keypoints`` (a tensor stays on
+        its device).
+
+    Raises
+    ------
+    TypeError
+        If ``keypoints`` is not a floating array or ``size`` is not a pair of
+        integers.
+    ValueError
+        If shapes or options are invalid, or labelled joints hold NaN/Inf.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import associative_embedding as ae
+    >>> person = np.zeros((1, 2, 3), np.float32)
+    >>> person[0, 0] = (5.7, 3.2, 1)     # joint 0 labelled; joint 1 not (v = 0)
+    >>> hm = ae.render_heatmaps(person, (8, 8), sigma=1.0)
+    >>> hm.shape
+    (2, 8, 8)
+    >>> [int(i) for i in np.unravel_index(hm[0].argmax(), hm[0].shape)], float(hm[1].max())
+    ([3, 5], 0.0)
+    """
+    layout = _check_keypoints(keypoints, "keypoints", ["NK3", "BNK3"])
+    h, w = _check_size(size)
+    check_choice(method, "method", ("reference", "exact"))
+    s = (
+        math.sqrt(h * w) / 64.0
+        if sigma is None
+        else check_number(sigma, "sigma", low=0.0, low_inclusive=False)
+    )
+    tensor = is_tensor(keypoints)
+    kp = keypoints.detach().cpu().double().numpy() if tensor else np.asarray(keypoints, np.float64)
+    if layout == "NK3":
+        kp = kp[None]
+    _check_labelled_finite(kp, "keypoints")
+    out = _render(kp, h, w, s, method)
+    if layout == "NK3":
+        out = out[0]
+    if tensor:
+        import torch
+
+        return torch.from_numpy(out).to(keypoints.device)
+    return out
+
+
+def _render(kp: np.ndarray, h: int, w: int, sigma: float, method: str) -> np.ndarray:
+    """Render (B, N, K, 3) float64 keypoints into (B, K, H, W) float32 maps."""
+    b, n, k, _ = kp.shape
+    out = np.zeros((b, k, h, w), np.float32)
+    if b * n * k == 0:
+        return out
+    lab = kp[..., 2] > 0
+    x = np.where(lab, kp[..., 0], -1e9)
+    y = np.where(lab, kp[..., 1], -1e9)
+    cols = np.arange(w, dtype=np.float64)
+    rows = np.arange(h, dtype=np.float64)
+    if method == "reference":
+        xi, yi = np.trunc(x), np.trunc(y)
+        valid = lab & (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+        patch = len(np.arange(0, 6 * sigma + 3, 1, dtype=np.float64))
+        center = 3 * sigma + 1
+        ul_x, ul_y = np.round(xi - 3 * sigma - 1), np.round(yi - 3 * sigma - 1)
+        br_x, br_y = np.round(xi + 3 * sigma + 2), np.round(yi + 3 * sigma + 2)
+        # patch-local coordinate of every column / row, per joint: (B, N, K, W) / (B, N, K, H)
+        cx = cols - ul_x[..., None]
+        cy = rows - ul_y[..., None]
+        in_x = (cx >= 0) & (cx < patch) & (cols < br_x[..., None])
+        in_y = (cy >= 0) & (cy < patch) & (rows < br_y[..., None])
+        dx2 = np.where(in_x, (cx - center) ** 2, np.inf)
+        dy2 = np.where(in_y, (cy - center) ** 2, np.inf)
+    else:
+        valid = (
+            lab & (np.floor(x + 0.5) >= 0) & (np.floor(x + 0.5) < w)
+            & (np.floor(y + 0.5) >= 0) & (np.floor(y + 0.5) < h)
+        )  # fmt: skip
+        dx2 = (cols - x[..., None]) ** 2
+        dy2 = (rows - y[..., None]) ** 2
+    dx2 = np.where(valid[..., None], dx2, np.inf)
+    inv = 1.0 / (2.0 * sigma * sigma)
+    # One person slot at a time keeps the temporary at (B, K, H, W).
+    for p in range(n):
+        if not valid[:, p].any():
+            continue
+        d2 = dy2[:, p, :, :, None] + dx2[:, p, :, None, :]
+        np.maximum(out, np.exp(-d2 * inv).astype(np.float32), out=out)
+    return out
+
+
+def pad_keypoints(
+    people: Sequence[Any],
+    *,
+    max_people: int | None = None,
+    num_joints: int | None = None,
+) -> Any:
+    """Stack ragged per-image annotations into one padded keypoint tensor.
+
+    Parameters
+    ----------
+    people : sequence of ndarray or Tensor, each of shape (N_i, K, 3)
+        One array of people per image (``x, y, v``); ``N_i`` may be 0.
+    max_people : int, optional
+        Pad every image to exactly this many people (fixed shapes for
+        ``torch.compile`` or DDP). Default: the largest ``N_i``.
+    num_joints : int, optional
+        K, needed only when ``people`` is empty or every array is empty
+        and shape-less; otherwise checked against the arrays.
+
+    Returns
+    -------
+    ndarray or Tensor, shape (B, N, K, 3)
+        float32, zero-padded (padding people have ``v = 0`` everywhere, which
+        the losses ignore). A tensor (on the first tensor's device) if any
+        input is a tensor, else a numpy array.
+
+    Raises
+    ------
+    TypeError
+        If an element is not a floating array/tensor.
+    ValueError
+        If K differs between images, an image has more than ``max_people``
+        people, or K cannot be determined.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import associative_embedding as ae
+    >>> batch = ae.pad_keypoints([np.ones((2, 17, 3)), np.ones((0, 17, 3))])
+    >>> batch.shape, float(batch[1, :, :, 2].sum())
+    ((2, 2, 17, 3), 0.0)
+    """
+    if isinstance(people, (str, bytes)) or not isinstance(people, Sequence):
+        raise TypeError(
+            f"people must be a sequence of (N_i, K, 3) arrays, got {type(people).__name__}"
+        )
+    arrays = []
+    device = None
+    for i, p in enumerate(people):
+        name = f"people[{i}]"
+        _check_keypoints(p, name, ["NK3"])
+        if is_tensor(p):
+            device = p.device if device is None else device
+            arrays.append(p.detach().cpu().float().numpy())
+        else:
+            arrays.append(np.asarray(p, np.float32))
+    ks = {a.shape[1] for a in arrays}
+    if num_joints is not None:
+        ks.add(check_int(num_joints, "num_joints", low=1))
+    if len(ks) > 1:
+        shapes = ", ".join(shape_str(a.shape) for a in arrays)
+        raise ValueError(
+            f"people must all have the same K (num_joints={num_joints}), got shapes {shapes}"
+        )
+    if not ks:
+        raise ValueError("people is empty: pass num_joints to build a (0, N, K, 3) batch")
+    k = ks.pop()
+    counts = [a.shape[0] for a in arrays]
+    n = max(counts, default=0)
+    if max_people is not None:
+        cap = check_int(max_people, "max_people", low=0)
+        for i, c in enumerate(counts):
+            if c > cap:
+                raise ValueError(
+                    f"people[{i}] has {c} people, more than max_people={cap}; "
+                    "raise max_people or drop people"
+                )
+        n = cap
+    out = np.zeros((len(arrays), n, k, 3), np.float32)
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0]] = a
+    if device is not None:
+        import torch
+
+        return torch.from_numpy(out).to(device)
+    return out
+
+
+def scale_keypoints(
+    keypoints: Any,
+    from_size: tuple[int, int],
+    to_size: tuple[int, int],
+    *,
+    pixel_center: float = 0.0,
+) -> Any:
+    """Map keypoints between two resolutions of the same view, e.g. image to heatmap.
+
+    Parameters
+    ----------
+    keypoints : ndarray or Tensor, shape (..., 3)
+        ``x, y, v``; only ``x`` and ``y`` change (NaN stays NaN).
+    from_size, to_size : tuple of int
+        ``(H, W)`` of the source and destination grids in pixels.
+    pixel_center : float, default 0.0
+        Where a pixel's centre sits in the coordinate convention of
+        ``keypoints``. With 0.0 (continuous coordinates whose origin is the
+        top-left corner of the first pixel, as the references' affine warps
+        produce), ``x' = x · W_to / W_from``. With 0.5 the coordinates are
+        taken to name pixel centres at integers and
+        ``x' = (x + 0.5) · W_to / W_from - 0.5``. Likewise for ``y`` with H.
+
+    Returns
+    -------
+    ndarray or Tensor, shape (..., 3)
+        Same kind, dtype and device as ``keypoints``.
+
+    Raises
+    ------
+    TypeError
+        If ``keypoints`` is not a floating array or a size is not a pair of ints.
+    ValueError
+        If the last axis is not 3.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import associative_embedding as ae
+    >>> kp = np.array([[[256.0, 128.0, 1.0]]])      # image pixels, 512x512 image
+    >>> ae.scale_keypoints(kp, (512, 512), (128, 128)).tolist()
+    [[[64.0, 32.0, 1.0]]]
+    """
+    check_float_array(keypoints, "keypoints")
+    if keypoints.ndim < 1 or keypoints.shape[-1] != 3:
+        raise ValueError(
+            "keypoints must have a last axis (x, y, v) of length 3, "
+            f"got shape {shape_str(keypoints.shape)}"
+        )
+    fh, fw = _check_size(from_size, "from_size")
+    th, tw = _check_size(to_size, "to_size")
+    c = check_number(pixel_center, "pixel_center")
+    out = keypoints.clone() if is_tensor(keypoints) else keypoints.copy()
+    out[..., 0] = (keypoints[..., 0] + c) * (tw / fw) - c
+    out[..., 1] = (keypoints[..., 1] + c) * (th / fh) - c
+    return out
+
+
+def joint_indices(
+    keypoints: Any,
+    size: tuple[int, int],
+    *,
+    max_people: int = 30,
+    tag_per_joint: bool = True,
+) -> np.ndarray:
+    """Packed joint-index array of pose-ae-train and HigherHRNet (``JointsGenerator``).
+
+    Our losses take padded ``(B, N, K, 3)`` keypoints directly; this array is
+    for code that consumes the references' format.
+
+    Parameters
+    ----------
+    keypoints : ndarray or Tensor, shape (N, K, 3) or (B, N, K, 3)
+        People in heatmap pixels.
+    size : tuple of int
+        ``(H, W)`` of the tag map.
+    max_people : int, default 30
+        Number of person slots (the references' ``MAX_NUM_PEOPLE``).
+    tag_per_joint : bool, default True
+        Flat index into the (K, H, W) tag volume, ``k·H·W + y·W + x``
+        (``TAG_PER_JOINT``); if False, into one (H, W) map, ``y·W + x``.
+
+    Returns
+    -------
+    ndarray, shape (max_people, K, 2) or (B, max_people, K, 2)
+        int64 ``(index, 1)`` rows. For person slot n the labelled joints
+        inside the map (``int`` truncation, as the references) are *packed*
+        into rows 0, 1, ... in joint order; the rest are ``(0, 0)``.
+
+    Raises
+    ------
+    TypeError
+        If ``keypoints`` is not a floating array.
+    ValueError
+        If an image has more than ``max_people`` people (the references fail
+        with an IndexError there), or inputs are malformed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import associative_embedding as ae
+    >>> kp = np.array([[[1.0, 2.0, 0.0], [3.0, 1.0, 1.0]]])   # (N=1, K=2, 3)
+    >>> ae.joint_indices(kp, (4, 4), max_people=2).tolist()
+    [[[23, 1], [0, 0]], [[0, 0], [0, 0]]]
+    """
+    layout = _check_keypoints(keypoints, "keypoints", ["NK3", "BNK3"])
+    h, w = _check_size(size)
+    cap = check_int(max_people, "max_people", low=0)
+    if not isinstance(tag_per_joint, (bool, np.bool_)):
+        raise TypeError(f"tag_per_joint must be a bool, got {type(tag_per_joint).__name__}")
+    kp = (
+        keypoints.detach().cpu().double().numpy()
+        if is_tensor(keypoints)
+        else np.asarray(keypoints, np.float64)
+    )
+    if layout == "NK3":
+        kp = kp[None]
+    _check_labelled_finite(kp, "keypoints")
+    b, n, k, _ = kp.shape
+    lab = kp[..., 2] > 0
+    if n > cap and lab[:, cap:].any():
+        img = int(np.nonzero(lab[:, cap:].any((1, 2)))[0][0])
+        raise ValueError(
+            f"keypoints image {img} has labelled people beyond max_people={cap} slots; "
+            "raise max_people"
+        )
+    xi = np.trunc(np.where(lab, kp[..., 0], -1)).astype(np.int64)
+    yi = np.trunc(np.where(lab, kp[..., 1], -1)).astype(np.int64)
+    ok = lab & (xi >= 0) & (yi >= 0) & (xi < w) & (yi < h)
+    flat = yi * w + xi
+    if tag_per_joint:
+        flat = flat + np.arange(k, dtype=np.int64) * (h * w)
+    out = np.zeros((b, cap, k, 2), np.int64)
+    # packed position of each valid joint within its person: running count along K
+    slot = np.cumsum(ok, axis=-1) - 1
+    bi, ni, ki = np.nonzero(ok[:, :cap])
+    out[bi, ni, slot[bi, ni, ki], 0] = flat[bi, ni, ki]
+    out[bi, ni, slot[bi, ni, ki], 1] = 1
+    return out[0] if layout == "NK3" else out

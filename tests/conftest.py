@@ -1,0 +1,39 @@
+"""Shared fixtures: seeded RNG per test, CUDA skipping, doctest namespace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="CUDA not available")
+    for item in items:
+        if item.get_closest_marker("cuda"):
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def rng(request) -> np.random.Generator:
+    """A per-test generator seeded from the test's name (order independent)."""
+    seed = abs(hash(request.node.nodeid)) % (2**32)
+    return np.random.default_rng(seed)
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_rng():
+    state = torch.get_rng_state()
+    yield
+    torch.set_rng_state(state)
+
+
+@pytest.fixture(autouse=True)
+def _doctest_deps(doctest_namespace):
+    import associative_embedding as ae
+
+    doctest_namespace.update(np=np, torch=torch, ae=ae)

@@ -1,0 +1,201 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import associative_embedding as ae
+
+
+def brute_reference_heatmaps(joints, h, w, sigma):
+    """HigherHRNet HeatmapGenerator written out per joint and per pixel (REFERENCE.md §1.2, §3.2)."""
+    k = joints.shape[1]
+    hms = np.zeros((k, h, w), np.float32)
+    size = 6 * sigma + 3
+    n_patch = len(np.arange(0, size, 1))
+    x0 = y0 = 3 * sigma + 1
+    for person in joints:
+        for idx, pt in enumerate(person):
+            if not pt[2] > 0:
+                continue
+            x, y = int(pt[0]), int(pt[1])
+            if x < 0 or y < 0 or x >= w or y >= h:
+                continue
+            ul = int(np.round(x - 3 * sigma - 1)), int(np.round(y - 3 * sigma - 1))
+            br = int(np.round(x + 3 * sigma + 2)), int(np.round(y + 3 * sigma + 2))
+            for r in range(max(0, ul[1]), min(br[1], h)):
+                for c in range(max(0, ul[0]), min(br[0], w)):
+                    a, b = r - ul[1], c - ul[0]
+                    if a >= n_patch or b >= n_patch:
+                        continue
+                    g = math.exp(-((b - x0) ** 2 + (a - y0) ** 2) / (2 * sigma**2))
+                    hms[idx, r, c] = max(hms[idx, r, c], np.float32(g))
+    return hms
+
+
+def brute_exact_heatmaps(joints, h, w, sigma):
+    k = joints.shape[1]
+    hms = np.zeros((k, h, w), np.float32)
+    for person in joints:
+        for idx, (x, y, v) in enumerate(person):
+            if not v > 0 or not (0 <= math.floor(x + 0.5) < w and 0 <= math.floor(y + 0.5) < h):
+                continue
+            for r in range(h):
+                for c in range(w):
+                    g = math.exp(-((c - x) ** 2 + (r - y) ** 2) / (2 * sigma**2))
+                    hms[idx, r, c] = max(hms[idx, r, c], np.float32(g))
+    return hms
+
+
+def random_people(rng, n, k, h, w):
+    kp = np.zeros((n, k, 3))
+    kp[..., 0] = rng.uniform(-3, w + 3, size=(n, k))
+    kp[..., 1] = rng.uniform(-3, h + 3, size=(n, k))
+    kp[..., 2] = rng.choice([0, 1, 2], size=(n, k))
+    return kp
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 1.5, 0.7, 2.3])
+def test_reference_rendering_equals_brute_force(rng, sigma):
+    for _ in range(5):
+        h, w = int(rng.integers(5, 20)), int(rng.integers(5, 20))
+        kp = random_people(rng, int(rng.integers(0, 4)), 3, h, w)
+        got = ae.render_heatmaps(kp, (h, w), sigma=sigma)
+        np.testing.assert_allclose(
+            got, brute_reference_heatmaps(kp, h, w, sigma), rtol=1e-6, atol=1e-7
+        )
+
+
+def test_reference_rendering_default_sigma_and_peak():
+    kp = np.array([[[10.7, 20.2, 1.0]]])
+    hm = ae.render_heatmaps(kp, (64, 64))  # sigma = 64 / 64 = 1
+    np.testing.assert_allclose(hm, brute_reference_heatmaps(kp, 64, 64, 1.0), rtol=1e-6)
+    assert hm.dtype == np.float32
+    assert hm[0, 20, 10] == 1.0  # peak at the truncated location
+    hm128 = ae.render_heatmaps(kp * 2, (128, 128))  # sigma 2: 15-pixel patch
+    assert np.count_nonzero(hm128[0].max(0)) == 15
+
+
+def test_exact_rendering_equals_brute_force(rng):
+    for sigma in [0.8, 2.0]:
+        kp = random_people(rng, 3, 2, 9, 12)
+        got = ae.render_heatmaps(kp, (9, 12), sigma=sigma, method="exact")
+        np.testing.assert_allclose(
+            got, brute_exact_heatmaps(kp, 9, 12, sigma), rtol=1e-6, atol=1e-7
+        )
+
+
+def test_overlap_takes_max_and_batched_torch_matches_numpy(rng):
+    a = random_people(rng, 3, 4, 16, 16)
+    b = random_people(rng, 1, 4, 16, 16)
+    batch = ae.pad_keypoints([a, b])
+    for method in ["reference", "exact"]:
+        np_batch = ae.render_heatmaps(batch, (16, 20), method=method)
+        np.testing.assert_array_equal(
+            np_batch[0], ae.render_heatmaps(batch[0], (16, 20), method=method)
+        )
+        t = ae.render_heatmaps(torch.from_numpy(batch), (16, 20), method=method)
+        assert isinstance(t, torch.Tensor)
+        assert t.dtype == torch.float32
+        np.testing.assert_array_equal(t.numpy(), np_batch)
+    # two people on the same joint: max, not sum
+    two = np.array([[[5.0, 5.0, 1.0]], [[6.0, 5.0, 1.0]]])
+    hm = ae.render_heatmaps(two, (12, 12), sigma=1.0)
+    assert hm.max() == 1.0
+    assert hm[0, 5, 5] == 1.0
+    assert hm[0, 5, 6] == 1.0
+
+
+def test_render_errors():
+    with pytest.raises(
+        ValueError, match=r"keypoints must have shape \(N, K, 3\) or \(B, N, K, 3\)"
+    ):
+        ae.render_heatmaps(np.zeros((3, 3)), (8, 8))
+    with pytest.raises(ValueError, match="last axis"):
+        ae.render_heatmaps(np.zeros((1, 3, 2)), (8, 8))
+    with pytest.raises(TypeError, match="keypoints must have a floating-point dtype"):
+        ae.render_heatmaps(np.zeros((1, 3, 3), np.int32), (8, 8))
+    with pytest.raises(TypeError, match=r"size must be a pair \(H, W\)"):
+        ae.render_heatmaps(np.zeros((1, 3, 3)), 8)
+    with pytest.raises(ValueError, match=r"size\[0\] \(H\) must be >= 1"):
+        ae.render_heatmaps(np.zeros((1, 3, 3)), (0, 8))
+    with pytest.raises(ValueError, match="method must be one of"):
+        ae.render_heatmaps(np.zeros((1, 3, 3)), (8, 8), method="udp")
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        ae.render_heatmaps(np.zeros((1, 3, 3)), (8, 8), sigma=-1)
+    bad = np.ones((1, 1, 3))
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite x, y in labelled joints"):
+        ae.render_heatmaps(bad, (8, 8))
+    bad[0, 0, 2] = 0  # NaN on an unlabelled joint is fine
+    assert ae.render_heatmaps(bad, (8, 8)).max() == 0
+
+
+def test_pad_keypoints(rng):
+    people = [rng.random((2, 5, 3)), rng.random((0, 5, 3)), rng.random((4, 5, 3))]
+    out = ae.pad_keypoints(people)
+    assert out.shape == (3, 4, 5, 3)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out[2], people[2].astype(np.float32))
+    assert not out[0, 2:].any()
+    assert not out[1].any()
+    fixed = ae.pad_keypoints(people, max_people=6)
+    assert fixed.shape == (3, 6, 5, 3)
+    t = ae.pad_keypoints([torch.from_numpy(p) for p in people])
+    assert isinstance(t, torch.Tensor)
+    np.testing.assert_array_equal(t.numpy(), out)
+    assert ae.pad_keypoints([], num_joints=17).shape == (0, 0, 17, 3)
+    with pytest.raises(ValueError, match=r"people\[2\] has 4 people, more than max_people=3"):
+        ae.pad_keypoints(people, max_people=3)
+    with pytest.raises(ValueError, match="same K"):
+        ae.pad_keypoints([rng.random((1, 5, 3)), rng.random((1, 4, 3))])
+    with pytest.raises(ValueError, match="pass num_joints"):
+        ae.pad_keypoints([])
+    with pytest.raises(TypeError, match=r"people\[0\] must have a floating-point dtype"):
+        ae.pad_keypoints([np.zeros((1, 5, 3), np.int64)])
+    with pytest.raises(TypeError, match="people must be a sequence"):
+        ae.pad_keypoints(np.zeros((1, 1, 5, 3)))
+
+
+def test_scale_keypoints():
+    kp = np.array([[10.0, 20.0, 1.0], [np.nan, np.nan, 0.0]])
+    out = ae.scale_keypoints(kp, (400, 200), (100, 50))
+    np.testing.assert_array_equal(out[0], [2.5, 5.0, 1.0])
+    assert np.isnan(out[1, :2]).all()
+    centre = ae.scale_keypoints(kp, (400, 200), (100, 50), pixel_center=0.5)
+    np.testing.assert_allclose(centre[0], [(10.5 / 4) - 0.5, (20.5 / 4) - 0.5, 1.0])
+    back = ae.scale_keypoints(centre, (100, 50), (400, 200), pixel_center=0.5)
+    np.testing.assert_allclose(back[0], kp[0])
+    t = ae.scale_keypoints(torch.from_numpy(kp), (400, 200), (100, 50))
+    np.testing.assert_array_equal(t.numpy()[0], out[0])
+    assert kp[0, 0] == 10.0  # input untouched
+    with pytest.raises(ValueError, match="last axis"):
+        ae.scale_keypoints(np.zeros((2, 2)), (4, 4), (2, 2))
+
+
+def brute_joint_indices(joints, res_h, res_w, max_people, tag_per_joint=True):
+    """HigherHRNet JointsGenerator (REFERENCE.md §3.2), per person and joint."""
+    out = np.zeros((max_people, joints.shape[1], 2), np.int64)
+    for i in range(len(joints)):
+        tot = 0
+        for idx, pt in enumerate(joints[i]):
+            x, y = int(pt[0]), int(pt[1])
+            if pt[2] > 0 and x >= 0 and y >= 0 and x < res_w and y < res_h:
+                flat = y * res_w + x + (idx * res_h * res_w if tag_per_joint else 0)
+                out[i][tot] = (flat, 1)
+                tot += 1
+    return out
+
+
+def test_joint_indices_equal_reference_generator(rng):
+    for tag_per_joint in [True, False]:
+        for _ in range(10):
+            kp = random_people(rng, int(rng.integers(0, 6)), 4, 7, 9)
+            got = ae.joint_indices(kp, (7, 9), max_people=6, tag_per_joint=tag_per_joint)
+            np.testing.assert_array_equal(got, brute_joint_indices(kp, 7, 9, 6, tag_per_joint))
+    batch = ae.pad_keypoints([random_people(rng, 2, 4, 7, 9), random_people(rng, 3, 4, 7, 9)])
+    assert ae.joint_indices(batch, (7, 9)).shape == (2, 30, 4, 2)
+    with pytest.raises(ValueError, match="beyond max_people=2"):
+        ae.joint_indices(np.ones((3, 4, 3)), (7, 9), max_people=2)
