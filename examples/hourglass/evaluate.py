@@ -11,7 +11,8 @@ scored by pycocotools' ``COCOeval`` (OKS, COCO sigmas).
 
 Usage::
 
-    python examples/hourglass/evaluate.py --checkpoint DIR/checkpoint.pt --data synthetic --output DIR
+    python examples/hourglass/evaluate.py --checkpoint DIR/checkpoint.pt --data synthetic \\
+        --output DIR
     python examples/hourglass/evaluate.py --checkpoint ckpt.pt --data coco \\
         --val-json person_keypoints_val2017.json --val-images val2017/ --output DIR
 
@@ -40,8 +41,9 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import associative_embedding as ae  # noqa: E402
-from model import HourglassConfig, PoseNet, split_outputs  # noqa: E402
+from model import HourglassConfig, PoseNet, split_outputs
+
+import associative_embedding as ae
 
 SKELETON = ae.COCO_KEYPOINTS
 
@@ -276,14 +278,28 @@ def evaluate_synthetic(
             # ground truth rendered like the training targets, at the output resolution,
             # then resized like the network's maps
             h = config.output_size
-            kps = ae.pad_keypoints([ae.scale_keypoints(s[1], (config.input_size,) * 2, (h, h))
-                                    for s in scenes])
+            kps = ae.pad_keypoints(
+                [ae.scale_keypoints(s[1], (config.input_size,) * 2, (h, h)) for s in scenes]
+            )
+            if render == "exact":
+                kps[..., :2] -= 0.5  # "exact": integer coordinates are pixel centres
             gt_maps = torch.as_tensor(ae.render_heatmaps(kps, (h, h), sigma=sigma, method=render))
             if project:
                 gt_maps = torch.nn.functional.interpolate(
-                    gt_maps, size=(config.input_size,) * 2, mode="bilinear", align_corners=False)
-        preds = predict(model, config, images, scales=scales, flip=flip, device=device, amp=amp,
-                        project=project, decode_options=decode_options, gt_heatmaps=gt_maps)
+                    gt_maps, size=(config.input_size,) * 2, mode="bilinear", align_corners=False
+                )
+        preds = predict(
+            model,
+            config,
+            images,
+            scales=scales,
+            flip=flip,
+            device=device,
+            amp=amp,
+            project=project,
+            decode_options=decode_options,
+            gt_heatmaps=gt_maps,
+        )
         for i, (kp, sc, poses) in zip(idx, preds, strict=True):
             results += coco_results(kp, sc, i + 1)
             if shown is None:
@@ -358,10 +374,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=1, help="synthetic held-out seed")
     p.add_argument("--scales", type=float, nargs="+", default=[1.0])
     p.add_argument("--no-flip", action="store_true")
-    p.add_argument("--project", action=argparse.BooleanOptionalAction, default=None,
-                   help="decode at input resolution (default: as the checkpoint was trained)")
-    p.add_argument("--gt-heatmaps", action="store_true",
-                   help="ground-truth heatmaps + predicted tags (grouping quality alone)")
+    p.add_argument(
+        "--project",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decode at input resolution (default: as the checkpoint was trained)",
+    )
+    p.add_argument(
+        "--gt-heatmaps",
+        action="store_true",
+        help="ground-truth heatmaps + predicted tags (grouping quality alone)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
@@ -373,21 +396,42 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     model, config, train_args = load_model(args.checkpoint, args.device)
     project = args.project if args.project is not None else bool(train_args.get("project", False))
-    common = dict(scales=tuple(args.scales), flip=not args.no_flip, device=args.device,
-                  amp=args.amp, project=project)
+    common = dict(
+        scales=tuple(args.scales),
+        flip=not args.no_flip,
+        device=args.device,
+        amp=args.amp,
+        project=project,
+    )
     t0 = time.time()
     if args.data == "synthetic":
-        stats = evaluate_synthetic(model, config, seed=args.seed, num_images=args.num_images,
-                                   batch_size=args.batch_size, gt_heatmaps=args.gt_heatmaps,
-                                   render=train_args.get("render", "reference"),
-                                   sigma=train_args.get("sigma"),
-                                   output=args.output, verbose=True, **common)
+        stats = evaluate_synthetic(
+            model,
+            config,
+            seed=args.seed,
+            num_images=args.num_images,
+            batch_size=args.batch_size,
+            gt_heatmaps=args.gt_heatmaps,
+            render=train_args.get("render", "reference"),
+            sigma=train_args.get("sigma"),
+            output=args.output,
+            verbose=True,
+            **common,
+        )
     else:
         from data.coco import evaluate_coco
 
-        stats = evaluate_coco(model, config, args.val_json, args.val_images,
-                              num_images=args.num_images, batch_size=args.batch_size,
-                              output=args.output, verbose=True, **common)
+        stats = evaluate_coco(
+            model,
+            config,
+            args.val_json,
+            args.val_images,
+            num_images=args.num_images,
+            batch_size=args.batch_size,
+            output=args.output,
+            verbose=True,
+            **common,
+        )
     print(f"evaluated in {time.time() - t0:.1f} s")
     print(f"AP {stats['AP']:.4f}")
     return stats

@@ -136,7 +136,9 @@ class Hourglass(nn.Module):
         nf = f + increase
         self.up1 = Conv(f, f, 3, bn=bn)
         self.low1 = Conv(f, nf, 3, bn=bn)
-        self.low2 = Hourglass(depth - 1, nf, increase, bn=bn) if depth > 1 else Conv(nf, nf, 3, bn=bn)
+        self.low2 = (
+            Hourglass(depth - 1, nf, increase, bn=bn) if depth > 1 else Conv(nf, nf, 3, bn=bn)
+        )
         self.low3 = Conv(nf, f, 3, bn=bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,7 +176,9 @@ class PoseNet(nn.Module):
             Hourglass(c.depth, c.inp_dim, c.increase, bn=c.bn) for _ in range(c.nstack)
         )
         self.features = nn.ModuleList(
-            nn.Sequential(Conv(c.inp_dim, c.inp_dim, 3, bn=c.bn), Conv(c.inp_dim, c.inp_dim, 3, bn=c.bn))
+            nn.Sequential(
+                Conv(c.inp_dim, c.inp_dim, 3, bn=c.bn), Conv(c.inp_dim, c.inp_dim, 3, bn=c.bn)
+            )
             for _ in range(c.nstack)
         )
         self.outs = nn.ModuleList(

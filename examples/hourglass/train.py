@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import csv
 import json
-import math
 import os
 import sys
 import time
@@ -36,9 +35,10 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import associative_embedding as ae  # noqa: E402
-from data import collate  # noqa: E402
-from model import PRESETS, HourglassConfig, PoseNet, split_outputs  # noqa: E402
+from data import collate
+from model import PRESETS, HourglassConfig, PoseNet, split_outputs
+
+import associative_embedding as ae
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class TrainDefaults:
     lr_drop: float  # fraction of the run after which lr = lr_final
     warmup_steps: int
     tag_weight: float
+    push: str  # "exp" (pose-ae-train, HigherHRNet) or "margin" (HigherHRNet 'max', CornerNet)
     heatmap_weight: float
     positive_weight: float
     sigma: float | None  # heatmap Gaussian sigma in output pixels; None: library default
@@ -66,15 +67,43 @@ class TrainDefaults:
 TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
     # pose-ae-train: Adam 2e-4, batch 32, 1e-3 x (pull + push), lr 1e-5 late in training
     "paper": TrainDefaults(
-        batch_size=32, lr=2e-4, lr_final=1e-5, lr_drop=0.8, warmup_steps=0,
-        tag_weight=1e-3, heatmap_weight=1.0, positive_weight=0.0, sigma=None, render="reference", project=False, minutes=None, steps=250_000,
-        eval_every=60.0, eval_images=200, final_eval_images=500,
+        batch_size=32,
+        lr=2e-4,
+        lr_final=1e-5,
+        lr_drop=0.8,
+        warmup_steps=0,
+        tag_weight=1e-3,
+        push="exp",
+        heatmap_weight=1.0,
+        positive_weight=0.0,
+        sigma=None,
+        render="reference",
+        project=False,
+        minutes=None,
+        steps=250_000,
+        eval_every=60.0,
+        eval_images=200,
+        final_eval_images=500,
     ),
     # Reasons for each departure: examples/hourglass/README.md ("The tiny preset").
     "tiny": TrainDefaults(
-        batch_size=16, lr=2e-3, lr_final=2e-4, lr_drop=0.8, warmup_steps=50,
-        tag_weight=1e-1, heatmap_weight=1.0, positive_weight=0.0, sigma=1.5, render="exact", project=True, minutes=12.5, steps=None,
-        eval_every=2.0, eval_images=64, final_eval_images=300,
+        batch_size=16,
+        lr=2e-3,
+        lr_final=2e-4,
+        lr_drop=0.8,
+        warmup_steps=50,
+        tag_weight=1e-1,
+        push="margin",
+        heatmap_weight=1.0,
+        positive_weight=0.0,
+        sigma=1.5,
+        render="exact",
+        project=True,
+        minutes=12.5,
+        steps=None,
+        eval_every=2.0,
+        eval_images=64,
+        final_eval_images=300,
     ),
 }
 
@@ -98,12 +127,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--weight-decay", type=float, default=0.0)
     g = p.add_argument_group("loss")
     g.add_argument("--tag-weight", type=float, help="weight of pull + push (paper 1e-3)")
+    g.add_argument("--push", choices=("exp", "margin"), help="push penalty of the grouping loss")
     g.add_argument("--heatmap-weight", type=float)
     g.add_argument("--sigma", type=float, help="heatmap sigma in output pixels")
-    g.add_argument("--render", choices=("reference", "exact"),
-                   help="heatmap targets at the truncated pixel (reference) or sub-pixel (exact)")
-    g.add_argument("--positive-weight", type=float,
-                   help="heatmap MSE weight 1 + w * target (0: plain MSE)")
+    g.add_argument(
+        "--render",
+        choices=("reference", "exact"),
+        help="heatmap targets at the truncated pixel (reference) or sub-pixel (exact)",
+    )
+    g.add_argument(
+        "--positive-weight", type=float, help="heatmap MSE weight 1 + w * target (0: plain MSE)"
+    )
     g = p.add_argument_group("model overrides")
     g.add_argument("--input-size", type=int)
     g.add_argument("--nstack", type=int)
@@ -117,19 +151,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--eval-every", type=float, help="minutes between held-out evaluations")
     g.add_argument("--eval-images", type=int, help="held-out images per periodic evaluation")
     g.add_argument("--final-eval-images", type=int, help="held-out images for the final AP")
-    g.add_argument("--project", action=argparse.BooleanOptionalAction, default=None,
-                   help="decode at input resolution (default: the preset's choice)")
+    g.add_argument(
+        "--project",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decode at input resolution (default: the preset's choice)",
+    )
     g.add_argument("--no-final-eval", action="store_true")
     g = p.add_argument_group("system")
     g.add_argument("--device", default=None, help="cuda / cpu (default: cuda if available)")
-    g.add_argument("--amp", choices=("auto", "none", "bf16", "fp16"), default="auto",
-                   help="autocast dtype on CUDA (auto: bf16 if supported); ignored on CPU")
+    g.add_argument(
+        "--amp",
+        choices=("auto", "none", "bf16", "fp16"),
+        default="auto",
+        help="autocast dtype on CUDA (auto: bf16 if supported); ignored on CPU",
+    )
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     g.add_argument("--workers", type=int, default=None, help="DataLoader workers")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--resume", nargs="?", const="auto", default=None,
-                   help="resume from a checkpoint (default: OUTPUT/checkpoint.pt)")
+    g.add_argument(
+        "--resume",
+        nargs="?",
+        const="auto",
+        default=None,
+        help="resume from a checkpoint (default: OUTPUT/checkpoint.pt)",
+    )
     g.add_argument("--checkpoint-every", type=float, default=5.0, help="minutes")
     g.add_argument("--log-every", type=int, default=10, help="steps between log rows")
     g.add_argument("--tensorboard", action="store_true", help="also log to TensorBoard")
@@ -200,11 +247,15 @@ def compute_loss(outputs, batch, config, criteria, args, device):
     heatmap_loss, tag_loss = criteria
     out_size = (outputs.shape[-2], outputs.shape[-1])
     keypoints = batch["keypoints"].to(device)
+    # continuous input pixels -> continuous output pixels (pixel (i, j) covers [j, j+1))
     kp_out = ae.scale_keypoints(keypoints, (config.input_size,) * 2, out_size)
-    target = ae.render_heatmaps(kp_out, out_size, sigma=args.sigma, method=args.render)
-    # the tag loss reads the tag at the pixel that holds the joint's heatmap peak
-    kp_pix = kp_out.clone()
-    kp_pix[..., :2] = kp_pix[..., :2].floor()
+    if args.render == "exact":
+        # "exact" puts integer coordinates at pixel centres: shift by half a pixel
+        kp_render = kp_out.clone()
+        kp_render[..., :2] -= 0.5
+    else:
+        kp_render = kp_out  # "reference" truncates: the pixel that contains the joint
+    target = ae.render_heatmaps(kp_render, out_size, sigma=args.sigma, method=args.render)
     mask = batch["mask"].to(device) if batch["mask"] is not None else None
     if args.positive_weight:
         # weighted MSE: pixels under a target Gaussian count (1 + w * target) times
@@ -215,7 +266,8 @@ def compute_loss(outputs, batch, config, criteria, args, device):
     for s in range(nstack):
         hm, tg = split_outputs(outputs[:, s].float(), config.num_joints, config.tag_dim)
         hm_sum = hm_sum + heatmap_loss(hm, target, mask)
-        pull, push = tag_loss(tg, kp_pix)
+        # tags are read at the pixel that contains the joint (rounding="floor")
+        pull, push = tag_loss(tg, kp_out)
         pull_sum, push_sum = pull_sum + pull, push_sum + push
     hm_l, pull_l, push_l = hm_sum / nstack, pull_sum / nstack, push_sum / nstack
     total = args.heatmap_weight * hm_l + args.tag_weight * (pull_l + push_l)
@@ -241,15 +293,25 @@ def make_loader(args, config, rank, world, start_index, device):
 
         if not (args.train_json and args.train_images):
             raise SystemExit("--data coco needs --train-json and --train-images")
-        dataset = CocoKeypoints(args.train_json, args.train_images, config.input_size,
-                                config.output_size, train=True, seed=args.seed)
+        dataset = CocoKeypoints(
+            args.train_json,
+            args.train_images,
+            config.input_size,
+            config.output_size,
+            train=True,
+            seed=args.seed,
+        )
         sampler = Sampler(len(dataset), rank, world, start_index, args.seed)
     workers = args.workers
     if workers is None:
         workers = 4 if device.type == "cuda" else 0
     return torch.utils.data.DataLoader(
-        dataset, batch_size=args.batch_size, sampler=sampler, num_workers=workers,
-        collate_fn=collate, pin_memory=device.type == "cuda",
+        dataset,
+        batch_size=args.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=device.type == "cuda",
         persistent_workers=workers > 0,
     )
 
@@ -259,8 +321,17 @@ class Logger:
 
     def __init__(self, output: Path, tensorboard: bool, resume: bool):
         self.path = output / "log.csv"
-        self.fields = ["step", "images", "minutes", "lr", "loss", "heatmap", "pull", "push",
-                       "images_per_s"]
+        self.fields = [
+            "step",
+            "images",
+            "minutes",
+            "lr",
+            "loss",
+            "heatmap",
+            "pull",
+            "push",
+            "images_per_s",
+        ]
         new = not (resume and self.path.exists())
         self.file = open(self.path, "w" if new else "a", newline="")  # noqa: SIM115
         self.writer = csv.DictWriter(self.file, self.fields)
@@ -380,7 +451,7 @@ def main(argv=None) -> dict:
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    criteria = (ae.HeatmapLoss(), ae.AssociativeEmbeddingLoss())
+    criteria = (ae.HeatmapLoss(), ae.AssociativeEmbeddingLoss(push=args.push, rounding="floor"))
     loader = make_loader(args, config, rank, world, state["images"] * 1, device)
     logger = Logger(output, args.tensorboard, bool(args.resume)) if is_main else None
 
@@ -390,8 +461,14 @@ def main(argv=None) -> dict:
             from tqdm import tqdm
 
             total = args.steps if args.steps else None
-            progress_bar = tqdm(total=total, initial=state["step"], unit="step", dynamic_ncols=True,
-                                mininterval=1.0, file=sys.stdout)
+            progress_bar = tqdm(
+                total=total,
+                initial=state["step"],
+                unit="step",
+                dynamic_ncols=True,
+                mininterval=1.0,
+                file=sys.stdout,
+            )
         except ImportError:
             progress_bar = None
 
@@ -401,10 +478,13 @@ def main(argv=None) -> dict:
     last_eval = last_ckpt = t0
     n_params = sum(p.numel() for p in model.parameters())
     if is_main:
-        print(f"preset {args.preset}: {n_params / 1e6:.2f} M parameters, input {config.input_size}, "
-              f"output {config.output_size}, {world} process(es) on {device}, amp {amp}, "
-              f"batch {args.batch_size}/process, budget "
-              f"{f'{args.minutes:g} min' if budget else f'{args.steps} steps'}", flush=True)
+        print(
+            f"preset {args.preset}: {n_params / 1e6:.2f} M parameters, input {config.input_size}, "
+            f"output {config.output_size}, {world} process(es) on {device}, amp {amp}, "
+            f"batch {args.batch_size}/process, budget "
+            f"{f'{args.minutes:g} min' if budget else f'{args.steps} steps'}",
+            flush=True,
+        )
 
     def elapsed() -> float:
         return elapsed0 + time.time() - t0
@@ -413,14 +493,27 @@ def main(argv=None) -> dict:
         from evaluate import evaluate_synthetic
 
         t = time.time()
-        stats = evaluate_synthetic(model, config, seed=2, num_images=args.eval_images,
-                                   device=device, amp=amp, project=args.project)
-        row = {"minutes": round(elapsed() / 60, 3), "step": state["step"],
-               "images": state["images"], **{k: round(stats[k], 4) for k in ("AP", "AP50", "AP75")}}
+        stats = evaluate_synthetic(
+            model,
+            config,
+            seed=2,
+            num_images=args.eval_images,
+            device=device,
+            amp=amp,
+            project=args.project,
+        )
+        row = {
+            "minutes": round(elapsed() / 60, 3),
+            "step": state["step"],
+            "images": state["images"],
+            **{k: round(stats[k], 4) for k in ("AP", "AP50", "AP75")},
+        }
         state["curve"].append(row)
         write_curve(output, state["curve"])
-        msg = (f"[{row['minutes']:.1f} min, step {row['step']}] held-out AP {row['AP']:.3f} "
-               f"(AP50 {row['AP50']:.3f}, AP75 {row['AP75']:.3f}; {time.time() - t:.1f} s)")
+        msg = (
+            f"[{row['minutes']:.1f} min, step {row['step']}] held-out AP {row['AP']:.3f} "
+            f"(AP50 {row['AP50']:.3f}, AP75 {row['AP75']:.3f}; {time.time() - t:.1f} s)"
+        )
         if progress_bar is not None:
             progress_bar.write(msg)
         else:
@@ -445,8 +538,11 @@ def main(argv=None) -> dict:
             g["lr"] = lr
         images = batch["images"].to(device, non_blocking=True).permute(0, 3, 1, 2)
         images = images.float().div_(255).contiguous(memory_format=torch.channels_last)
-        ctx = (torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-               if amp != "none" else contextlib.nullcontext())
+        ctx = (
+            torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+            if amp != "none"
+            else contextlib.nullcontext()
+        )
         with ctx:
             outputs = train_model(images)
         loss, parts = compute_loss(outputs, batch, config, criteria, args, device)
@@ -466,18 +562,32 @@ def main(argv=None) -> dict:
             ips = window_n / max(now - window_t, 1e-9)
             window_t, window_n = now, 0
             vals = {k: float(v) for k, v in parts.items()}
-            row = {"step": state["step"], "images": state["images"],
-                   "minutes": round(elapsed() / 60, 3), "lr": lr, "loss": float(loss),
-                   **vals, "images_per_s": round(ips, 2)}
+            row = {
+                "step": state["step"],
+                "images": state["images"],
+                "minutes": round(elapsed() / 60, 3),
+                "lr": lr,
+                "loss": float(loss.detach()),
+                **vals,
+                "images_per_s": round(ips, 2),
+            }
             logger.log(row)
             if progress_bar is not None:
-                progress_bar.set_postfix(loss=f"{float(loss):.4f}", hm=f"{vals['heatmap']:.2e}",
-                                         pull=f"{vals['pull']:.3f}", push=f"{vals['push']:.3f}",
-                                         img_s=f"{ips:.1f}", refresh=False)
+                progress_bar.set_postfix(
+                    loss=f"{float(loss.detach()):.4f}",
+                    hm=f"{vals['heatmap']:.2e}",
+                    pull=f"{vals['pull']:.3f}",
+                    push=f"{vals['push']:.3f}",
+                    img_s=f"{ips:.1f}",
+                    refresh=False,
+                )
         if progress_bar is not None:
             progress_bar.update(1)
-        if is_main and args.data == "synthetic" and args.eval_every and (
-            time.time() - last_eval > args.eval_every * 60
+        if (
+            is_main
+            and args.data == "synthetic"
+            and args.eval_every
+            and (time.time() - last_eval > args.eval_every * 60)
         ):
             run_eval()
             last_eval = time.time()
@@ -489,13 +599,19 @@ def main(argv=None) -> dict:
     state["train_seconds"] = elapsed()
     if progress_bar is not None:
         progress_bar.close()
-    result: dict = {"steps": state["step"], "images": state["images"],
-                    "train_minutes": round(state["train_seconds"] / 60, 2)}
+    result: dict = {
+        "steps": state["step"],
+        "images": state["images"],
+        "train_minutes": round(state["train_seconds"] / 60, 2),
+    }
     if is_main:
         save_checkpoint(ckpt_path, model, optimizer, scaler, state, config, args)
         logger.close()
-        print(f"trained {state['step']} steps ({state['images']} images) in "
-              f"{state['train_seconds'] / 60:.1f} min", flush=True)
+        print(
+            f"trained {state['step']} steps ({state['images']} images) in "
+            f"{state['train_seconds'] / 60:.1f} min",
+            flush=True,
+        )
         if not args.no_final_eval:
             result.update(final_evaluation(model, config, args, device, amp, output, state))
         (output / "summary.json").write_text(json.dumps(result, indent=2))
@@ -512,16 +628,38 @@ def final_evaluation(model, config, args, device, amp, output, state) -> dict:
 
     t = time.time()
     if args.data == "synthetic":
-        gt_stats = evaluate_synthetic(model, config, seed=1, num_images=min(100, args.final_eval_images),
-                                      device=device, amp=amp, gt_heatmaps=True,
-                                      project=args.project, render=args.render, sigma=args.sigma)
+        gt_stats = evaluate_synthetic(
+            model,
+            config,
+            seed=1,
+            num_images=min(100, args.final_eval_images),
+            device=device,
+            amp=amp,
+            gt_heatmaps=True,
+            project=args.project,
+            render=args.render,
+            sigma=args.sigma,
+        )
         print(f"ground-truth heatmaps + predicted tags (grouping alone): AP {gt_stats['AP']:.4f}")
-        stats = evaluate_synthetic(model, config, seed=1, num_images=args.final_eval_images,
-                                   device=device, amp=amp, output=output, verbose=True,
-                                   project=args.project)
-        state["curve"].append({"minutes": round((state["train_seconds"] + time.time() - t) / 60, 3),
-                               "step": state["step"], "images": state["images"],
-                               **{k: round(stats[k], 4) for k in ("AP", "AP50", "AP75")}})
+        stats = evaluate_synthetic(
+            model,
+            config,
+            seed=1,
+            num_images=args.final_eval_images,
+            device=device,
+            amp=amp,
+            output=output,
+            verbose=True,
+            project=args.project,
+        )
+        state["curve"].append(
+            {
+                "minutes": round((state["train_seconds"] + time.time() - t) / 60, 3),
+                "step": state["step"],
+                "images": state["images"],
+                **{k: round(stats[k], 4) for k in ("AP", "AP50", "AP75")},
+            }
+        )
         write_curve(output, state["curve"])
         print("AP vs time (held-out synthetic):")
         for c in state["curve"]:
@@ -533,8 +671,17 @@ def final_evaluation(model, config, args, device, amp, output, state) -> dict:
             return {}
         from data.coco import evaluate_coco
 
-        stats = evaluate_coco(model, config, args.val_json, args.val_images, device=device,
-                              amp=amp, output=output, verbose=True, project=args.project)
+        stats = evaluate_coco(
+            model,
+            config,
+            args.val_json,
+            args.val_images,
+            device=device,
+            amp=amp,
+            output=output,
+            verbose=True,
+            project=args.project,
+        )
         out = {}
     print(f"evaluation took {time.time() - t:.1f} s")
     out.update(stats)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -84,9 +85,20 @@ class CocoKeypoints(torch.utils.data.Dataset):
     seed : augmentation of item ``i`` draws from ``default_rng([seed, i, epoch])``.
     """
 
-    def __init__(self, ann_file, image_dir, input_size: int, output_size: int, *, train=True,
-                 seed: int = 0, scale_range=(0.75, 1.25), rotation: float = 30.0,
-                 translate: float = 40.0, flip: float = 0.5):
+    def __init__(
+        self,
+        ann_file,
+        image_dir,
+        input_size: int,
+        output_size: int,
+        *,
+        train=True,
+        seed: int = 0,
+        scale_range=(0.75, 1.25),
+        rotation: float = 30.0,
+        translate: float = 40.0,
+        flip: float = 0.5,
+    ):
         from associative_embedding import COCO_KEYPOINTS
 
         self.coco = _load_coco(ann_file)
@@ -94,12 +106,18 @@ class CocoKeypoints(torch.utils.data.Dataset):
         self.input_size, self.output_size = input_size, output_size
         self.train, self.seed = train, seed
         self.scale_range, self.rotation, self.translate, self.flip = (
-            scale_range, rotation, translate, flip)
+            scale_range,
+            rotation,
+            translate,
+            flip,
+        )
         self.flip_index = list(COCO_KEYPOINTS.flip_index)
         ids = []
         for img_id in sorted(self.coco.getImgIds()):
             anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=img_id))
-            if not train or any(a.get("num_keypoints", 0) > 0 and not a.get("iscrowd") for a in anns):
+            if not train or any(
+                a.get("num_keypoints", 0) > 0 and not a.get("iscrowd") for a in anns
+            ):
                 ids.append(img_id)
         self.ids = ids
         self.calls = 0
@@ -118,14 +136,18 @@ class CocoKeypoints(torch.utils.data.Dataset):
         anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=img_id))
         kps, ignore = [], np.zeros((h, w), bool)
         for a in anns:
-            if a.get("iscrowd"):
-                rle = a["segmentation"]
-                if isinstance(rle.get("counts"), list):
-                    rle = mask_utils.frPyObjects(rle, h, w)
-                ignore |= mask_utils.decode(rle).astype(bool)
+            if a.get("iscrowd") or (a.get("num_keypoints", 0) == 0 and a.get("segmentation")):
+                with warnings.catch_warnings():
+                    # pycocotools' mask code warns about numpy 2's copy keyword
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    seg = a["segmentation"]
+                    if isinstance(seg, dict) and isinstance(seg.get("counts"), list):
+                        seg = mask_utils.frPyObjects(seg, h, w)
+                    elif isinstance(seg, list):  # polygons
+                        seg = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
+                    ignore |= mask_utils.decode(seg).astype(bool)
             elif a.get("num_keypoints", 0) == 0:
-                if a.get("segmentation"):
-                    ignore |= self.coco.annToMask(a).astype(bool)
+                continue
             else:
                 kp = np.asarray(a["keypoints"], np.float32).reshape(-1, 3)
                 kp[:, :2] += 0.5  # COCO integer pixel centres -> continuous
@@ -143,7 +165,8 @@ class CocoKeypoints(torch.utils.data.Dataset):
             self.calls += 1
             scale = max(h, w) * rng.uniform(*self.scale_range)
             center = np.array([w / 2, h / 2]) + rng.uniform(-1, 1, 2) * self.translate * (
-                scale / 200)
+                scale / 200
+            )
             rot = rng.uniform(-self.rotation, self.rotation)
             flip = rng.random() < self.flip
             m = affine_matrix(center, scale, rot, s_in, flip)
@@ -161,16 +184,31 @@ class CocoKeypoints(torch.utils.data.Dataset):
             kp[..., :2] = (xy1 @ m.T)[..., :2]
             if flip:
                 kp = kp[:, self.flip_index]
-            outside = ((kp[..., 0] < 0) | (kp[..., 0] >= s_in) | (kp[..., 1] < 0)
-                       | (kp[..., 1] >= s_in))
+            outside = (
+                (kp[..., 0] < 0) | (kp[..., 0] >= s_in) | (kp[..., 1] < 0) | (kp[..., 1] >= s_in)
+            )
             kp[outside] = 0
             kp = kp[(kp[..., 2] > 0).any(1)]
         return out, kp.astype(np.float32), mask
 
 
-def evaluate_coco(model, config, ann_file, image_dir, *, num_images: int | None = None,
-                  batch_size: int = 8, scales=(1.0,), flip=True, device="cpu", amp="none",
-                  project=False, decode_options=None, output=None, verbose=False) -> dict:
+def evaluate_coco(
+    model,
+    config,
+    ann_file,
+    image_dir,
+    *,
+    num_images: int | None = None,
+    batch_size: int = 8,
+    scales=(1.0,),
+    flip=True,
+    device="cpu",
+    amp="none",
+    project=False,
+    decode_options=None,
+    output=None,
+    verbose=False,
+) -> dict:
     """OKS AP on the first ``num_images`` images of a COCO keypoint annotation file."""
     import json
 
@@ -185,10 +223,23 @@ def evaluate_coco(model, config, ann_file, image_dir, *, num_images: int | None 
     results, shown = [], None
     for start in range(0, len(img_ids), batch_size):
         ids = img_ids[start : start + batch_size]
-        images = [np.asarray(Image.open(Path(image_dir) / coco.loadImgs(i)[0]["file_name"])
-                             .convert("RGB")) for i in ids]
-        preds = predict(model, config, images, scales=scales, flip=flip, device=device, amp=amp,
-                        project=project, decode_options=decode_options)
+        images = [
+            np.asarray(
+                Image.open(Path(image_dir) / coco.loadImgs(i)[0]["file_name"]).convert("RGB")
+            )
+            for i in ids
+        ]
+        preds = predict(
+            model,
+            config,
+            images,
+            scales=scales,
+            flip=flip,
+            device=device,
+            amp=amp,
+            project=project,
+            decode_options=decode_options,
+        )
         for img_id, image, (kp, sc, poses) in zip(ids, images, preds, strict=True):
             results += coco_results(kp, sc, img_id)
             if shown is None:

@@ -35,7 +35,14 @@ LSHO, RSHO, LELB, RELB, LWRI, RWRI = 5, 6, 7, 8, 9, 10
 LHIP, RHIP, LKNE, RKNE, LANK, RANK = 11, 12, 13, 14, 15, 16
 
 SKIN = np.array(
-    [[255, 224, 196], [241, 194, 125], [224, 172, 105], [198, 134, 66], [141, 85, 36], [90, 56, 37]],
+    [
+        [255, 224, 196],
+        [241, 194, 125],
+        [224, 172, 105],
+        [198, 134, 66],
+        [141, 85, 36],
+        [90, 56, 37],
+    ],
     np.float64,
 )
 
@@ -151,7 +158,7 @@ def _disk(draw: ImageDraw.ImageDraw, c, r: float, fill, outline=None) -> None:
 def draw_person(draw: ImageDraw.ImageDraw, p: Person, fill=None) -> None:
     """Draw ``p``; ``fill`` overrides every colour (for silhouettes)."""
     j, w = p.joints, p.limb_width
-    col = (lambda c: fill if fill is not None else c)  # noqa: E731
+    col = lambda c: fill if fill is not None else c  # noqa: E731
     ol = col(p.outline)
     # legs (trousers) with feet
     for hip, kne, ank in ((LHIP, LKNE, LANK), (RHIP, RKNE, RANK)):
@@ -229,9 +236,14 @@ def _draw_distractor(draw: ImageDraw.ImageDraw, spec: tuple, fill=None) -> None:
         draw.line(xy, fill=c, width=width)
 
 
-def render_scene(rng: np.random.Generator, size: int = 128, max_people: int = 4,
-                 height_range=(0.45, 0.95), max_overlap: float = 0.4,
-                 truncation: float = 0.15):
+def render_scene(
+    rng: np.random.Generator,
+    size: int = 128,
+    max_people: int = 4,
+    height_range=(0.45, 0.95),
+    max_overlap: float = 0.4,
+    truncation: float = 0.15,
+):
     """Render one image and its annotations.
 
     Returns
@@ -280,7 +292,9 @@ def render_scene(rng: np.random.Generator, size: int = 128, max_people: int = 4,
         solo_areas.append(float(m.sum()))
         ys, xs = np.nonzero(m)
         if len(xs):
-            solo_boxes.append([xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1])
+            solo_boxes.append(
+                [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+            )
         else:
             solo_boxes.append([0, 0, 0, 0])
     # foreground distractors occlude people
@@ -347,7 +361,7 @@ class SyntheticPeople:
         return render_scene(rng, self.size, **self.options)
 
     def __getitem__(self, i: int):
-        """Training sample ``(image (S, S, 3) uint8, keypoints (N, 17, 3), None)``: no ignore mask."""
+        """Training sample ``(image (S, S, 3) uint8, keypoints (N, 17, 3), None)`` (no mask)."""
         image, keypoints, _, _ = self.scene(i)
         return image, keypoints, None
 
@@ -364,23 +378,35 @@ def to_coco(dataset: SyntheticPeople, indices) -> dict:
     for i in indices:
         _, kps, areas, boxes = dataset.scene(i)
         img_id = int(i) + 1
-        images.append({"id": img_id, "width": dataset.size, "height": dataset.size,
-                       "file_name": f"synthetic_{int(i):06d}.png"})
+        images.append(
+            {
+                "id": img_id,
+                "width": dataset.size,
+                "height": dataset.size,
+                "file_name": f"synthetic_{int(i):06d}.png",
+            }
+        )
         for kp, area, box in zip(kps, areas, boxes, strict=True):
             coco_kp = kp.copy()
             coco_kp[:, :2] -= 0.5
             coco_kp[kp[:, 2] == 0] = 0
-            anns.append({
-                "id": len(anns) + 1,
-                "image_id": img_id,
-                "category_id": 1,
-                "iscrowd": 0,
-                "area": float(area),
-                "bbox": [float(v) for v in box],
-                "keypoints": [round(float(v), 2) for v in coco_kp.reshape(-1)],
-                "num_keypoints": int((kp[:, 2] > 0).sum()),
-            })
-    cat = {"id": 1, "name": "person", "supercategory": "person",
-           "keypoints": list(COCO_KEYPOINTS.keypoints),
-           "skeleton": [[a + 1, b + 1] for a, b in COCO_KEYPOINTS.edges]}
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": img_id,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "area": float(area),
+                    "bbox": [float(v) for v in box],
+                    "keypoints": [round(float(v), 2) for v in coco_kp.reshape(-1)],
+                    "num_keypoints": int((kp[:, 2] > 0).sum()),
+                }
+            )
+    cat = {
+        "id": 1,
+        "name": "person",
+        "supercategory": "person",
+        "keypoints": list(COCO_KEYPOINTS.keypoints),
+        "skeleton": [[a + 1, b + 1] for a, b in COCO_KEYPOINTS.edges],
+    }
     return {"images": images, "annotations": anns, "categories": [cat]}
