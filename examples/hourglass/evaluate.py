@@ -201,7 +201,9 @@ def coco_oks_ap(gt: dict, results: list[dict], *, verbose: bool = False) -> dict
         ev.accumulate()
         ev.summarize()
     if verbose:
-        print(sink.getvalue().split("DONE", 1)[-1].split("\n", 1)[-1].rstrip())
+        print(
+            "\n".join(x for x in sink.getvalue().splitlines() if x.lstrip().startswith("Average"))
+        )
     return {n: float(v) for n, v in zip(COCO_STAT_NAMES, ev.stats, strict=True)}
 
 
@@ -223,7 +225,9 @@ def predict(
     ``gt_heatmaps`` (B, K, h, w) replaces the network's heatmaps by ground truth
     (the paper's "GT detections" experiment: grouping quality alone).
 
-    Returns a list of ``(keypoints (P, K, 3) image pixels, scores (P,), poses)``.
+    Returns a list of ``(keypoints (P, K, 3) image pixels, scores (P,), poses,
+    joint_tags (P, K, D))`` where ``joint_tags`` are the aggregated tags read at each
+    decoded joint (NaN for joints the decoder left missing).
     """
     heatmaps, tags, factors, map_stride = network_maps(
         model, config, images, scales=scales, flip=flip, device=device, amp=amp, project=project
@@ -232,10 +236,30 @@ def predict(
         heatmaps = torch.as_tensor(gt_heatmaps, dtype=torch.float32)
     options = {**DECODE_OPTIONS, **(decode_options or {})}
     poses = ae.decode(heatmaps, tags, **options)
-    return [
-        (poses_to_image(p, f, map_stride), np.asarray(p.scores), p)
-        for p, f in zip(poses, factors, strict=True)
-    ]
+    tags_np = tags.numpy()
+    out = []
+    for b, (p, f) in enumerate(zip(poses, factors, strict=True)):
+        out.append(
+            (
+                poses_to_image(p, f, map_stride),
+                np.asarray(p.scores),
+                p,
+                joint_tags(tags_np[b], np.asarray(p.keypoints)),
+            )
+        )
+    return out
+
+
+def joint_tags(tags: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
+    """Tags (K, D, h, w) read at decoded joints (P, K, 3) (pixel-centre coordinates)."""
+    k_, d_, h, w = tags.shape
+    out = np.full((len(keypoints), k_, d_), np.nan, np.float32)
+    for p, person in enumerate(keypoints):
+        for k, (x, y, score) in enumerate(person):
+            if score > 0 and np.isfinite(x) and np.isfinite(y):
+                xi, yi = min(max(int(x), 0), w - 1), min(max(int(y), 0), h - 1)
+                out[p, k] = tags[k, :, yi, xi]
+    return out
 
 
 def evaluate_synthetic(
@@ -300,10 +324,10 @@ def evaluate_synthetic(
             decode_options=decode_options,
             gt_heatmaps=gt_maps,
         )
-        for i, (kp, sc, poses) in zip(idx, preds, strict=True):
+        for i, (kp, sc, _, jt) in zip(idx, preds, strict=True):
             results += coco_results(kp, sc, i + 1)
             if shown is None:
-                shown = (images[0], kp, sc, poses)
+                shown = (images[0], kp, sc, jt)
     model.train(was_training)
     gt = to_coco(ds, range(num_images))
     stats = coco_oks_ap(gt, results, verbose=verbose)
@@ -323,13 +347,13 @@ def save_pictures(shown, output: Path, prefix: str = "") -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    image, kp, scores, poses = shown
-    keep = scores > 0.1 if len(scores) else np.zeros(0, bool)
+    image, kp, scores, jtags = shown
+    keep = np.nonzero(scores > 0.1)[0] if len(scores) else np.zeros(0, int)
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
     ax.imshow(image, extent=(0, image.shape[1], image.shape[0], 0))
     colors = plt.cm.tab10(np.arange(10))
-    for p, person in enumerate(kp[keep]):
-        c = colors[p % 10]
+    for i, person in enumerate(kp[keep]):
+        c = colors[i % 10]
         for a, b in SKELETON.edges:
             if np.isfinite(person[[a, b], :2]).all() and person[a, 2] > 0 and person[b, 2] > 0:
                 ax.plot(person[[a, b], 0], person[[a, b], 1], "-", color=c, lw=2)
@@ -340,15 +364,20 @@ def save_pictures(shown, output: Path, prefix: str = "") -> None:
     fig.savefig(output / f"{prefix}skeletons.png")
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    tags = np.asarray(poses.keypoints)  # positions only; tags per joint read below
-    del tags
-    ptags = np.asarray(poses.tags)
-    for p in np.nonzero(keep)[0]:
-        c = colors[list(np.nonzero(keep)[0]).index(p) % 10]
-        ax.axvline(ptags[p, 0], color=c, lw=1, alpha=0.6)
-    ax.set_xlabel("tag value (first tag dimension), one line per detected person")
-    ax.set_yticks([])
+    # paper Fig. 3: every detected joint's tag, one row per joint type, coloured by person
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+    for i, p in enumerate(keep):
+        t = jtags[p, :, 0]
+        ok = np.isfinite(t)
+        ax.plot(
+            t[ok], np.arange(len(t))[ok], "o", color=colors[i % 10], ms=5, label=f"person {i + 1}"
+        )
+    ax.set_yticks(range(len(SKELETON.keypoints)), SKELETON.keypoints, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("tag value (first tag dimension)")
+    ax.grid(axis="x", alpha=0.3)
+    if len(keep):
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(output / f"{prefix}tags.png")
     plt.close(fig)

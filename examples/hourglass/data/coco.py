@@ -240,10 +240,10 @@ def evaluate_coco(
             project=project,
             decode_options=decode_options,
         )
-        for img_id, image, (kp, sc, poses) in zip(ids, images, preds, strict=True):
+        for img_id, image, (kp, sc, _, jt) in zip(ids, images, preds, strict=True):
             results += coco_results(kp, sc, img_id)
             if shown is None:
-                shown = (image, kp, sc, poses)
+                shown = (image, kp, sc, jt)
     model.train(was_training)
     gt = dict(coco.dataset)
     keep = set(img_ids)
