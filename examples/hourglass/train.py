@@ -88,15 +88,15 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
     # Reasons for each departure: examples/hourglass/README.md ("The tiny preset").
     "tiny": TrainDefaults(
         batch_size=16,
-        lr=2e-3,
+        lr=3e-3,
         lr_final=2e-4,
         lr_drop=0.8,
         warmup_steps=50,
         tag_weight=1e-1,
         push="margin",
         heatmap_weight=1.0,
-        positive_weight=4.0,
-        sigma=1.5,
+        positive_weight=16.0,
+        sigma=2.0,
         render="exact",
         project=True,
         minutes=12.5,
