@@ -414,6 +414,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         action="store_true",
         help="ground-truth heatmaps + predicted tags (grouping quality alone)",
     )
+    p.add_argument(
+        "--detection-threshold",
+        type=float,
+        default=None,
+        help="decoder detection threshold (default: the checkpoint's preset)",
+    )
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
@@ -425,12 +431,16 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     model, config, train_args = load_model(args.checkpoint, args.device)
     project = args.project if args.project is not None else bool(train_args.get("project", False))
+    threshold = args.detection_threshold
+    if threshold is None:
+        threshold = train_args.get("detection_threshold") or 0.1
     common = dict(
         scales=tuple(args.scales),
         flip=not args.no_flip,
         device=args.device,
         amp=args.amp,
         project=project,
+        decode_options={"detection_threshold": threshold},
     )
     t0 = time.time()
     if args.data == "synthetic":

@@ -57,6 +57,7 @@ class TrainDefaults:
     sigma: float | None  # heatmap Gaussian sigma in output pixels; None: library default
     render: str  # ae.render_heatmaps method: "reference" (pose-ae-train) or "exact" (sub-pixel)
     project: bool  # decode at input resolution (maps upsampled), HigherHRNet's PROJECT2IMAGE
+    detection_threshold: float  # ae.decode's detection threshold (library default 0.1)
     minutes: float | None  # time budget (training + periodic evaluation)
     steps: int | None
     eval_every: float  # minutes between held-out evaluations (synthetic)
@@ -79,6 +80,7 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
         sigma=None,
         render="reference",
         project=False,
+        detection_threshold=0.1,
         minutes=None,
         steps=250_000,
         eval_every=60.0,
@@ -99,6 +101,7 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
         sigma=2.0,
         render="exact",
         project=True,
+        detection_threshold=0.3,
         minutes=12.5,
         steps=None,
         eval_every=2.0,
@@ -157,6 +160,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=None,
         help="decode at input resolution (default: the preset's choice)",
     )
+    g.add_argument("--detection-threshold", type=float, help="decoder detection threshold")
     g.add_argument("--no-final-eval", action="store_true")
     g = p.add_argument_group("system")
     g.add_argument("--device", default=None, help="cuda / cpu (default: cuda if available)")
@@ -501,6 +505,7 @@ def main(argv=None) -> dict:
             device=device,
             amp=amp,
             project=args.project,
+            decode_options={"detection_threshold": args.detection_threshold},
         )
         row = {
             "minutes": round(elapsed() / 60, 3),
@@ -637,6 +642,7 @@ def final_evaluation(model, config, args, device, amp, output, state) -> dict:
             amp=amp,
             gt_heatmaps=True,
             project=args.project,
+            decode_options={"detection_threshold": args.detection_threshold},
             render=args.render,
             sigma=args.sigma,
         )
@@ -651,6 +657,7 @@ def final_evaluation(model, config, args, device, amp, output, state) -> dict:
             output=output,
             verbose=True,
             project=args.project,
+            decode_options={"detection_threshold": args.detection_threshold},
         )
         state["curve"].append(
             {
@@ -681,6 +688,7 @@ def final_evaluation(model, config, args, device, amp, output, state) -> dict:
             output=output,
             verbose=True,
             project=args.project,
+            decode_options={"detection_threshold": args.detection_threshold},
         )
         out = {}
     print(f"evaluation took {time.time() - t:.1f} s")
