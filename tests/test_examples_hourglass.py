@@ -165,8 +165,12 @@ def test_a_few_training_steps_reduce_the_loss():
     assert losses[-1] < 0.7 * losses[0], losses
 
 
-def test_compute_loss_uses_exact_targets_at_pixel_centres():
-    config, args = _tiny_args(["--input-size", "64", "--render", "exact", "--sigma", "1"])
+@pytest.mark.parametrize("positive_weight", [0.0, 16.0])
+def test_compute_loss_uses_exact_targets_at_pixel_centres(positive_weight):
+    config, args = _tiny_args(
+        ["--input-size", "64", "--render", "exact", "--sigma", "1"]
+        + ["--positive-weight", str(positive_weight)]
+    )
     batch = {
         "keypoints": torch.tensor([[[[10.0, 20.0, 2.0]] * 17]]),  # input px, continuous
         "mask": None,
@@ -177,7 +181,8 @@ def test_compute_loss_uses_exact_targets_at_pixel_centres():
     )
     # target peak at output (5, 10) continuous = the corner between pixels: four equal pixels
     target = ae.render_heatmaps(np.array([[[4.5, 9.5, 1.0]]]), (32, 32), sigma=1.0, method="exact")
-    expected = float((target**2).sum() * 17 / (17 * 32 * 32))
+    # weighted MSE against all-zero predictions: sum of (1 + w * t) * t^2 over the maps
+    expected = float(((1 + positive_weight * target) * target**2).sum() * 17 / (17 * 32 * 32))
     assert float(parts["heatmap"]) == pytest.approx(expected, rel=1e-5)
     assert target[0, 9, 4] == pytest.approx(target[0, 10, 5])
 
