@@ -168,8 +168,16 @@ def test_a_few_training_steps_reduce_the_loss():
 @pytest.mark.parametrize("positive_weight", [0.0, 16.0])
 def test_compute_loss_uses_exact_targets_at_pixel_centres(positive_weight):
     config, args = _tiny_args(
-        ["--input-size", "64", "--render", "exact", "--sigma", "1"]
-        + ["--positive-weight", str(positive_weight)]
+        [
+            "--input-size",
+            "64",
+            "--render",
+            "exact",
+            "--sigma",
+            "1",
+            "--positive-weight",
+            str(positive_weight),
+        ]
     )
     batch = {
         "keypoints": torch.tensor([[[[10.0, 20.0, 2.0]] * 17]]),  # input px, continuous
