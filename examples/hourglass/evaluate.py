@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import math
 import sys
@@ -146,6 +145,16 @@ def network_maps(
     return heatmaps, tags, factors, map_stride
 
 
+def image_transform(factor: float, map_stride: float) -> np.ndarray:
+    """2x3 affine from decoded heatmap pixels to COCO image pixels.
+
+    ``x_image = x_heatmap * map_stride / factor`` in continuous pixels, then minus 0.5
+    for COCO's convention (pixel centres at integers).
+    """
+    s = map_stride / factor
+    return np.array([[s, 0.0, -0.5], [0.0, s, -0.5]])
+
+
 def poses_to_image(poses, factor: float, map_stride: float) -> np.ndarray:
     """Keypoints (P, K, 3) in heatmap pixels -> continuous image pixels (scores kept)."""
     kp = np.array(poses.keypoints, np.float64, copy=True)
@@ -153,58 +162,10 @@ def poses_to_image(poses, factor: float, map_stride: float) -> np.ndarray:
     return kp
 
 
-def coco_results(keypoints_image: np.ndarray, scores: np.ndarray, image_id: int) -> list[dict]:
-    """COCO keypoint results for one image (pixel centres at integers).
-
-    Joints the decoder left missing (NaN) are put at the mean of the person's found
-    joints with score 0, as pose-ae-train's ``genDtByPred`` does.
-    """
-    out = []
-    for kp, score in zip(keypoints_image, scores, strict=True):
-        kp = kp.copy()
-        found = np.isfinite(kp[:, 0]) & (kp[:, 2] > 0)
-        if not found.any():
-            continue
-        kp[~found, :2] = kp[found, :2].mean(0)
-        kp[~found, 2] = 0
-        kp[:, :2] -= 0.5
-        out.append(
-            {
-                "image_id": int(image_id),
-                "category_id": 1,
-                "keypoints": [round(float(v), 3) for v in kp.reshape(-1)],
-                "score": float(score),
-            }
-        )
-    return out
-
-
-COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
-
-
-def coco_oks_ap(gt: dict, results: list[dict], *, verbose: bool = False) -> dict:
-    """COCO OKS keypoint AP/AR with pycocotools; returns the 10 summary numbers."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    if not results:
-        return dict.fromkeys(COCO_STAT_NAMES, 0.0)
-    sink = io.StringIO()
-    with contextlib.redirect_stdout(sink):
-        coco_gt = COCO()
-        coco_gt.dataset = gt
-        coco_gt.createIndex()
-        coco_dt = coco_gt.loadRes(results)
-        ev = COCOeval(coco_gt, coco_dt, "keypoints")
-        ev.params.imgIds = sorted({im["id"] for im in gt["images"]})
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    if verbose:
-        print(
-            "\n".join(x for x in sink.getvalue().splitlines() if x.lstrip().startswith("Average"))
-        )
-    return {n: float(v) for n, v in zip(COCO_STAT_NAMES, ev.stats, strict=True)}
+def print_stats(stats: dict) -> None:
+    """The COCO summary, as pycocotools prints it."""
+    for name in ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"):
+        print(f"  {name:5s} {stats[name]:.4f}")
 
 
 def predict(
@@ -225,9 +186,10 @@ def predict(
     ``gt_heatmaps`` (B, K, h, w) replaces the network's heatmaps by ground truth
     (the paper's "GT detections" experiment: grouping quality alone).
 
-    Returns a list of ``(keypoints (P, K, 3) image pixels, scores (P,), poses,
-    joint_tags (P, K, D))`` where ``joint_tags`` are the aggregated tags read at each
-    decoded joint (NaN for joints the decoder left missing).
+    Returns one dict per image: ``poses`` (``ae.Poses`` in decoded-map pixels),
+    ``transform`` (2x3, decoded-map pixels -> COCO image pixels), ``keypoints``
+    (P, K, 3) in continuous image pixels, and the decoded ``heatmaps`` (K, h, w) and
+    ``tags`` (K, D, h, w).
     """
     heatmaps, tags, factors, map_stride = network_maps(
         model, config, images, scales=scales, flip=flip, device=device, amp=amp, project=project
@@ -236,30 +198,16 @@ def predict(
         heatmaps = torch.as_tensor(gt_heatmaps, dtype=torch.float32)
     options = {**DECODE_OPTIONS, **(decode_options or {})}
     poses = ae.decode(heatmaps, tags, **options)
-    tags_np = tags.numpy()
-    out = []
-    for b, (p, f) in enumerate(zip(poses, factors, strict=True)):
-        out.append(
-            (
-                poses_to_image(p, f, map_stride),
-                np.asarray(p.scores),
-                p,
-                joint_tags(tags_np[b], np.asarray(p.keypoints)),
-            )
-        )
-    return out
-
-
-def joint_tags(tags: np.ndarray, keypoints: np.ndarray) -> np.ndarray:
-    """Tags (K, D, h, w) read at decoded joints (P, K, 3) (pixel-centre coordinates)."""
-    k_, d_, h, w = tags.shape
-    out = np.full((len(keypoints), k_, d_), np.nan, np.float32)
-    for p, person in enumerate(keypoints):
-        for k, (x, y, score) in enumerate(person):
-            if score > 0 and np.isfinite(x) and np.isfinite(y):
-                xi, yi = min(max(int(x), 0), w - 1), min(max(int(y), 0), h - 1)
-                out[p, k] = tags[k, :, yi, xi]
-    return out
+    return [
+        {
+            "poses": p,
+            "transform": image_transform(f, map_stride),
+            "keypoints": poses_to_image(p, f, map_stride),
+            "heatmaps": heatmaps[b],
+            "tags": tags[b],
+        }
+        for b, (p, f) in enumerate(zip(poses, factors, strict=True))
+    ]
 
 
 def evaluate_synthetic(
@@ -324,13 +272,15 @@ def evaluate_synthetic(
             decode_options=decode_options,
             gt_heatmaps=gt_maps,
         )
-        for i, (kp, sc, _, jt) in zip(idx, preds, strict=True):
-            results += coco_results(kp, sc, i + 1)
+        for i, image, pred in zip(idx, images, preds, strict=True):
+            results += ae.to_coco_results(pred["poses"], i + 1, transform=pred["transform"])
             if shown is None:
-                shown = (images[0], kp, sc, jt)
+                shown = (image, pred)
     model.train(was_training)
     gt = to_coco(ds, range(num_images))
-    stats = coco_oks_ap(gt, results, verbose=verbose)
+    stats = ae.evaluate_keypoints(gt, results)
+    if verbose:
+        print_stats(stats)
     if output is not None:
         output = Path(output)
         output.mkdir(parents=True, exist_ok=True)
@@ -340,44 +290,36 @@ def evaluate_synthetic(
     return stats
 
 
-def save_pictures(shown, output: Path, prefix: str = "") -> None:
-    """Predicted skeletons on the first image and its tags per joint (paper Fig. 3)."""
+def save_pictures(shown, output: Path, prefix: str = "", min_score: float = 0.1) -> None:
+    """Predicted skeletons on an image (``ae.draw_poses``) and its tags (``ae.plot_tags``).
+
+    ``shown`` is ``(image (H, W, 3) uint8, prediction dict of predict())``; people
+    scoring below ``min_score`` are left out.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    image, kp, scores, jtags = shown
-    keep = np.nonzero(scores > 0.1)[0] if len(scores) else np.zeros(0, int)
+    image, pred = shown
+    keep = np.asarray(pred["poses"].scores) >= min_score
     fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
-    ax.imshow(image, extent=(0, image.shape[1], image.shape[0], 0))
-    colors = plt.cm.tab10(np.arange(10))
-    for i, person in enumerate(kp[keep]):
-        c = colors[i % 10]
-        for a, b in SKELETON.edges:
-            if np.isfinite(person[[a, b], :2]).all() and person[a, 2] > 0 and person[b, 2] > 0:
-                ax.plot(person[[a, b], 0], person[[a, b], 1], "-", color=c, lw=2)
-        ok = np.isfinite(person[:, 0]) & (person[:, 2] > 0)
-        ax.plot(person[ok, 0], person[ok, 1], "o", color=c, ms=3)
     ax.set_axis_off()
+    ae.draw_poses(image, pred["keypoints"][keep], SKELETON, ax=ax)
     fig.tight_layout()
     fig.savefig(output / f"{prefix}skeletons.png")
     plt.close(fig)
 
-    # paper Fig. 3: every detected joint's tag, one row per joint type, coloured by person
-    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
-    for i, p in enumerate(keep):
-        t = jtags[p, :, 0]
-        ok = np.isfinite(t)
-        ax.plot(
-            t[ok], np.arange(len(t))[ok], "o", color=colors[i % 10], ms=5, label=f"person {i + 1}"
-        )
-    ax.set_yticks(range(len(SKELETON.keypoints)), SKELETON.keypoints, fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("tag value (first tag dimension)")
-    ax.grid(axis="x", alpha=0.3)
-    if len(keep):
-        ax.legend(fontsize=7, loc="best")
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    heatmaps = pred["heatmaps"].numpy()
+    ae.plot_tags(
+        pred["tags"].numpy(),
+        np.asarray(pred["poses"].keypoints)[keep],
+        SKELETON,
+        ax=ax,
+        heatmaps=heatmaps,
+    )
+    ax.set_title("tags of the detected people (grey: all candidates)")
     fig.tight_layout()
     fig.savefig(output / f"{prefix}tags.png")
     plt.close(fig)

@@ -212,7 +212,9 @@ def evaluate_coco(
     """OKS AP on the first ``num_images`` images of a COCO keypoint annotation file."""
     import json
 
-    from evaluate import coco_oks_ap, coco_results, predict, save_pictures
+    from evaluate import predict, print_stats, save_pictures
+
+    import associative_embedding as ae
 
     coco = _load_coco(ann_file)
     img_ids = sorted(coco.getImgIds())
@@ -240,16 +242,18 @@ def evaluate_coco(
             project=project,
             decode_options=decode_options,
         )
-        for img_id, image, (kp, sc, _, jt) in zip(ids, images, preds, strict=True):
-            results += coco_results(kp, sc, img_id)
+        for img_id, image, pred in zip(ids, images, preds, strict=True):
+            results += ae.to_coco_results(pred["poses"], img_id, transform=pred["transform"])
             if shown is None:
-                shown = (image, kp, sc, jt)
+                shown = (image, pred)
     model.train(was_training)
     gt = dict(coco.dataset)
     keep = set(img_ids)
     gt["images"] = [im for im in gt["images"] if im["id"] in keep]
     gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
-    stats = coco_oks_ap(gt, results, verbose=verbose)
+    stats = ae.evaluate_keypoints(gt, results)
+    if verbose:
+        print_stats(stats)
     if output is not None:
         output = Path(output)
         output.mkdir(parents=True, exist_ok=True)
