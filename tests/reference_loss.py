@@ -11,7 +11,7 @@ import math
 import torch
 
 
-def _people(tags, keypoints, mask, b, rounding="round"):
+def _people(tags, keypoints, mask, b, rounding="floor"):
     """Per person of image b: list of (K_n, D) gathered tag tensors."""
     five = tags.dim() == 5
     h, w = tags.shape[-2], tags.shape[-1]
@@ -46,7 +46,7 @@ def reference_terms(
     sigma=2**-0.5,
     margin=1.0,
     normalization="reference",
-    rounding="round",
+    rounding="floor",
 ):
     """Per-image (pull, push) as two (B,) float64 tensors."""
     pulls, pushes = [], []

@@ -12,19 +12,28 @@ import associative_embedding as ae
 PUBLIC = {
     "AssociativeEmbeddingLoss",
     "COCO_KEYPOINTS",
+    "DecodeConfig",
     "HeatmapLoss",
     "MPII_KEYPOINTS",
+    "Poses",
     "PullPush",
     "Skeleton",
     "__version__",
     "aggregate",
+    "decode",
+    "draw_poses",
+    "evaluate_keypoints",
     "flip_maps",
     "grouping_loss",
     "heatmap_loss",
     "joint_indices",
     "pad_keypoints",
+    "plot_tags",
     "render_heatmaps",
     "scale_keypoints",
+    "warmup",
+    "show_maps",
+    "to_coco_results",
 }
 
 

@@ -40,7 +40,10 @@ def test_matches_loop_reference_values_and_grads(rng, push, normalization, d):
         tags, kp = make_batch(rng, b=int(rng.integers(1, 5)), n=int(rng.integers(1, 7)), d=d)
         sigma = float(rng.uniform(0.3, 2.0))
         margin = float(rng.uniform(0.5, 3.0))
-        opts = dict(push=push, sigma=sigma, margin=margin, normalization=normalization)
+        rounding = str(rng.choice(["floor", "round"]))
+        opts = dict(
+            push=push, sigma=sigma, margin=margin, normalization=normalization, rounding=rounding
+        )
         t1 = tags.clone().requires_grad_(True)
         t2 = tags.clone().requires_grad_(True)
         pull, push_v = ae.grouping_loss(t1, kp, reduction="none", **opts)
@@ -224,8 +227,8 @@ def test_rounding_and_mask():
     tags[0, 0, 0, 0] = -5.0
     two = torch.tensor([[[[0.6, 0.6, 1.0]], [[2.0, 2.0, 1.0]]]])
     # round: person 0 reads (1, 1) = 5; floor: reads (0, 0) = -5; person 1 reads 0
-    _, push_round = ae.grouping_loss(tags, two)
-    _, push_floor = ae.grouping_loss(tags, two, rounding="floor")
+    _, push_round = ae.grouping_loss(tags, two, rounding="round")
+    _, push_floor = ae.grouping_loss(tags, two)  # default: floor
     assert float(push_round) == pytest.approx(0.5 * np.exp(-25.0))
     assert float(push_floor) == pytest.approx(0.5 * np.exp(-25.0))
     tags[0, 0, 0, 0] = -1.0

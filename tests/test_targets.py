@@ -35,16 +35,18 @@ def brute_reference_heatmaps(joints, h, w, sigma):
     return hms
 
 
-def brute_exact_heatmaps(joints, h, w, sigma):
+def brute_exact_heatmaps(joints, h, w, sigma, shift=0.5):
+    """Pixel (r, c) has its centre at (c + shift, r + shift)."""
     k = joints.shape[1]
     hms = np.zeros((k, h, w), np.float32)
     for person in joints:
         for idx, (x, y, v) in enumerate(person):
-            if not v > 0 or not (0 <= math.floor(x + 0.5) < w and 0 <= math.floor(y + 0.5) < h):
+            near_c, near_r = math.floor(x - shift + 0.5), math.floor(y - shift + 0.5)
+            if not v > 0 or not (0 <= near_c < w and 0 <= near_r < h):
                 continue
             for r in range(h):
                 for c in range(w):
-                    g = math.exp(-((c - x) ** 2 + (r - y) ** 2) / (2 * sigma**2))
+                    g = math.exp(-((c + shift - x) ** 2 + (r + shift - y) ** 2) / (2 * sigma**2))
                     hms[idx, r, c] = max(hms[idx, r, c], np.float32(g))
     return hms
 

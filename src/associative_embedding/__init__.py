@@ -37,6 +37,18 @@ _LAZY: dict[str, str] = {
     "pad_keypoints": "targets",
     "render_heatmaps": "targets",
     "scale_keypoints": "targets",
+    # decoding.py (not decode.py, for the reason above)
+    "DecodeConfig": "decoding",
+    "Poses": "decoding",
+    "decode": "decoding",
+    "warmup": "decoding",
+    # plot.py (extra "plot": matplotlib)
+    "draw_poses": "plot",
+    "plot_tags": "plot",
+    "show_maps": "plot",
+    # coco.py (extra "coco": pycocotools)
+    "evaluate_keypoints": "coco",
+    "to_coco_results": "coco",
     # skeletons.py
     "COCO_KEYPOINTS": "skeletons",
     "MPII_KEYPOINTS": "skeletons",
@@ -62,6 +74,9 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     # ruff: noqa: F401
     from .aggregation import aggregate, flip_maps
+    from .coco import evaluate_keypoints, to_coco_results
+    from .decoding import DecodeConfig, Poses, decode, warmup
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
+    from .plot import draw_poses, plot_tags, show_maps
     from .skeletons import COCO_KEYPOINTS, MPII_KEYPOINTS, Skeleton
     from .targets import joint_indices, pad_keypoints, render_heatmaps, scale_keypoints

@@ -43,7 +43,7 @@ Rounding = Literal["round", "floor"]
 _REDUCTIONS = ("mean", "sum", "none")
 _PUSHES = ("exp", "margin")
 _NORMALIZATIONS = ("reference", "paper")
-_ROUNDINGS = ("round", "floor")
+_ROUNDINGS = ("floor", "round")
 
 
 class PullPush(NamedTuple):
@@ -133,7 +133,7 @@ def grouping_loss(
     margin: float = 1.0,
     normalization: Normalization = "reference",
     reduction: Reduction = "mean",
-    rounding: Rounding = "round",
+    rounding: Rounding = "floor",
 ) -> PullPush:
     r"""Associative-embedding grouping loss (pull and push terms).
 
@@ -147,9 +147,14 @@ def grouping_loss(
         Annotated people, padded to N per image: ``x, y`` in tag-map pixels
         (x = column, y = row) and a visibility ``v``; a joint is labelled when
         ``v > 0``. People with no labelled joint are padding and are ignored.
-        The tag is read at the nearest pixel: column ``floor(x + 0.5)``, row
-        ``floor(y + 0.5)`` (see ``rounding``). Joints that fall outside the map
-        do not count. Moved to ``tags.device`` if needed.
+        Coordinates follow the library's convention: pixel (row i, column j)
+        covers ``[j, j+1) × [i, i+1)`` and its centre is ``(j + 0.5, i + 0.5)``
+        (the references' convention, the one :func:`decode` reports with its
+        default ``center_shift=0.5`` and :func:`render_heatmaps` renders). The
+        tag is read at the pixel that contains the keypoint, column
+        ``floor(x)``, row ``floor(y)`` (the references' ``int(x)``); see
+        ``rounding``. Joints that fall outside the map do not count. Moved to
+        ``tags.device`` if needed.
     mask : Tensor, shape (B, H, W), optional
         Ignore mask: joints on pixels where ``mask <= 0`` do not count (the
         references' crowd masks use 1 = valid, 0 = ignore).
@@ -181,11 +186,11 @@ def grouping_loss(
         Reduction over images. ``"none"`` returns per-image terms of shape
         (B,). ``"mean"`` averages over all B images, including those without
         people (as the references average over the batch).
-    rounding : {"round", "floor"}, default "round"
-        How a continuous keypoint selects its pixel: ``"round"`` (nearest
-        pixel, integer coordinates are pixel centres) or ``"floor"``
-        (truncation, pose-ae-train and HigherHRNet's index, for coordinates
-        whose pixel centres sit at +0.5).
+    rounding : {"floor", "round"}, default "floor"
+        How a continuous keypoint selects its pixel: ``"floor"`` (the pixel
+        that contains it when pixel centres sit at +0.5; pose-ae-train's and
+        HigherHRNet's joint index) or ``"round"`` (the nearest pixel, for
+        coordinates whose integers are pixel centres, as mmpose 1.x rounds).
 
     Returns
     -------
@@ -345,7 +350,7 @@ class AssociativeEmbeddingLoss(nn.Module):
         paper's formula literally.
     reduction : {"mean", "sum", "none"}, default "mean"
         Reduction over images.
-    rounding : {"round", "floor"}, default "round"
+    rounding : {"floor", "round"}, default "floor"
         How a keypoint selects its tag pixel.
 
     Raises
@@ -386,7 +391,7 @@ class AssociativeEmbeddingLoss(nn.Module):
         margin: float = 1.0,
         normalization: Normalization = "reference",
         reduction: Reduction = "mean",
-        rounding: Rounding = "round",
+        rounding: Rounding = "floor",
     ) -> None:
         super().__init__()
         s, m = _check_options(push, sigma, margin, normalization, reduction, rounding)

@@ -63,6 +63,7 @@ def render_heatmaps(
     *,
     sigma: float | None = None,
     method: RenderMethod = "reference",
+    center_shift: float = 0.5,
 ) -> Any:
     r"""Render Gaussian heatmap targets, one channel per joint type.
 
@@ -87,10 +88,19 @@ def render_heatmaps(
         ``round(int(x) - 3σ - 1)`` (NumPy rounding, half to even); a joint is
         skipped unless ``0 <= int(x) < W`` and ``0 <= int(y) < H`` (``int``
         truncates towards zero, so ``x = -0.5`` counts, as in the
-        references). ``"exact"``: the untruncated Gaussian
-        :math:`\exp(-((j-x)^2+(i-y)^2)/(2σ^2))` at every pixel (row i, column
-        j), i.e. integer coordinates are pixel centres, for joints whose
+        references). With a σ that is not a multiple of 1/3 the patch centre
+        falls between pixels and the top of the Gaussian is a flat 2×2 block
+        (the references' behaviour; e.g. the default σ = 0.5 of a 32×32 map):
+        pass an integer σ for single-pixel peaks. ``"exact"``: the
+        untruncated Gaussian
+        :math:`\exp(-((j + c - x)^2 + (i + c - y)^2)/(2σ^2))` at every pixel
+        (row i, column j), with ``c = center_shift``, for joints whose
         nearest pixel is on the map.
+    center_shift : float, default 0.5
+        ``"exact"`` only: where the centre of pixel j lies, ``j + center_shift``.
+        The default 0.5 is the library's convention (pixel j covers
+        ``[j, j+1)``, as :func:`decode` reports and :func:`grouping_loss`
+        reads); 0.0 makes integer coordinates pixel centres.
 
     Returns
     -------
@@ -122,6 +132,7 @@ def render_heatmaps(
     layout = _check_keypoints(keypoints, "keypoints", ["NK3", "BNK3"])
     h, w = _check_size(size)
     check_choice(method, "method", ("reference", "exact"))
+    c = check_number(center_shift, "center_shift")
     s = (
         math.sqrt(h * w) / 64.0
         if sigma is None
@@ -132,7 +143,7 @@ def render_heatmaps(
     if layout == "NK3":
         kp = kp[None]
     _check_labelled_finite(kp, "keypoints")
-    out = _render(kp, h, w, s, method)
+    out = _render(kp, h, w, s, method, c)
     if layout == "NK3":
         out = out[0]
     if tensor:
@@ -142,7 +153,9 @@ def render_heatmaps(
     return out
 
 
-def _render(kp: np.ndarray, h: int, w: int, sigma: float, method: str) -> np.ndarray:
+def _render(
+    kp: np.ndarray, h: int, w: int, sigma: float, method: str, center_shift: float
+) -> np.ndarray:
     """Render (B, N, K, 3) float64 keypoints into (B, K, H, W) float32 maps."""
     b, n, k, _ = kp.shape
     out = np.zeros((b, k, h, w), np.float32)
@@ -168,12 +181,12 @@ def _render(kp: np.ndarray, h: int, w: int, sigma: float, method: str) -> np.nda
         dx2 = np.where(in_x, (cx - center) ** 2, np.inf)
         dy2 = np.where(in_y, (cy - center) ** 2, np.inf)
     else:
-        valid = (
-            lab & (np.floor(x + 0.5) >= 0) & (np.floor(x + 0.5) < w)
-            & (np.floor(y + 0.5) >= 0) & (np.floor(y + 0.5) < h)
-        )  # fmt: skip
-        dx2 = (cols - x[..., None]) ** 2
-        dy2 = (rows - y[..., None]) ** 2
+        # nearest pixel of (x, y) when pixel j's centre is j + center_shift
+        near_x = np.floor(x - center_shift + 0.5)
+        near_y = np.floor(y - center_shift + 0.5)
+        valid = lab & (near_x >= 0) & (near_x < w) & (near_y >= 0) & (near_y < h)
+        dx2 = (cols + center_shift - x[..., None]) ** 2
+        dy2 = (rows + center_shift - y[..., None]) ** 2
     dx2 = np.where(valid[..., None], dx2, np.inf)
     inv = 1.0 / (2.0 * sigma * sigma)
     # One person slot at a time keeps the temporary at (B, K, H, W).

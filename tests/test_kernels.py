@@ -1,0 +1,249 @@
+"""The numba kernels of the decoder against plain numpy loops."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from associative_embedding import _kernels as kn
+from tests.reference_parser import quarter, top_k
+
+DTYPES = [np.float32, np.float64]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240611)
+
+
+# --- numpy-compatible sums ------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pairwise_sum_matches_numpy_add_reduce(dtype, rng):
+    lengths = [*range(1, 20), 31, 32, 33, 127, 128, 129, 130, 200, 256, 257, 1000, 4099]
+    for n in lengths:
+        for _ in range(5):
+            a = (rng.standard_normal(n + 3) * 10 ** rng.uniform(-3, 3, n + 3)).astype(dtype)
+            got = kn.pairwise_sum(a, 3, n)
+            want = np.add.reduce(a[3:])
+            assert got == want, (n, got, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("dim", [1, 2, 3, 9])
+def test_mean_rows_matches_np_mean_of_a_list(dtype, dim, rng):
+    for n in range(1, 20):
+        rows = (rng.standard_normal((n + 2, dim)) * 7).astype(dtype)
+        out = np.empty(dim, dtype)
+        buf = np.empty(n, dtype)
+        kn.mean_rows(rows, n, out, buf)
+        want = np.mean([rows[i] for i in range(n)], axis=0)
+        assert out.dtype == want.dtype
+        np.testing.assert_array_equal(out, want)
+
+
+# --- peaks ----------------------------------------------------------------------------------
+def _candidates(heat, threshold, kernel, m):
+    k = heat.shape[0]
+    val = np.empty((k, m), heat.dtype)
+    idx = np.empty((k, m), np.int64)
+    cnt = np.empty(k, np.int64)
+    kn.find_candidates(heat, threshold, kernel, val, idx, cnt)
+    return val, idx, cnt
+
+
+def _reference_candidates(heat, threshold, kernel, m):
+    """Plain NMS + top-k (reference_parser.top_k), then the threshold."""
+    tags = np.zeros((heat.shape[0], 1, *heat.shape[1:]), heat.dtype)
+    _, loc, val = top_k(heat, tags, m, kernel)
+    idx = loc[..., 1] * heat.shape[2] + loc[..., 0]
+    keep = val > threshold
+    return [(val[k][keep[k]], idx[k][keep[k]]) for k in range(heat.shape[0])]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kernel", [1, 3, 5, 7])
+def test_find_candidates_matches_plain_nms_and_topk(dtype, kernel, rng):
+    for trial in range(40):
+        k, h, w = int(rng.integers(1, 4)), int(rng.integers(1, 40)), int(rng.integers(1, 40))
+        heat = rng.random((k, h, w))
+        if trial % 2:  # coarse values: plateaus and equal peaks
+            heat = np.round(heat * 4) / 4
+        heat = heat.astype(dtype)
+        m = min(int(rng.integers(1, 12)), h * w)
+        threshold = float(rng.choice([0.0, 0.1, 0.5]))
+        val, idx, cnt = _candidates(heat, threshold, kernel, m)
+        for j, (rv, ri) in enumerate(_reference_candidates(heat, threshold, kernel, m)):
+            assert cnt[j] == len(rv)
+            np.testing.assert_array_equal(val[j, : cnt[j]], rv)
+            np.testing.assert_array_equal(idx[j, : cnt[j]], ri)
+
+
+def test_plateau_pixels_are_all_peaks_and_ties_rank_by_index():
+    heat = np.zeros((1, 6, 7), np.float32)
+    heat[0, 2, 2:4] = 0.7  # a two-pixel plateau: both are window maxima
+    heat[0, 5, 6] = 0.7  # an equal, separate peak (later flat index)
+    heat[0, 0, 0] = 0.9
+    val, idx, cnt = _candidates(heat, 0.1, 3, 10)
+    assert cnt[0] == 4
+    assert val[0, :4].tolist() == pytest.approx([0.9, 0.7, 0.7, 0.7])
+    assert idx[0, :4].tolist() == [0, 2 * 7 + 2, 2 * 7 + 3, 5 * 7 + 6]
+
+
+def test_constant_and_empty_maps():
+    flat = np.full((1, 3, 4), 0.5, np.float32)
+    _, idx, cnt = _candidates(flat, 0.1, 5, 5)  # every pixel is a plateau peak
+    assert cnt[0] == 5
+    assert idx[0].tolist() == [0, 1, 2, 3, 4]
+    _val, idx, cnt = _candidates(np.zeros((2, 5, 5), np.float32), 0.0, 3, 4)
+    assert cnt.tolist() == [0, 0]  # values must be > threshold
+
+
+def test_gather_candidates_reads_tags_and_clipped_neighbours(rng):
+    heat = rng.random((2, 5, 6)).astype(np.float32)
+    tags = rng.standard_normal((2, 3, 5, 6)).astype(np.float32)
+    idx = np.array([[0, 29, 13], [5, 24, 0]], np.int64)
+    cnt = np.array([3, 2], np.int64)
+    ctag = np.zeros((2, 3, 3), np.float32)
+    nb = np.zeros((2, 3, 4), np.float32)
+    kn.gather_candidates(heat, tags, idx, cnt, ctag, nb)
+    for k in range(2):
+        for m in range(cnt[k]):
+            y, x = divmod(int(idx[k, m]), 6)
+            np.testing.assert_array_equal(ctag[k, m], tags[k, :, y, x])
+            want = [
+                heat[k, y, max(x - 1, 0)],
+                heat[k, y, min(x + 1, 5)],
+                heat[k, max(y - 1, 0), x],
+                heat[k, min(y + 1, 4), x],
+            ]
+            np.testing.assert_array_equal(nb[k, m], want)
+
+
+# --- quarter offset -------------------------------------------------------------------------
+@pytest.mark.parametrize("rule", ["reference", "mmpose"])
+def test_quarter_offset_matches_the_reference_rules_everywhere(rule, rng):
+    code = kn.ADJUST_REFERENCE if rule == "reference" else kn.ADJUST_MMPOSE
+    for h, w in [(1, 1), (1, 5), (4, 1), (3, 3), (6, 7)]:
+        tmp = np.round(rng.random((h, w)) * 3).astype(np.float32)  # many ties
+        for y in range(h):
+            for x in range(w):
+                got = kn.quarter_offset(
+                    tmp[y, max(x - 1, 0)],
+                    tmp[y, min(x + 1, w - 1)],
+                    tmp[max(y - 1, 0), x],
+                    tmp[min(y + 1, h - 1), x],
+                    x,
+                    y,
+                    h,
+                    w,
+                    code,
+                )
+                assert got == quarter(tmp, x, y, rule), (h, w, y, x)
+
+
+# --- missing-joint search -------------------------------------------------------------------
+def _brute_force(hk, tk, ref, mult):
+    """argmax of ``h - mult * round(||t - ref||)`` over the map, first on ties (numpy)."""
+    t = np.ascontiguousarray(np.moveaxis(tk, 0, 2))  # (H, W, D) as HigherHRNet lays tags out
+    dist = ((t - ref[None, None, :]) ** 2).sum(axis=2) ** 0.5
+    score = hk - np.round(dist) * mult
+    return int(np.argmax(score))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("block", [1, 2, 3, 5, 16])
+@pytest.mark.parametrize("mode", [kn.REFINE_HIGHERHRNET, kn.REFINE_MMPOSE])
+def test_refine_finds_the_full_scan_argmax(dtype, block, mode, rng):
+    mult_value = 100 if mode == kn.REFINE_MMPOSE else 1
+    for trial in range(12):
+        k, h, w = int(rng.integers(1, 4)), int(rng.integers(1, 30)), int(rng.integers(1, 30))
+        dim = int(rng.choice([1, 2, 3, 9]))
+        heat = rng.random((k, h, w)) * rng.choice([0.0, 0.2, 1.0, 3.0])
+        tags = rng.standard_normal((k, dim, h, w)) * 2
+        if trial % 3 == 0:  # coarse values: ties in score everywhere
+            heat = np.round(heat * 2) / 2
+            tags = np.round(tags)
+        heat = heat.astype(dtype)
+        tags = tags.astype(dtype)
+        n = int(rng.integers(1, 6))
+        ref = (rng.standard_normal((n, dim)) * 2).astype(dtype)
+        det = (rng.random((n, k)) < 0.3).astype(np.uint8)
+        kp = np.zeros((n, k, 3), dtype)
+        kp[..., :2] = np.nan
+        m = 4
+        _val, idx, cnt = _candidates(heat, 0.1, 3, m)
+        ip = np.zeros(kn.IP_SIZE, np.int64)
+        ip[kn.IP_REFINE] = mode
+        ip[kn.IP_ADJUST] = 0
+        ip[kn.IP_BLOCK] = block
+        fp = np.zeros(kn.FP_SIZE)
+        mult = np.full(1, mult_value, dtype)
+        kn.refine_image(heat, tags, np.arange(k), n, ip, fp, mult, idx, cnt, kp, ref, det)
+        for p in range(n):
+            for j in range(k):
+                if det[p, j]:
+                    assert np.isnan(kp[p, j, 0])
+                    continue
+                best = _brute_force(heat[j], tags[j], ref[p], mult_value)
+                y, x = divmod(best, w)
+                value = heat[j, y, x]
+                if mode == kn.REFINE_HIGHERHRNET and not value > 0:
+                    assert np.isnan(kp[p, j, 0])
+                    assert kp[p, j, 2] == 0
+                else:
+                    assert (kp[p, j, 0], kp[p, j, 1], kp[p, j, 2]) == (x, y, value), (p, j)
+
+
+def test_refine_reads_only_the_slots_of_needed_joints(rng):
+    heat = rng.random((3, 8, 9)).astype(np.float32)
+    tags = rng.standard_normal((3, 1, 8, 9)).astype(np.float32)
+    det = np.array([[1, 0, 1]], np.uint8)  # only joint 1 is missing
+    ref = np.zeros((1, 1), np.float32)
+    kp = np.full((1, 3, 3), np.nan, np.float32)
+    ip = np.zeros(kn.IP_SIZE, np.int64)
+    ip[kn.IP_REFINE] = kn.REFINE_MMPOSE
+    ip[kn.IP_BLOCK] = 4
+    slot = np.array([-1, 0, -1])  # the other joints' maps are not passed at all
+    empty = np.zeros((3, 1), np.int64)
+    kn.refine_image(
+        heat[1:2],
+        tags[1:2],
+        slot,
+        1,
+        ip,
+        np.zeros(kn.FP_SIZE),
+        np.full(1, 100, np.float32),
+        empty,
+        np.zeros(3, np.int64),
+        kp,
+        ref,
+        det,
+    )
+    y, x = divmod(_brute_force(heat[1], tags[1], ref[0], 100), 9)
+    assert kp[0, 1].tolist() == [x, y, heat[1, y, x]]
+
+
+@pytest.mark.parametrize("block", [1, 3, 16])
+def test_block_stats_match_numpy(block, rng):
+    h, w, dim = 21, 35, 2
+    hk = rng.random((h, w)).astype(np.float32)
+    tk = rng.standard_normal((dim, h, w)).astype(np.float32)
+    nby, nbx = -(-h // block), -(-w // block)
+    nb = nby * nbx
+    out = [np.empty(nb, np.float32)] + [np.empty((dim, nb), np.float32) for _ in range(4)]
+    scratch = [np.empty(w, np.float32), np.empty((dim, w), np.float32)]
+    scratch += [np.empty((dim, w), np.float32), np.empty(w, np.float32)]
+    consts = np.array([1e15, 0.5], np.float32)
+    kn.block_stats(hk, tk, block, consts, *out, *scratch)
+    hmax, lo, hi, lo_top, hi_top = out
+    for by in range(nby):
+        for bx in range(nbx):
+            b = by * nbx + bx
+            tile = (slice(by * block, (by + 1) * block), slice(bx * block, (bx + 1) * block))
+            assert hmax[b] == hk[tile].max()
+            top = hk[tile] >= hk[tile].max() * np.float32(0.5)
+            for d in range(dim):
+                assert lo[d, b] == tk[d][tile].min()
+                assert hi[d, b] == tk[d][tile].max()
+                assert lo_top[d, b] == tk[d][tile][top].min()
+                assert hi_top[d, b] == tk[d][tile][top].max()
