@@ -1,0 +1,422 @@
+"""Evaluate a trained hourglass by COCO OKS AP (synthetic held-out images or COCO).
+
+Test pipeline (pose-ae-train ``test.py`` / HigherHRNet ``valid.py``, REFERENCE.md §1.5):
+each image is resized so that its long side fits the square network input
+(``input_size * scale``, rounded up to the network's multiple) and zero-padded;
+the network runs on it and on its mirror image at every scale; ``ae.aggregate``
+averages the heatmaps (resized to the scale-1 output) and stacks the scale-1
+tags of both passes as tag dimensions (D = 2 with flip); ``ae.decode`` (adjust and
+refine on) groups the joints; the poses are mapped back to image pixels and
+scored by pycocotools' ``COCOeval`` (OKS, COCO sigmas).
+
+Usage::
+
+    python examples/hourglass/evaluate.py --checkpoint DIR/checkpoint.pt --data synthetic \\
+        --output DIR
+    python examples/hourglass/evaluate.py --checkpoint ckpt.pt --data coco \\
+        --val-json person_keypoints_val2017.json --val-images val2017/ --output DIR
+
+Coordinates: poses come out of ``ae.decode`` in heatmap pixels with the
+pixel-centre convention (pixel ``(i, j)``'s value sits at ``x = j + 0.5``,
+``y = i + 0.5``); this file maps them to continuous image pixels
+(``x_image = x_heatmap * stride / r`` with ``r`` the letterbox resize factor) and
+writes COCO results in COCO's convention (pixel centres at integers: minus 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from model import HourglassConfig, PoseNet, split_outputs
+
+import associative_embedding as ae
+
+SKELETON = ae.COCO_KEYPOINTS
+
+#: decoder options used by the example (the library defaults otherwise)
+DECODE_OPTIONS: dict = {"refine": True, "adjust": True}
+
+
+def letterbox(image: np.ndarray, side: int) -> tuple[np.ndarray, float]:
+    """Resize ``image`` (H, W, 3) so its long side is ``side`` and pad to a square.
+
+    Returns the (side, side, 3) uint8 input and the resize factor ``r``: continuous
+    image coordinates times ``r`` are input coordinates (top-left anchored).
+    """
+    from PIL import Image
+
+    h, w = image.shape[:2]
+    r = side / max(h, w)
+    if (h, w) == (side, side):
+        return image, 1.0
+    nh, nw = max(1, round(h * r)), max(1, round(w * r))
+    resized = np.asarray(Image.fromarray(image).resize((nw, nh), Image.BILINEAR))
+    out = np.zeros((side, side, 3), np.uint8)
+    out[:nh, :nw] = resized
+    # the exact factor of the content actually placed (rounding of nh, nw)
+    return out, r
+
+
+def to_input(images_uint8: torch.Tensor, device, channels_last: bool = True) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 3, H, W) float in [0, 1] on ``device``."""
+    x = images_uint8.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
+
+
+def _autocast(device: torch.device, amp: str):
+    if amp == "none" or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@torch.no_grad()
+def network_maps(
+    model: torch.nn.Module,
+    config: HourglassConfig,
+    images: list[np.ndarray],
+    *,
+    scales=(1.0,),
+    flip: bool = True,
+    device="cpu",
+    amp: str = "none",
+    project: bool = False,
+):
+    """Run the network at several scales (and mirrored), aggregate with ``ae.aggregate``.
+
+    Parameters
+    ----------
+    images : list of (H, W, 3) uint8 arrays.
+    scales : input scales relative to ``config.input_size``; the first tag scale is 1.0
+        (or the first scale if 1.0 is absent).
+    project : decode at input resolution (maps upsampled ``stem_stride`` times,
+        HigherHRNet's PROJECT2IMAGE) instead of at the output resolution.
+
+    Returns
+    -------
+    heatmaps : (B, K, h, w) float32 tensor on the CPU
+    tags : (B, K, D, h, w), D = tag_dim x (2 if flip else 1)
+    factors : (B,) letterbox factors r (continuous image px x r = input px)
+    map_stride : input pixels per map pixel
+    """
+    device = torch.device(device)
+    multiple = config.stem_stride * 2**config.depth
+    base = config.output_size
+    size = (config.input_size, config.input_size) if project else (base, base)
+    factors = None
+    outputs, flipped = [], []
+    for s in scales:
+        side = max(multiple, math.ceil(s * config.input_size / multiple) * multiple)
+        boxed = [letterbox(im, side) for im in images]
+        if s == scales[0]:
+            # factors for the first scale, rescaled to scale 1 (base input side)
+            factors = np.array([r * config.input_size / side for _, r in boxed])
+        x = to_input(torch.from_numpy(np.stack([b for b, _ in boxed])), device)
+        passes = [x, x.flip(-1)] if flip else [x]
+        for j, inp in enumerate(passes):
+            with _autocast(device, amp):
+                out = model(inp)[:, -1]  # last stack only
+            hm, tg = split_outputs(out.float(), config.num_joints, config.tag_dim)
+            (outputs if j == 0 else flipped).append((hm.cpu(), tg.cpu()))
+    tag_scales = tuple(i for i, s in enumerate(scales) if abs(s - 1.0) < 1e-6) or (0,)
+    heatmaps, tags = ae.aggregate(
+        outputs,
+        size,
+        flipped=flipped if flip else None,
+        flip_index=SKELETON.flip_index,
+        tag_scales=tag_scales,
+    )
+    if tags.ndim == 4:
+        tags = tags.unsqueeze(2)
+    map_stride = config.input_size / size[0]
+    return heatmaps, tags, factors, map_stride
+
+
+def image_transform(factor: float, map_stride: float) -> np.ndarray:
+    """2x3 affine from decoded heatmap pixels to COCO image pixels.
+
+    ``x_image = x_heatmap * map_stride / factor`` in continuous pixels, then minus 0.5
+    for COCO's convention (pixel centres at integers).
+    """
+    s = map_stride / factor
+    return np.array([[s, 0.0, -0.5], [0.0, s, -0.5]])
+
+
+def poses_to_image(poses, factor: float, map_stride: float) -> np.ndarray:
+    """Keypoints (P, K, 3) in heatmap pixels -> continuous image pixels (scores kept)."""
+    kp = np.array(poses.keypoints, np.float64, copy=True)
+    kp[..., :2] *= map_stride / factor
+    return kp
+
+
+def print_stats(stats: dict) -> None:
+    """The COCO summary, as pycocotools prints it."""
+    for name in ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"):
+        print(f"  {name:5s} {stats[name]:.4f}")
+
+
+def predict(
+    model,
+    config,
+    images: list[np.ndarray],
+    *,
+    scales=(1.0,),
+    flip=True,
+    device="cpu",
+    amp="none",
+    project=False,
+    decode_options=None,
+    gt_heatmaps=None,
+):
+    """Poses in continuous image pixels for a batch of images.
+
+    ``gt_heatmaps`` (B, K, h, w) replaces the network's heatmaps by ground truth
+    (the paper's "GT detections" experiment: grouping quality alone).
+
+    Returns one dict per image: ``poses`` (``ae.Poses`` in decoded-map pixels),
+    ``transform`` (2x3, decoded-map pixels -> COCO image pixels), ``keypoints``
+    (P, K, 3) in continuous image pixels, and the decoded ``heatmaps`` (K, h, w) and
+    ``tags`` (K, D, h, w).
+    """
+    heatmaps, tags, factors, map_stride = network_maps(
+        model, config, images, scales=scales, flip=flip, device=device, amp=amp, project=project
+    )
+    if gt_heatmaps is not None:
+        heatmaps = torch.as_tensor(gt_heatmaps, dtype=torch.float32)
+    options = {**DECODE_OPTIONS, **(decode_options or {})}
+    poses = ae.decode(heatmaps, tags, **options)
+    return [
+        {
+            "poses": p,
+            "transform": image_transform(f, map_stride),
+            "keypoints": poses_to_image(p, f, map_stride),
+            "heatmaps": heatmaps[b],
+            "tags": tags[b],
+        }
+        for b, (p, f) in enumerate(zip(poses, factors, strict=True))
+    ]
+
+
+def evaluate_synthetic(
+    model,
+    config,
+    *,
+    seed: int = 1,
+    num_images: int = 500,
+    batch_size: int = 16,
+    scales=(1.0,),
+    flip=True,
+    device="cpu",
+    amp="none",
+    project=False,
+    decode_options=None,
+    gt_heatmaps: bool = False,
+    output: Path | None = None,
+    verbose: bool = False,
+    scene: dict | None = None,
+    render: str = "reference",
+    sigma: float | None = None,
+) -> dict:
+    """OKS AP of ``model`` on held-out synthetic images ``0 .. num_images - 1`` of ``seed``.
+
+    With ``output``, writes ``gt.json``, ``results.json`` and the pictures
+    ``skeletons.png`` and ``tags.png`` there.
+    """
+    from data.synthetic import SyntheticPeople, to_coco
+
+    ds = SyntheticPeople(seed=seed, size=config.input_size, **(scene or {}))
+    was_training = model.training
+    model.eval()
+    results, shown = [], None
+    for start in range(0, num_images, batch_size):
+        idx = list(range(start, min(num_images, start + batch_size)))
+        scenes = [ds.scene(i) for i in idx]
+        images = [s[0] for s in scenes]
+        gt_maps = None
+        if gt_heatmaps:
+            # ground truth rendered like the training targets, at the output resolution,
+            # then resized like the network's maps
+            h = config.output_size
+            kps = ae.pad_keypoints(
+                [ae.scale_keypoints(s[1], (config.input_size,) * 2, (h, h)) for s in scenes]
+            )
+            if render == "exact":
+                kps[..., :2] -= 0.5  # "exact": integer coordinates are pixel centres
+            gt_maps = torch.as_tensor(ae.render_heatmaps(kps, (h, h), sigma=sigma, method=render))
+            if project:
+                gt_maps = torch.nn.functional.interpolate(
+                    gt_maps, size=(config.input_size,) * 2, mode="bilinear", align_corners=False
+                )
+        preds = predict(
+            model,
+            config,
+            images,
+            scales=scales,
+            flip=flip,
+            device=device,
+            amp=amp,
+            project=project,
+            decode_options=decode_options,
+            gt_heatmaps=gt_maps,
+        )
+        for i, image, pred in zip(idx, images, preds, strict=True):
+            results += ae.to_coco_results(pred["poses"], i + 1, transform=pred["transform"])
+            if shown is None:
+                shown = (image, pred)
+    model.train(was_training)
+    gt = to_coco(ds, range(num_images))
+    stats = ae.evaluate_keypoints(gt, results)
+    if verbose:
+        print_stats(stats)
+    if output is not None:
+        output = Path(output)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "gt.json").write_text(json.dumps(gt))
+        (output / "results.json").write_text(json.dumps(results))
+        save_pictures(shown, output)
+    return stats
+
+
+def save_pictures(shown, output: Path, prefix: str = "", min_score: float = 0.1) -> None:
+    """Predicted skeletons on an image (``ae.draw_poses``) and its tags (``ae.plot_tags``).
+
+    ``shown`` is ``(image (H, W, 3) uint8, prediction dict of predict())``; people
+    scoring below ``min_score`` are left out.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    image, pred = shown
+    keep = np.asarray(pred["poses"].scores) >= min_score
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    ax.set_axis_off()
+    ae.draw_poses(image, pred["keypoints"][keep], SKELETON, ax=ax)
+    fig.tight_layout()
+    fig.savefig(output / f"{prefix}skeletons.png")
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    heatmaps = pred["heatmaps"].numpy()
+    ae.plot_tags(
+        pred["tags"].numpy(),
+        np.asarray(pred["poses"].keypoints)[keep],
+        SKELETON,
+        ax=ax,
+        heatmaps=heatmaps,
+    )
+    ax.set_title("tags of the detected people (grey: all candidates)")
+    fig.tight_layout()
+    fig.savefig(output / f"{prefix}tags.png")
+    plt.close(fig)
+
+
+def load_model(checkpoint: str | Path, device="cpu") -> tuple[PoseNet, HourglassConfig, dict]:
+    """Rebuild the network from a ``train.py`` checkpoint; also return its training settings."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    config = HourglassConfig.from_dict(state["config"])
+    model = PoseNet(config)
+    model.load_state_dict(state["model"])
+    model = model.to(device).to(memory_format=torch.channels_last).eval()
+    return model, config, state.get("args", {})
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", choices=("synthetic", "coco"), default="synthetic")
+    p.add_argument("--val-json", help="COCO person_keypoints_*.json (with --data coco)")
+    p.add_argument("--val-images", help="COCO images folder (with --data coco)")
+    p.add_argument("--num-images", type=int, default=500)
+    p.add_argument("--seed", type=int, default=1, help="synthetic held-out seed")
+    p.add_argument("--scales", type=float, nargs="+", default=[1.0])
+    p.add_argument("--no-flip", action="store_true")
+    p.add_argument(
+        "--project",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decode at input resolution (default: as the checkpoint was trained)",
+    )
+    p.add_argument(
+        "--gt-heatmaps",
+        action="store_true",
+        help="ground-truth heatmaps + predicted tags (grouping quality alone)",
+    )
+    p.add_argument(
+        "--detection-threshold",
+        type=float,
+        default=None,
+        help="decoder detection threshold (default: the checkpoint's preset)",
+    )
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
+    p.add_argument("--output", type=Path, default=None)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    model, config, train_args = load_model(args.checkpoint, args.device)
+    project = args.project if args.project is not None else bool(train_args.get("project", False))
+    threshold = args.detection_threshold
+    if threshold is None:
+        threshold = train_args.get("detection_threshold") or 0.1
+    common = dict(
+        scales=tuple(args.scales),
+        flip=not args.no_flip,
+        device=args.device,
+        amp=args.amp,
+        project=project,
+        decode_options={"detection_threshold": threshold},
+    )
+    t0 = time.time()
+    if args.data == "synthetic":
+        stats = evaluate_synthetic(
+            model,
+            config,
+            seed=args.seed,
+            num_images=args.num_images,
+            batch_size=args.batch_size,
+            gt_heatmaps=args.gt_heatmaps,
+            render=train_args.get("render", "reference"),
+            sigma=train_args.get("sigma"),
+            output=args.output,
+            verbose=True,
+            **common,
+        )
+    else:
+        from data.coco import evaluate_coco
+
+        stats = evaluate_coco(
+            model,
+            config,
+            args.val_json,
+            args.val_images,
+            num_images=args.num_images,
+            batch_size=args.batch_size,
+            output=args.output,
+            verbose=True,
+            **common,
+        )
+    print(f"evaluated in {time.time() - t0:.1f} s")
+    print(f"AP {stats['AP']:.4f}")
+    return stats
+
+
+if __name__ == "__main__":
+    main()

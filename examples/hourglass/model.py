@@ -1,0 +1,226 @@
+"""Stacked hourglass for bottom-up multi-person pose (Newell, Huang & Deng, NIPS 2017).
+
+A port of ``princeton-vl/pose-ae-train``'s ``PoseNet`` (``models/posenet.py``,
+``models/layers.py``), written from its description in the project's
+``REFERENCE.md`` §1.1:
+
+- stem: 7x7 stride-2 conv, 3x3 conv, 2x2 max-pool, two 3x3 convs -> stride 4;
+- ``nstack`` hourglasses; every level runs one 3x3 conv on the skip branch and
+  one 3x3 conv down (``f -> f + increase``) and one back up (``f + increase -> f``),
+  so the features widen with depth (256 -> 384 -> 512 -> 640 -> 768 by default);
+  the branches meet by nearest-neighbour upsampling and addition;
+- after each hourglass two 3x3 convs and a 1x1 prediction conv; between stacks the
+  prediction and the features are merged back by 1x1 convs and added to the input
+  of the stack (residual link across each hourglass);
+- output ``2K`` channels per stack (``K`` heatmaps then ``K * D`` tags), all stacks
+  returned for intermediate supervision.
+
+``bn=True`` adds BatchNorm after every conv (conv -> BN -> ReLU, the order of
+mmpose's ``HourglassAENet``); pose-ae-train has none. ``stem_stride=2`` drops the
+stem's max-pool so the maps come out at half the input resolution (used by the
+``tiny`` preset, where a 1/4 map is too coarse to place joints within COCO's OKS
+tolerance on small images).
+
+Images are ``(B, 3, H, W)`` float tensors in [0, 1] (pose-ae-train feeds RGB / 255
+with no mean/std normalisation). H and W must be divisible by
+``stem_stride * 2**depth``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+__all__ = ["PRESETS", "HourglassConfig", "PoseNet", "split_outputs"]
+
+
+@dataclass(frozen=True)
+class HourglassConfig:
+    """Network and input geometry of one preset.
+
+    Attributes
+    ----------
+    nstack : number of stacked hourglasses (pose-ae-train: 4).
+    inp_dim : feature width entering each hourglass (pose-ae-train: 256).
+    increase : channels added per hourglass level (pose-ae-train: 128).
+    depth : number of down-samplings inside each hourglass (pose-ae-train: 4).
+    num_joints : K, heatmap channels.
+    tag_dim : D, tag channels per joint (output has ``K * (1 + D)`` channels).
+    bn : BatchNorm after every conv (mmpose) or none (pose-ae-train).
+    stem_channels : widths of the stem's first two convs (pose-ae-train: 64, 128).
+    stem_stride : 4 (pose-ae-train) or 2 (stem without max-pool).
+    input_size : square training input side in pixels.
+    """
+
+    nstack: int = 4
+    inp_dim: int = 256
+    increase: int = 128
+    depth: int = 4
+    num_joints: int = 17
+    tag_dim: int = 1
+    bn: bool = False
+    stem_channels: tuple[int, int] = (64, 128)
+    stem_stride: int = 4
+    input_size: int = 512
+
+    @property
+    def output_size(self) -> int:
+        """Side of the output maps in pixels."""
+        return self.input_size // self.stem_stride
+
+    @property
+    def out_channels(self) -> int:
+        """Channels predicted per stack: K heatmaps + K * D tags."""
+        return self.num_joints * (1 + self.tag_dim)
+
+    def to_dict(self) -> dict:
+        """Plain dict (for checkpoints)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> HourglassConfig:
+        """Inverse of :meth:`to_dict`."""
+        d = dict(d)
+        d["stem_channels"] = tuple(d["stem_channels"])
+        return cls(**d)
+
+    def replace(self, **changes) -> HourglassConfig:
+        """Copy with some fields changed."""
+        return replace(self, **changes)
+
+
+PRESETS: dict[str, HourglassConfig] = {
+    # pose-ae-train task/pose.py: 4 stacks, 256 features, +128 per level, no BN,
+    # 512 input, 128 output.
+    "paper": HourglassConfig(),
+    # Trains on a laptop CPU in minutes; see README.md for the reasons of each change.
+    "tiny": HourglassConfig(
+        nstack=2,
+        inp_dim=64,
+        increase=32,
+        depth=3,
+        bn=True,
+        stem_channels=(32, 64),
+        stem_stride=2,
+        input_size=96,
+    ),
+}
+
+
+class Conv(nn.Module):
+    """k x k conv (same padding) -> optional BN -> optional ReLU."""
+
+    def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, *, bn=False, relu=True):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, stride, padding=(k - 1) // 2, bias=not bn)
+        self.bn = nn.BatchNorm2d(cout) if bn else None
+        self.relu = relu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        if self.relu:
+            x = F.relu(x, inplace=True)
+        return x
+
+
+class Hourglass(nn.Module):
+    """One recursive hourglass level: f channels here, f + increase one level down."""
+
+    def __init__(self, depth: int, f: int, increase: int, *, bn: bool):
+        super().__init__()
+        nf = f + increase
+        self.up1 = Conv(f, f, 3, bn=bn)
+        self.low1 = Conv(f, nf, 3, bn=bn)
+        self.low2 = (
+            Hourglass(depth - 1, nf, increase, bn=bn) if depth > 1 else Conv(nf, nf, 3, bn=bn)
+        )
+        self.low3 = Conv(nf, f, 3, bn=bn)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        up1 = self.up1(x)
+        low = self.low3(self.low2(self.low1(F.max_pool2d(x, 2))))
+        return up1 + F.interpolate(low, scale_factor=2, mode="nearest")
+
+
+class PoseNet(nn.Module):
+    """Stacked hourglass predicting K heatmaps and K * D tag maps per stack.
+
+    Parameters
+    ----------
+    config : HourglassConfig
+
+    Forward
+    -------
+    images : (B, 3, H, W) float in [0, 1]
+    returns : (B, nstack, K * (1 + D), H / s, W / s), s = ``config.stem_stride``
+    """
+
+    def __init__(self, config: HourglassConfig):
+        super().__init__()
+        if config.stem_stride not in (2, 4):
+            raise ValueError(f"stem_stride must be 2 or 4, got {config.stem_stride}")
+        self.config = config
+        c = config
+        c1, c2 = c.stem_channels
+        stem = [Conv(3, c1, 7, 2, bn=c.bn), Conv(c1, c2, 3, bn=c.bn)]
+        if c.stem_stride == 4:
+            stem.append(nn.MaxPool2d(2, 2))
+        stem += [Conv(c2, c2, 3, bn=c.bn), Conv(c2, c.inp_dim, 3, bn=c.bn)]
+        self.pre = nn.Sequential(*stem)
+        self.hgs = nn.ModuleList(
+            Hourglass(c.depth, c.inp_dim, c.increase, bn=c.bn) for _ in range(c.nstack)
+        )
+        self.features = nn.ModuleList(
+            nn.Sequential(
+                Conv(c.inp_dim, c.inp_dim, 3, bn=c.bn), Conv(c.inp_dim, c.inp_dim, 3, bn=c.bn)
+            )
+            for _ in range(c.nstack)
+        )
+        self.outs = nn.ModuleList(
+            Conv(c.inp_dim, c.out_channels, 1, relu=False) for _ in range(c.nstack)
+        )
+        self.merge_features = nn.ModuleList(
+            Conv(c.inp_dim, c.inp_dim, 1, relu=False) for _ in range(c.nstack - 1)
+        )
+        self.merge_preds = nn.ModuleList(
+            Conv(c.out_channels, c.inp_dim, 1, relu=False) for _ in range(c.nstack - 1)
+        )
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        multiple = self.config.stem_stride * 2**self.config.depth
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+        if images.shape[2] % multiple or images.shape[3] % multiple:
+            raise ValueError(
+                f"images H and W must be multiples of {multiple}, got {tuple(images.shape[2:])}"
+            )
+        x = self.pre(images)
+        preds = []
+        for i in range(self.config.nstack):
+            feature = self.features[i](self.hgs[i](x))
+            pred = self.outs[i](feature)
+            preds.append(pred)
+            if i < self.config.nstack - 1:
+                x = x + self.merge_preds[i](pred) + self.merge_features[i](feature)
+        return torch.stack(preds, 1)
+
+
+def split_outputs(
+    outputs: torch.Tensor, num_joints: int, tag_dim: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split (..., K * (1 + D), H, W) into heatmaps (..., K, H, W) and tags.
+
+    Tags come out as (..., K, H, W) for D = 1 and (..., K, D, H, W) otherwise
+    (the library's tag layouts).
+    """
+    k = num_joints
+    heatmaps = outputs[..., :k, :, :]
+    tags = outputs[..., k : k * (1 + tag_dim), :, :]
+    if tag_dim > 1:
+        tags = tags.unflatten(-3, (k, tag_dim))
+    return heatmaps, tags

@@ -1,0 +1,502 @@
+"""The stacked-hourglass example (examples/hourglass): model, data, training, evaluation.
+
+The scripts are exercised the way a user runs them (subprocesses from the repository
+root) and their functions are imported from the example folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import associative_embedding as ae
+
+ROOT = Path(__file__).resolve().parents[1]
+HG = ROOT / "examples" / "hourglass"
+if str(HG) not in sys.path:
+    sys.path.insert(0, str(HG))
+
+import evaluate as hg_eval  # noqa: E402
+import train as hg_train  # noqa: E402
+from data import collate  # noqa: E402
+from data.coco import CocoKeypoints, evaluate_coco  # noqa: E402
+from data.synthetic import SyntheticPeople, to_coco  # noqa: E402
+from model import PRESETS, PoseNet, split_outputs  # noqa: E402
+
+# a narrow network: the tests check plumbing, not accuracy
+SMALL = ["--inp-dim", "16", "--increase", "8", "--nstack", "2"]
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *filter(None, [env.get("PYTHONPATH")])])
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{args} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+# ------------------------------------------------------------------------------ model
+
+
+def test_tiny_preset_output_shapes():
+    cfg = PRESETS["tiny"]
+    model = PoseNet(cfg).eval()
+    x = torch.rand(2, 3, cfg.input_size, cfg.input_size)
+    with torch.no_grad():
+        out = model(x)
+    s = cfg.output_size
+    assert out.shape == (2, cfg.nstack, 2 * 17, s, s)
+    assert s == cfg.input_size // 2
+    hm, tags = split_outputs(out[:, -1], 17, 1)
+    assert hm.shape == (2, 17, s, s)
+    assert tags.shape == (2, 17, s, s)
+
+
+def test_multidimensional_tags_layout():
+    cfg = PRESETS["tiny"].replace(tag_dim=3, inp_dim=16, increase=8, input_size=32)
+    out = PoseNet(cfg)(torch.rand(1, 3, 32, 32))
+    assert out.shape == (1, cfg.nstack, 17 * 4, 16, 16)
+    hm, tags = split_outputs(out, 17, 3)
+    assert hm.shape == (1, cfg.nstack, 17, 16, 16)
+    assert tags.shape == (1, cfg.nstack, 17, 3, 16, 16)
+    assert torch.equal(tags[:, :, 2, 1], out[:, :, 17 + 2 * 3 + 1])
+
+
+@pytest.mark.slow
+def test_paper_preset_output_shapes_on_small_input():
+    cfg = PRESETS["paper"]
+    assert (cfg.nstack, cfg.inp_dim, cfg.increase, cfg.depth, cfg.bn) == (4, 256, 128, 4, False)
+    assert (cfg.input_size, cfg.output_size) == (512, 128)
+    model = PoseNet(cfg).eval()
+    # feature widths per hourglass level: 256 -> 384 -> 512 -> 640 -> 768
+    hg = model.hgs[0]
+    widths = []
+    while hasattr(hg, "low1"):
+        widths.append(hg.up1.conv.in_channels)
+        inner = hg.low2
+        hg = inner
+    widths.append(hg.conv.in_channels)
+    assert widths == [256, 384, 512, 640, 768]
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 64, 64))
+    assert out.shape == (1, 4, 34, 16, 16)
+
+
+def test_model_rejects_bad_input():
+    model = PoseNet(PRESETS["tiny"].replace(inp_dim=8, increase=4))
+    with pytest.raises(ValueError, match="multiples of 16"):
+        model(torch.rand(1, 3, 40, 40))
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        model(torch.rand(1, 1, 32, 32))
+
+
+# ------------------------------------------------------------------------------ synthetic data
+
+
+def test_synthetic_people_are_deterministic_and_coco_like():
+    ds = SyntheticPeople(seed=3, size=96)
+    img, kp, areas, boxes = ds.scene(5)
+    img2, kp2, _, _ = SyntheticPeople(seed=3, size=96).scene(5)
+    assert np.array_equal(img, img2) and np.array_equal(kp, kp2)
+    assert not np.array_equal(img, ds.scene(6)[0])
+    assert img.shape == (96, 96, 3) and img.dtype == np.uint8
+    assert kp.ndim == 3 and kp.shape[1:] == (17, 3) and len(kp) >= 1
+    assert set(np.unique(kp[..., 2])) <= {0.0, 1.0, 2.0}
+    lab = kp[..., 2] > 0
+    assert ((kp[..., :2][lab] >= 0) & (kp[..., :2][lab] < 96)).all()
+    assert (areas > 0).all() and boxes.shape == (len(kp), 4)
+    # across many images: overlaps (hidden joints) and truncation both occur
+    vis = np.concatenate([ds.scene(i)[1][..., 2].ravel() for i in range(40)])
+    assert (vis == 1).any() and (vis == 0).any() and (vis == 2).mean() > 0.5
+    gt = to_coco(ds, range(3))
+    assert [im["id"] for im in gt["images"]] == [1, 2, 3]
+    ann = gt["annotations"][0]
+    assert len(ann["keypoints"]) == 51 and ann["num_keypoints"] > 0
+    image, keypoints, mask = ds[5]
+    assert np.array_equal(image, img) and np.array_equal(keypoints, kp) and mask is None
+
+
+# ------------------------------------------------------------------------------ training
+
+
+def _tiny_args(extra=()):
+    args = hg_train.parse_args(["--output", "unused", *SMALL, *extra])
+    return hg_train.resolve(args)
+
+
+def test_a_few_training_steps_reduce_the_loss():
+    torch.manual_seed(0)
+    config, args = _tiny_args(["--input-size", "64"])
+    model = PoseNet(config).to(memory_format=torch.channels_last)
+    ds = SyntheticPeople(seed=0, size=config.input_size)
+    batch = collate([ds[i] for i in range(4)])
+    criteria = (ae.HeatmapLoss(), ae.AssociativeEmbeddingLoss(rounding="floor"))
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    images = batch["images"].permute(0, 3, 1, 2).float().div(255)
+    losses = []
+    for _ in range(8):
+        loss, parts = hg_train.compute_loss(model(images), batch, config, criteria, args, "cpu")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+        assert set(parts) == {"heatmap", "pull", "push"}
+    assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("positive_weight", [0.0, 16.0])
+def test_compute_loss_uses_exact_targets_at_pixel_centres(positive_weight):
+    config, args = _tiny_args(
+        [
+            "--input-size",
+            "64",
+            "--render",
+            "exact",
+            "--sigma",
+            "1",
+            "--positive-weight",
+            str(positive_weight),
+        ]
+    )
+    batch = {
+        "keypoints": torch.tensor([[[[10.0, 20.0, 2.0]] * 17]]),  # input px, continuous
+        "mask": None,
+    }
+    out = torch.zeros(1, config.nstack, 34, 32, 32)
+    _, parts = hg_train.compute_loss(
+        out, batch, config, (ae.HeatmapLoss(), ae.AssociativeEmbeddingLoss()), args, "cpu"
+    )
+    # target peak at output (5, 10) continuous = the corner between pixels: four equal pixels
+    target = ae.render_heatmaps(np.array([[[4.5, 9.5, 1.0]]]), (32, 32), sigma=1.0, method="exact")
+    # weighted MSE against all-zero predictions: sum of (1 + w * t) * t^2 over the maps
+    expected = float(((1 + positive_weight * target) * target**2).sum() * 17 / (17 * 32 * 32))
+    assert float(parts["heatmap"]) == pytest.approx(expected, rel=1e-5)
+    assert target[0, 9, 4] == pytest.approx(target[0, 10, 5])
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo(tmp_path):
+    out = tmp_path / "ddp"
+    proc = _run(
+        [
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(HG / "train.py"),
+            "--preset",
+            "tiny",
+            "--data",
+            "synthetic",
+            "--output",
+            str(out),
+            "--steps",
+            "2",
+            "--minutes",
+            "0",
+            "--batch-size",
+            "2",
+            "--input-size",
+            "32",
+            "--device",
+            "cpu",
+            "--no-final-eval",
+            "--no-progress",
+            "--log-every",
+            "1",
+            "--threads",
+            "1",
+            *SMALL,
+        ],
+    )
+    assert "2 process(es) on cpu" in proc.stdout
+    assert "trained 2 steps (8 images)" in proc.stdout
+    state = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert state["state"]["step"] == 2
+    rows = (out / "log.csv").read_text().strip().splitlines()
+    assert rows[0].startswith("step,") and rows[-1].startswith("2,")
+
+
+# ------------------------------------------------------------------------------ COCO
+
+
+def _write_tiny_coco(root: Path) -> tuple[Path, Path, dict]:
+    """Three images (96x128, 128x96, 96x96) with synthetic people, a crowd region and an
+    unlabelled person, written as PNG + COCO person_keypoints JSON."""
+    from PIL import Image
+
+    images_dir = root / "images"
+    images_dir.mkdir(parents=True)
+    ds = SyntheticPeople(seed=7, size=96)
+    sizes = [(96, 128), (128, 96), (96, 96)]  # (H, W)
+    images, anns = [], []
+    for i, (h, w) in enumerate(sizes):
+        img, kps, areas, boxes = ds.scene(i)
+        canvas = np.full((h, w, 3), 127, np.uint8)
+        canvas[:96, :96] = img
+        name = f"{i:012d}.png"
+        Image.fromarray(canvas).save(images_dir / name)
+        images.append({"id": i + 10, "file_name": name, "height": h, "width": w})
+        for kp, area, box in zip(kps, areas, boxes, strict=True):
+            coco_kp = kp.copy()
+            coco_kp[:, :2] -= 0.5
+            coco_kp[kp[:, 2] == 0] = 0
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i + 10,
+                    "category_id": 1,
+                    "iscrowd": 0,
+                    "area": float(area),
+                    "bbox": box.tolist(),
+                    "keypoints": coco_kp.reshape(-1).tolist(),
+                    "num_keypoints": int((kp[:, 2] > 0).sum()),
+                }
+            )
+    # image 10: a crowd region (uncompressed RLE) in the bottom-right corner
+    m = np.zeros((96, 128), np.uint8, order="F")
+    m[70:, 100:] = 1
+    runs, prev, n = [], 0, 0
+    for v in m.ravel(order="F"):
+        if v != prev:
+            runs.append(n)
+            n, prev = 0, v
+        n += 1
+    runs.append(n)
+    anns.append(
+        {
+            "id": len(anns) + 1,
+            "image_id": 10,
+            "category_id": 1,
+            "iscrowd": 1,
+            "area": float(m.sum()),
+            "bbox": [100, 70, 28, 26],
+            "segmentation": {"counts": runs, "size": [96, 128]},
+            "keypoints": [0] * 51,
+            "num_keypoints": 0,
+        }
+    )
+    # image 11: a person without keypoints (polygon) in the top-left corner
+    anns.append(
+        {
+            "id": len(anns) + 1,
+            "image_id": 11,
+            "category_id": 1,
+            "iscrowd": 0,
+            "area": 100.0,
+            "bbox": [0, 0, 10, 10],
+            "segmentation": [[0, 0, 10, 0, 10, 10, 0, 10]],
+            "keypoints": [0] * 51,
+            "num_keypoints": 0,
+        }
+    )
+    cat = {
+        "id": 1,
+        "name": "person",
+        "supercategory": "person",
+        "keypoints": list(ae.COCO_KEYPOINTS.keypoints),
+        "skeleton": [[a + 1, b + 1] for a, b in ae.COCO_KEYPOINTS.edges],
+    }
+    gt = {"images": images, "annotations": anns, "categories": [cat]}
+    ann_file = root / "person_keypoints_tiny.json"
+    ann_file.write_text(json.dumps(gt))
+    return ann_file, images_dir, gt
+
+
+def test_coco_loader_letterbox_masks_and_keypoints(tmp_path):
+    ann_file, images_dir, gt = _write_tiny_coco(tmp_path)
+    ds = CocoKeypoints(ann_file, images_dir, input_size=64, output_size=32, train=False)
+    assert len(ds) == 3
+    image, kp, mask = ds[0]  # image id 10: 96 x 128, letterbox factor 0.5
+    assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+    assert mask.shape == (32, 32) and mask.dtype == np.float32
+    # crowd region rows 70.., cols 100.. of the image -> output (x 0.25): rows 17.5.., cols 25..
+    assert (mask[19:24, 26:32] == 0).all()
+    assert (mask[:16, :24] == 1).all()
+    # padding below the 96-row image (input rows >= 48) holds no image content
+    assert (image[49:] == 0).all()
+    src = np.array(
+        [a["keypoints"] for a in gt["annotations"] if a["image_id"] == 10 and a["num_keypoints"]],
+        np.float32,
+    ).reshape(-1, 17, 3)
+    lab = src[..., 2] > 0
+    expected = (src[..., :2] + 0.5) * 0.5
+    assert np.allclose(kp[..., :2][lab], expected[lab], atol=1e-4)
+    _, _, mask11 = ds[1]  # 128 x 96, unlabelled person polygon in the top-left corner
+    assert mask11[0, 0] == 0 and mask11[20, 20] == 1
+
+
+def test_coco_loader_augmentation_flip_and_loss(tmp_path):
+    ann_file, images_dir, _ = _write_tiny_coco(tmp_path)
+    common = dict(
+        input_size=64, output_size=32, train=True, scale_range=(1, 1), rotation=0, translate=0
+    )
+    plain = CocoKeypoints(ann_file, images_dir, flip=0.0, **common)
+    flipped = CocoKeypoints(ann_file, images_dir, flip=1.0, **common)
+    img_a, kp_a, mask_a = plain[2]
+    img_b, kp_b, mask_b = flipped[2]
+    assert np.allclose(img_b.astype(float), img_a[:, ::-1].astype(float), atol=2)
+    assert np.array_equal(mask_b, mask_a[:, ::-1])
+    fi = list(ae.COCO_KEYPOINTS.flip_index)
+    assert np.allclose(kp_b[:, :, 0], (64 - kp_a[:, fi, 0]) * (kp_a[:, fi, 2] > 0), atol=1e-3)
+    assert np.array_equal(kp_b[:, :, 2], kp_a[:, fi, 2])
+    # random augmentation: valid output; batches go through the training loss with the mask
+    rand = CocoKeypoints(ann_file, images_dir, input_size=64, output_size=32, train=True, seed=1)
+    samples = [rand[i] for i in range(3)]
+    for image, kp, mask in samples:
+        assert image.shape == (64, 64, 3) and mask.shape == (32, 32)
+        lab = kp[..., 2] > 0
+        assert ((kp[..., :2][lab] >= 0) & (kp[..., :2][lab] < 64)).all()
+    batch = collate(samples)
+    config, args = _tiny_args(["--input-size", "64"])
+    out = PoseNet(config)(batch["images"].permute(0, 3, 1, 2).float() / 255)
+    loss, _ = hg_train.compute_loss(
+        out, batch, config, (ae.HeatmapLoss(), ae.AssociativeEmbeddingLoss()), args, "cpu"
+    )
+    assert torch.isfinite(loss)
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+def test_evaluation_conventions_reach_the_decoder_ceiling():
+    """Ground-truth maps (exact targets, projected as the tiny preset decodes) and ideal
+    tags through ae.decode and the example's coordinate mapping score AP close to 1:
+    checks every pixel convention between the data, the targets and the results."""
+    config = PRESETS["tiny"]
+    s_in, s_out = config.input_size, config.output_size
+    ds = SyntheticPeople(seed=1, size=s_in)
+    results = []
+    n = 6
+    for i in range(n):
+        _, kp, _, _ = ds.scene(i)
+        kp_out = ae.scale_keypoints(kp, (s_in, s_in), (s_out, s_out))
+        kp_out[..., :2] -= 0.5
+        hm = torch.as_tensor(ae.render_heatmaps(kp_out, (s_out, s_out), sigma=1.5, method="exact"))
+        hm = torch.nn.functional.interpolate(
+            hm[None], size=(s_in, s_in), mode="bilinear", align_corners=False
+        )
+        tags = np.zeros((1, 17, s_in, s_in), np.float32)
+        for p, person in enumerate(kp):
+            for k, (x, y, v) in enumerate(person):
+                if v > 0:
+                    xi, yi = int(x), int(y)
+                    tags[0, k, max(0, yi - 3) : yi + 4, max(0, xi - 3) : xi + 4] = 3.0 * (p + 1)
+        poses = ae.decode(hm.numpy(), tags, refine=True)[0]
+        transform = hg_eval.image_transform(factor=1.0, map_stride=1.0)
+        results += ae.to_coco_results(poses, i + 1, transform=transform)
+    stats = ae.evaluate_keypoints(to_coco(ds, range(n)), results)
+    assert stats["AP"] > 0.95, stats
+
+
+@pytest.mark.slow
+def test_train_then_evaluate_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    _run(
+        [
+            str(HG / "train.py"),
+            "--preset",
+            "tiny",
+            "--data",
+            "synthetic",
+            "--output",
+            str(out),
+            "--steps",
+            "2",
+            "--minutes",
+            "0",
+            "--batch-size",
+            "2",
+            "--no-final-eval",
+            "--no-progress",
+            "--threads",
+            "1",
+            *SMALL,
+        ]
+    )
+    assert (out / "checkpoint.pt").exists()
+    proc = _run(
+        [
+            str(HG / "evaluate.py"),
+            "--checkpoint",
+            str(out / "checkpoint.pt"),
+            "--data",
+            "synthetic",
+            "--num-images",
+            "3",
+            "--output",
+            str(out / "eval"),
+        ]
+    )
+    last = proc.stdout.strip().splitlines()[-1]
+    m = re.fullmatch(r"AP (\d+\.\d+)", last)
+    assert m, proc.stdout[-2000:]
+    assert 0.0 <= float(m.group(1)) <= 1.0
+    for name in ("skeletons.png", "tags.png", "results.json", "gt.json"):
+        assert (out / "eval" / name).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_train_on_tiny_coco_and_evaluate(tmp_path):
+    ann_file, images_dir, _ = _write_tiny_coco(tmp_path / "coco")
+    out = tmp_path / "run"
+    proc = _run(
+        [
+            str(HG / "train.py"),
+            "--preset",
+            "tiny",
+            "--data",
+            "coco",
+            "--train-json",
+            str(ann_file),
+            "--train-images",
+            str(images_dir),
+            "--val-json",
+            str(ann_file),
+            "--val-images",
+            str(images_dir),
+            "--output",
+            str(out),
+            "--steps",
+            "2",
+            "--minutes",
+            "0",
+            "--batch-size",
+            "2",
+            "--input-size",
+            "64",
+            "--no-progress",
+            "--threads",
+            "1",
+            *SMALL,
+        ]
+    )
+    last = proc.stdout.strip().splitlines()[-1]
+    assert re.fullmatch(r"AP -?\d+\.\d+", last), proc.stdout[-2000:]
+    assert (out / "coco_results.json").exists()
+    # the library-side evaluation of the same model, called directly
+    model, config, _ = hg_eval.load_model(out / "checkpoint.pt")
+    stats = evaluate_coco(model, config, ann_file, images_dir, num_images=2, batch_size=2)
+    assert {"AP", "AP50", "AP75", "AR"} <= set(stats)
