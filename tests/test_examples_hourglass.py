@@ -188,7 +188,7 @@ def test_compute_loss_uses_exact_targets_at_pixel_centres(positive_weight):
         out, batch, config, (ae.HeatmapLoss(), ae.AssociativeEmbeddingLoss()), args, "cpu"
     )
     # target peak at output (5, 10) continuous = the corner between pixels: four equal pixels
-    target = ae.render_heatmaps(np.array([[[4.5, 9.5, 1.0]]]), (32, 32), sigma=1.0, method="exact")
+    target = ae.render_heatmaps(np.array([[[5.0, 10.0, 1.0]]]), (32, 32), sigma=1.0, method="exact")
     # weighted MSE against all-zero predictions: sum of (1 + w * t) * t^2 over the maps
     expected = float(((1 + positive_weight * target) * target**2).sum() * 17 / (17 * 32 * 32))
     assert float(parts["heatmap"]) == pytest.approx(expected, rel=1e-5)
@@ -393,7 +393,6 @@ def test_evaluation_conventions_reach_the_decoder_ceiling():
     for i in range(n):
         _, kp, _, _ = ds.scene(i)
         kp_out = ae.scale_keypoints(kp, (s_in, s_in), (s_out, s_out))
-        kp_out[..., :2] -= 0.5
         hm = torch.as_tensor(ae.render_heatmaps(kp_out, (s_out, s_out), sigma=1.5, method="exact"))
         hm = torch.nn.functional.interpolate(
             hm[None], size=(s_in, s_in), mode="bilinear", align_corners=False

@@ -253,8 +253,6 @@ def evaluate_synthetic(
             kps = ae.pad_keypoints(
                 [ae.scale_keypoints(s[1], (config.input_size,) * 2, (h, h)) for s in scenes]
             )
-            if render == "exact":
-                kps[..., :2] -= 0.5  # "exact": integer coordinates are pixel centres
             gt_maps = torch.as_tensor(ae.render_heatmaps(kps, (h, h), sigma=sigma, method=render))
             if project:
                 gt_maps = torch.nn.functional.interpolate(

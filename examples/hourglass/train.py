@@ -253,13 +253,7 @@ def compute_loss(outputs, batch, config, criteria, args, device):
     keypoints = batch["keypoints"].to(device)
     # continuous input pixels -> continuous output pixels (pixel (i, j) covers [j, j+1))
     kp_out = ae.scale_keypoints(keypoints, (config.input_size,) * 2, out_size)
-    if args.render == "exact":
-        # "exact" puts integer coordinates at pixel centres: shift by half a pixel
-        kp_render = kp_out.clone()
-        kp_render[..., :2] -= 0.5
-    else:
-        kp_render = kp_out  # "reference" truncates: the pixel that contains the joint
-    target = ae.render_heatmaps(kp_render, out_size, sigma=args.sigma, method=args.render)
+    target = ae.render_heatmaps(kp_out, out_size, sigma=args.sigma, method=args.render)
     mask = batch["mask"].to(device) if batch["mask"] is not None else None
     if args.positive_weight:
         # weighted MSE: pixels under a target Gaussian count (1 + w * target) times
