@@ -39,7 +39,7 @@ def loop_loss(tags: torch.Tensor, keypoints: torch.Tensor) -> tuple[torch.Tensor
         for person in kp[i]:
             rows = []
             for j, (x, y, v) in enumerate(person):
-                xi, yi = int(np.floor(x + 0.5)), int(np.floor(y + 0.5))
+                xi, yi = int(np.floor(x)), int(np.floor(y))  # the references index at int(x)
                 if v > 0 and 0 <= xi < w and 0 <= yi < h:
                     rows.append(image[j, :, yi * w + xi])
             if not rows:
