@@ -253,6 +253,8 @@ def compute_loss(outputs, batch, config, criteria, args, device):
     keypoints = batch["keypoints"].to(device)
     # continuous input pixels -> continuous output pixels (pixel (i, j) covers [j, j+1))
     kp_out = ae.scale_keypoints(keypoints, (config.input_size,) * 2, out_size)
+    # "reference": peak at the pixel that contains the joint; "exact": the Gaussian at the
+    # joint's sub-pixel position (pixel centres at +0.5, the library's convention)
     target = ae.render_heatmaps(kp_out, out_size, sigma=args.sigma, method=args.render)
     mask = batch["mask"].to(device) if batch["mask"] is not None else None
     if args.positive_weight:
@@ -264,7 +266,7 @@ def compute_loss(outputs, batch, config, criteria, args, device):
     for s in range(nstack):
         hm, tg = split_outputs(outputs[:, s].float(), config.num_joints, config.tag_dim)
         hm_sum = hm_sum + heatmap_loss(hm, target, mask)
-        # tags are read at the pixel that contains the joint (rounding="floor")
+        # tags are read at the pixel that contains the joint (the loss's default)
         pull, push = tag_loss(tg, kp_out)
         pull_sum, push_sum = pull_sum + pull, push_sum + push
     hm_l, pull_l, push_l = hm_sum / nstack, pull_sum / nstack, push_sum / nstack
@@ -449,7 +451,7 @@ def main(argv=None) -> dict:
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    criteria = (ae.HeatmapLoss(), ae.AssociativeEmbeddingLoss(push=args.push, rounding="floor"))
+    criteria = (ae.HeatmapLoss(), ae.AssociativeEmbeddingLoss(push=args.push))
     loader = make_loader(args, config, rank, world, state["images"] * 1, device)
     logger = Logger(output, args.tensorboard, bool(args.resume)) if is_main else None
 
@@ -618,6 +620,9 @@ def main(argv=None) -> dict:
         if "AP" in result:
             print(f"AP {result['AP']:.4f}", flush=True)
     if world > 1:
+        # every rank leaves together: a rank that tears gloo down while its peer is still
+        # saving or evaluating aborts ("terminate called without an active exception")
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
     return result
 
