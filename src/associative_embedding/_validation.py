@@ -21,6 +21,7 @@ __all__ = [
     "check_int",
     "check_layout",
     "check_number",
+    "check_pose_keypoints",
     "is_tensor",
     "shape_str",
 ]
@@ -154,3 +155,29 @@ def check_int(value: Any, name: str, *, low: int | None = None, high: int | None
     if high is not None and v > high:
         raise ValueError(f"{name} must be <= {high}, got {v}")
     return v
+
+
+def check_pose_keypoints(kp: np.ndarray, label: str) -> np.ndarray:
+    """Check decoded keypoints ``(P, K, 3)`` = x, y, score; return them as float64.
+
+    Missing joints may have NaN coordinates but must have score 0.
+
+    Raises
+    ------
+    TypeError
+        If the dtype is not floating.
+    ValueError
+        If the shape is not (P, K, 3), a value is infinite or a score is NaN.
+    """
+    if kp.dtype.kind != "f":
+        raise TypeError(f"{label} must have a floating-point dtype, got {kp.dtype}")
+    if kp.ndim != 3 or kp.shape[2] != 3:
+        raise ValueError(
+            f"{label} must have shape (P, K, 3) holding x, y, score, "
+            f"got shape {shape_str(kp.shape)}"
+        )
+    if np.isinf(kp).any():
+        raise ValueError(f"{label} contains infinite values")
+    if np.isnan(kp[..., 2]).any():
+        raise ValueError(f"{label} has NaN scores (missing joints must have score 0)")
+    return kp.astype(np.float64, copy=False)

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_choice, check_int, is_tensor, shape_str
+from ._validation import check_choice, check_int, check_pose_keypoints, is_tensor, shape_str
 
 __all__ = ["evaluate_keypoints", "to_coco_results"]
 
@@ -63,18 +63,7 @@ def _as_keypoints(poses: Any) -> np.ndarray:
             f"poses must be a Poses (one image) or a numpy.ndarray of shape (P, K, 3), "
             f"got {type(kp).__name__}"
         )
-    if kp.dtype.kind != "f":
-        raise TypeError(f"{label} must have a floating-point dtype, got {kp.dtype}")
-    if kp.ndim != 3 or kp.shape[2] != 3:
-        raise ValueError(
-            f"{label} must have shape (P, K, 3) holding x, y, score, "
-            f"got shape {shape_str(kp.shape)}"
-        )
-    if np.isinf(kp).any():
-        raise ValueError(f"{label} contains infinite values")
-    if np.isnan(kp[..., 2]).any():
-        raise ValueError(f"{label} has NaN scores (missing joints must have score 0)")
-    return kp.astype(np.float64)
+    return check_pose_keypoints(kp, label)
 
 
 def _apply_transform(transform: Any, xy: np.ndarray) -> np.ndarray:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import check_int, check_number, is_tensor, shape_str
+from ._validation import check_int, check_number, check_pose_keypoints, is_tensor, shape_str
 from .skeletons import COCO_KEYPOINTS, Skeleton
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -91,18 +91,7 @@ def _keypoints(poses: Any, name: str = "poses") -> np.ndarray:
         )
     kp = _as_numpy(kp, f"{name}.keypoints" if hasattr(poses, "keypoints") else name)
     label = f"{name}.keypoints" if hasattr(poses, "keypoints") else name
-    if kp.dtype.kind != "f":
-        raise TypeError(f"{label} must have a floating-point dtype, got {kp.dtype}")
-    if kp.ndim != 3 or kp.shape[2] != 3:
-        raise ValueError(
-            f"{label} must have shape (P, K, 3) holding x, y, score, "
-            f"got shape {shape_str(kp.shape)}"
-        )
-    if np.isinf(kp).any():
-        raise ValueError(f"{label} contains infinite values")
-    if np.isnan(kp[..., 2]).any():
-        raise ValueError(f"{label} has NaN scores (missing joints must have score 0)")
-    return kp.astype(np.float64, copy=False)
+    return check_pose_keypoints(kp, label)
 
 
 def _visible(kp: np.ndarray, score_threshold: float) -> np.ndarray:
