@@ -75,7 +75,7 @@ def test_tiny_preset_output_shapes():
 
 def test_multidimensional_tags_layout():
     cfg = PRESETS["tiny"].replace(tag_dim=3, inp_dim=16, increase=8, input_size=32)
-    out = PoseNet(cfg)(torch.rand(1, 3, 32, 32))
+    out = PoseNet(cfg).eval()(torch.rand(1, 3, 32, 32))
     assert out.shape == (1, cfg.nstack, 17 * 4, 16, 16)
     hm, tags = split_outputs(out, 17, 3)
     assert hm.shape == (1, cfg.nstack, 17, 16, 16)
@@ -103,8 +103,27 @@ def test_paper_preset_output_shapes_on_small_input():
     assert out.shape == (1, 4, 34, 16, 16)
 
 
+def test_upsampling_head_predicts_at_half_resolution_and_trains_every_layer():
+    cfg = PRESETS["tiny"].replace(
+        stem_stride=4, head_upsample=2, inp_dim=16, increase=8, input_size=64
+    )
+    assert (cfg.output_stride, cfg.output_size) == (2, 32)
+    model = PoseNet(cfg)
+    out = model(torch.rand(2, 3, 64, 64))
+    assert out.shape == (2, cfg.nstack, 34, 32, 32)
+    out.square().mean().backward()
+    # DDP fails on parameters that never receive a gradient
+    assert [n for n, prm in model.named_parameters() if prm.grad is None] == []
+    with pytest.raises(ValueError, match="head_upsample"):
+        PoseNet(cfg.replace(stem_stride=2))
+    # checkpoints written before head_upsample existed load as head_upsample = 1
+    d = cfg.to_dict()
+    del d["head_upsample"]
+    assert type(cfg).from_dict(d).head_upsample == 1
+
+
 def test_model_rejects_bad_input():
-    model = PoseNet(PRESETS["tiny"].replace(inp_dim=8, increase=4))
+    model = PoseNet(PRESETS["tiny"].replace(inp_dim=8, increase=4, stem_stride=2, head_upsample=1))
     with pytest.raises(ValueError, match="multiples of 16"):
         model(torch.rand(1, 3, 40, 40))
     with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
@@ -163,6 +182,52 @@ def test_a_few_training_steps_reduce_the_loss():
         losses.append(float(loss))
         assert set(parts) == {"heatmap", "pull", "push"}
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+def test_weight_average_matches_a_hand_computed_average():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = hg_train.WeightAverage(model, decay=0.9)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+    for n in range(1, 6):
+        with torch.no_grad():
+            for prm in model.parameters():
+                prm.add_(torch.randn_like(prm))
+        model.train()(torch.randn(4, 3))  # moves the BatchNorm statistics and step counter
+        ema.update(model)
+        d = min(0.9, (1 + n) / (10 + n))
+        for k, v in model.state_dict().items():
+            expected[k] = d * expected[k] + (1 - d) * v if v.is_floating_point() else v.clone()
+    for k, v in ema.state.items():
+        torch.testing.assert_close(v, expected[k], rtol=1e-6, atol=1e-6)
+    assert int(ema.state["1.num_batches_tracked"]) == 5
+    averaged = ema.model(model)
+    assert averaged is not model
+    torch.testing.assert_close(averaged[0].weight, expected["0.weight"], rtol=1e-6, atol=1e-6)
+    assert not torch.equal(model[0].weight, averaged[0].weight)
+
+
+def test_learning_rate_schedules():
+    _, args = _tiny_args(["--lr", "1e-3", "--lr-final", "1e-5", "--warmup-steps", "0"])
+    args.lr_schedule, args.lr_drop = "step", 0.8
+    assert hg_train.learning_rate(args, 10, 0.79) == 1e-3
+    assert hg_train.learning_rate(args, 10, 0.81) == 1e-5
+    args.lr_schedule = "cosine"
+    assert hg_train.learning_rate(args, 10, 0.0) == pytest.approx(1e-3)
+    assert hg_train.learning_rate(args, 10, 0.5) == pytest.approx((1e-3 + 1e-5) / 2)
+    assert hg_train.learning_rate(args, 10, 1.0) == pytest.approx(1e-5)
+    args.warmup_steps = 4
+    assert hg_train.learning_rate(args, 0, 0.0) == pytest.approx(1e-3 / 4)
+
+
+def test_cpu_autocast_choice():
+    cpu = torch.device("cpu")
+    native = hg_train.cpu_bf16_supported()
+    assert hg_train.resolve_amp("auto", cpu) == ("bf16" if native else "none")
+    assert hg_train.resolve_amp("none", cpu) == "none"
+    assert hg_train.resolve_amp("bf16", cpu) == "bf16"
+    with pytest.raises(SystemExit, match="fp16 needs CUDA"):
+        hg_train.resolve_amp("fp16", cpu)
 
 
 @pytest.mark.parametrize("positive_weight", [0.0, 16.0])
@@ -432,10 +497,18 @@ def test_train_then_evaluate_end_to_end(tmp_path):
             "--no-progress",
             "--threads",
             "1",
+            "--ema",
+            "0.5",
             *SMALL,
         ]
     )
     assert (out / "checkpoint.pt").exists()
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert ckpt["ema_updates"] == 2
+    # evaluate.py loads the moving average, not the last weights
+    model, _, _ = hg_eval.load_model(out / "checkpoint.pt")
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, ckpt["ema"][k])
     proc = _run(
         [
             str(HG / "evaluate.py"),

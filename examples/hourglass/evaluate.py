@@ -102,7 +102,7 @@ def network_maps(
     images : list of (H, W, 3) uint8 arrays.
     scales : input scales relative to ``config.input_size``; the first tag scale is 1.0
         (or the first scale if 1.0 is absent).
-    project : decode at input resolution (maps upsampled ``stem_stride`` times,
+    project : decode at input resolution (maps upsampled ``output_stride`` times,
         HigherHRNet's PROJECT2IMAGE) instead of at the output resolution.
 
     Returns
@@ -328,7 +328,8 @@ def load_model(checkpoint: str | Path, device="cpu") -> tuple[PoseNet, Hourglass
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     config = HourglassConfig.from_dict(state["config"])
     model = PoseNet(config)
-    model.load_state_dict(state["model"])
+    # the weights' moving average when training kept one (train.py --ema), else the weights
+    model.load_state_dict(state["ema"] if state.get("ema") is not None else state["model"])
     model = model.to(device).to(memory_format=torch.channels_last).eval()
     return model, config, state.get("args", {})
 

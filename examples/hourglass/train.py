@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import csv
 import json
+import math
 import os
 import sys
 import time
@@ -48,8 +49,10 @@ class TrainDefaults:
     batch_size: int
     lr: float
     lr_final: float
-    lr_drop: float  # fraction of the run after which lr = lr_final
+    lr_drop: float  # "step" schedule: fraction of the run after which lr = lr_final
+    lr_schedule: str  # "step" (pose-ae-train: lr, then lr_final) or "cosine" (lr -> lr_final)
     warmup_steps: int
+    ema: float  # decay of the weights' exponential moving average used for evaluation (0: off)
     tag_weight: float
     push: str  # "exp" (pose-ae-train, HigherHRNet) or "margin" (HigherHRNet 'max', CornerNet)
     heatmap_weight: float
@@ -72,7 +75,9 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
         lr=2e-4,
         lr_final=1e-5,
         lr_drop=0.8,
+        lr_schedule="step",
         warmup_steps=0,
+        ema=0.0,
         tag_weight=1e-3,
         push="exp",
         heatmap_weight=1.0,
@@ -89,11 +94,13 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
     ),
     # Reasons for each departure: examples/hourglass/README.md ("The tiny preset").
     "tiny": TrainDefaults(
-        batch_size=16,
+        batch_size=8,
         lr=3e-3,
         lr_final=2e-4,
         lr_drop=0.8,
+        lr_schedule="step",
         warmup_steps=50,
+        ema=0.0,
         tag_weight=1e-1,
         push="margin",
         heatmap_weight=1.0,
@@ -101,8 +108,8 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
         sigma=2.0,
         render="exact",
         project=True,
-        detection_threshold=0.5,
-        minutes=12.5,
+        detection_threshold=0.6,
+        minutes=14.0,
         steps=None,
         eval_every=2.0,
         eval_images=64,
@@ -125,7 +132,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--lr", type=float)
     g.add_argument("--lr-final", type=float)
     g.add_argument("--lr-drop", type=float, help="fraction of the run after which lr = lr-final")
+    g.add_argument(
+        "--lr-schedule",
+        choices=("step", "cosine"),
+        help="step: lr until --lr-drop, then --lr-final; cosine: lr decays to --lr-final",
+    )
     g.add_argument("--warmup-steps", type=int)
+    g.add_argument(
+        "--ema",
+        type=float,
+        help="evaluate an exponential moving average of the weights with this decay (0: off)",
+    )
     g.add_argument("--optimizer", choices=("adam", "adamw"), default="adam")
     g.add_argument("--weight-decay", type=float, default=0.0)
     g = p.add_argument_group("loss")
@@ -148,6 +165,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     g.add_argument("--increase", type=int)
     g.add_argument("--depth", type=int)
     g.add_argument("--stem-stride", type=int, choices=(2, 4))
+    g.add_argument(
+        "--head-upsample",
+        type=int,
+        choices=(1, 2),
+        help="2: hourglasses at 1/4 and a final head predicting at 1/2 (needs --stem-stride 4)",
+    )
     g.add_argument("--tag-dim", type=int)
     g.add_argument("--bn", choices=("on", "off"))
     g = p.add_argument_group("evaluation")
@@ -168,7 +191,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--amp",
         choices=("auto", "none", "bf16", "fp16"),
         default="auto",
-        help="autocast dtype on CUDA (auto: bf16 if supported); ignored on CPU",
+        help="autocast dtype (auto: bf16 if supported, on CUDA else fp16; on a CPU bf16 only "
+        "where it runs natively, else float32)",
     )
     g.add_argument("--compile", action="store_true", help="torch.compile the model")
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -199,7 +223,16 @@ def resolve(args: argparse.Namespace) -> tuple[HourglassConfig, argparse.Namespa
     config = PRESETS[args.preset]
     overrides = {
         k: getattr(args, k)
-        for k in ("input_size", "nstack", "inp_dim", "increase", "depth", "stem_stride", "tag_dim")
+        for k in (
+            "input_size",
+            "nstack",
+            "inp_dim",
+            "increase",
+            "depth",
+            "stem_stride",
+            "head_upsample",
+            "tag_dim",
+        )
         if getattr(args, k) is not None
     }
     if args.bn is not None:
@@ -274,8 +307,71 @@ def compute_loss(outputs, batch, config, criteria, args, device):
     return total, {"heatmap": hm_l.detach(), "pull": pull_l.detach(), "push": push_l.detach()}
 
 
+def cpu_bf16_supported() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (AVX512-BF16 / AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """Autocast dtype for training: "none", "bf16" or "fp16".
+
+    ``auto`` picks bf16 on CUDA when supported (else fp16 with a gradient scaler), and
+    bf16 on a CPU that computes it natively (1.8x faster steps on an AVX512-BF16 core;
+    emulated bf16 would be slower than float32, so other CPUs train in float32).
+    Evaluation always runs in float32 on the CPU.
+    """
+    if device.type == "cuda":
+        if amp == "auto":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return amp
+    if amp == "fp16":
+        raise SystemExit("--amp fp16 needs CUDA; use bf16 or none on the CPU")
+    if amp == "auto":
+        return "bf16" if cpu_bf16_supported() else "none"
+    return amp
+
+
+class WeightAverage:
+    """Exponential moving average of a model's parameters and buffers.
+
+    ``decay`` ramps up as ``min(decay, (1 + n) / (10 + n))`` over the first updates, so
+    the average does not remember the random initialisation; integer buffers (BatchNorm's
+    step counters) are copied.
+    """
+
+    def __init__(self, model: torch.nn.Module, decay: float):
+        self.decay, self.updates = decay, 0
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        self.updates += 1
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.state[k].lerp_(v.detach(), 1.0 - d)
+            else:
+                self.state[k].copy_(v)
+
+    def model(self, like: torch.nn.Module) -> torch.nn.Module:
+        """A copy of ``like`` holding the averaged weights (for evaluation)."""
+        import copy
+
+        averaged = copy.deepcopy(like)
+        averaged.load_state_dict(self.state)
+        return averaged
+
+
 def learning_rate(args, step: int, progress: float) -> float:
-    lr = args.lr if progress < args.lr_drop else args.lr_final
+    """Learning rate at ``step``; ``progress`` in [0, 1] is the fraction of the budget used."""
+    if args.lr_schedule == "cosine":
+        cos = 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+        lr = args.lr_final + (args.lr - args.lr_final) * cos
+    else:
+        lr = args.lr if progress < args.lr_drop else args.lr_final
     if args.warmup_steps and step < args.warmup_steps:
         lr *= (step + 1) / args.warmup_steps
     return lr
@@ -360,7 +456,9 @@ class Logger:
             self.tb.close()
 
 
-def save_checkpoint(path: Path, model, optimizer, scaler, state: dict, config, args) -> None:
+def save_checkpoint(
+    path: Path, model, optimizer, scaler, state: dict, config, args, ema=None
+) -> None:
     raw = getattr(model, "module", model)
     raw = getattr(raw, "_orig_mod", raw)
     tmp = path.with_suffix(".tmp")
@@ -369,6 +467,8 @@ def save_checkpoint(path: Path, model, optimizer, scaler, state: dict, config, a
             "model": raw.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else None,
+            "ema": ema.state if ema is not None else None,
+            "ema_updates": ema.updates if ema is not None else 0,
             "state": state,
             "config": config.to_dict(),
             "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
@@ -417,17 +517,15 @@ def main(argv=None) -> dict:
     output = Path(args.output)
     if is_main:
         output.mkdir(parents=True, exist_ok=True)
-    amp = args.amp
-    if device.type != "cuda":
-        amp = "none"
-    elif amp == "auto":
-        amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    amp = resolve_amp(args.amp, device)
 
     model = PoseNet(config).to(device).to(memory_format=torch.channels_last)
     opt_cls = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
     state = {"step": 0, "images": 0, "train_seconds": 0.0, "curve": []}
+    # every rank holds the same weights: rank 0 alone keeps the average it evaluates
+    ema = WeightAverage(model, args.ema) if args.ema and is_main else None
 
     ckpt_path = output / "checkpoint.pt"
     if args.resume:
@@ -438,6 +536,9 @@ def main(argv=None) -> dict:
             optimizer.load_state_dict(ck["optimizer"])
             if scaler is not None and ck.get("scaler"):
                 scaler.load_state_dict(ck["scaler"])
+            if ema is not None and ck.get("ema") is not None:
+                ema.state = {k: v.to(device) for k, v in ck["ema"].items()}
+                ema.updates = ck.get("ema_updates", 0)
             state = ck["state"]
             if is_main:
                 print(f"resumed from {path} at step {state['step']}")
@@ -489,12 +590,15 @@ def main(argv=None) -> dict:
     def elapsed() -> float:
         return elapsed0 + time.time() - t0
 
+    def eval_model() -> torch.nn.Module:
+        return ema.model(model) if ema is not None else model
+
     def run_eval():
         from evaluate import evaluate_synthetic
 
         t = time.time()
         stats = evaluate_synthetic(
-            model,
+            eval_model(),
             config,
             seed=2,
             num_images=args.eval_images,
@@ -540,7 +644,7 @@ def main(argv=None) -> dict:
         images = batch["images"].to(device, non_blocking=True).permute(0, 3, 1, 2)
         images = images.float().div_(255).contiguous(memory_format=torch.channels_last)
         ctx = (
-            torch.autocast("cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+            torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
             if amp != "none"
             else contextlib.nullcontext()
         )
@@ -555,6 +659,8 @@ def main(argv=None) -> dict:
         else:
             loss.backward()
             optimizer.step()
+        if ema is not None:
+            ema.update(model)
         state["step"] += 1
         state["images"] += args.batch_size * world
         window_n += args.batch_size * world
@@ -594,7 +700,7 @@ def main(argv=None) -> dict:
             last_eval = time.time()
         if is_main and time.time() - last_ckpt > args.checkpoint_every * 60:
             state["train_seconds"] = elapsed()
-            save_checkpoint(ckpt_path, model, optimizer, scaler, state, config, args)
+            save_checkpoint(ckpt_path, model, optimizer, scaler, state, config, args, ema)
             last_ckpt = time.time()
 
     state["train_seconds"] = elapsed()
@@ -606,7 +712,7 @@ def main(argv=None) -> dict:
         "train_minutes": round(state["train_seconds"] / 60, 2),
     }
     if is_main:
-        save_checkpoint(ckpt_path, model, optimizer, scaler, state, config, args)
+        save_checkpoint(ckpt_path, model, optimizer, scaler, state, config, args, ema)
         logger.close()
         print(
             f"trained {state['step']} steps ({state['images']} images) in "
@@ -614,7 +720,7 @@ def main(argv=None) -> dict:
             flush=True,
         )
         if not args.no_final_eval:
-            result.update(final_evaluation(model, config, args, device, amp, output, state))
+            result.update(final_evaluation(eval_model(), config, args, device, amp, output, state))
         (output / "summary.json").write_text(json.dumps(result, indent=2))
         print(f"total wall time {(time.time() - t_start) / 60:.1f} min")
         if "AP" in result:
