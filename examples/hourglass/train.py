@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import csv
 import json
 import math
@@ -358,8 +359,6 @@ class WeightAverage:
 
     def model(self, like: torch.nn.Module) -> torch.nn.Module:
         """A copy of ``like`` holding the averaged weights (for evaluation)."""
-        import copy
-
         averaged = copy.deepcopy(like)
         averaged.load_state_dict(self.state)
         return averaged

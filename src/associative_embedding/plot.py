@@ -89,9 +89,8 @@ def _keypoints(poses: Any, name: str = "poses") -> np.ndarray:
             f"{name} must be a Poses (one image) or an array of shape (P, K, 3), got a "
             f"{type(kp).__name__}; for a batch, pass one element of the list that decode returns"
         )
-    kp = _as_numpy(kp, f"{name}.keypoints" if hasattr(poses, "keypoints") else name)
     label = f"{name}.keypoints" if hasattr(poses, "keypoints") else name
-    return check_pose_keypoints(kp, label)
+    return check_pose_keypoints(_as_numpy(kp, label), label)
 
 
 def _visible(kp: np.ndarray, score_threshold: float) -> np.ndarray:
