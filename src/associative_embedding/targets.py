@@ -189,12 +189,17 @@ def _render(
         dy2 = (rows + center_shift - y[..., None]) ** 2
     dx2 = np.where(valid[..., None], dx2, np.inf)
     inv = 1.0 / (2.0 * sigma * sigma)
+    # The Gaussian is separable: exp(-(dx² + dy²)/2σ²) = exp(-dx²/2σ²) · exp(-dy²/2σ²),
+    # so the exponentials are taken on the (B, N, K, W) and (B, N, K, H) factors only
+    # and the maps are their outer products (float64, then rounded to float32 once).
+    ex = np.exp(-dx2 * inv)
+    ey = np.exp(-dy2 * inv)
     # One person slot at a time keeps the temporary at (B, K, H, W).
     for p in range(n):
         if not valid[:, p].any():
             continue
-        d2 = dy2[:, p, :, :, None] + dx2[:, p, :, None, :]
-        np.maximum(out, np.exp(-d2 * inv).astype(np.float32), out=out)
+        g = ey[:, p, :, :, None] * ex[:, p, :, None, :]
+        np.maximum(out, g.astype(np.float32), out=out)
     return out
 
 
