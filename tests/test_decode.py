@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import associative_embedding as ae
 import associative_embedding.decoding as decoding
 from associative_embedding import _kernels as kn
 from associative_embedding.decoding import DecodeConfig, Poses, decode, warmup
@@ -600,3 +601,97 @@ def test_poses_validates_shapes():
         Poses(np.zeros((2, 3)), np.zeros(2), np.zeros((2, 1)))
     with pytest.raises(TypeError, match=r"scores must be a numpy\.ndarray"):
         Poses(np.zeros((2, 3, 3)), [0, 0], np.zeros((2, 1)))
+
+
+# ------------------------------------------------------------------------------ DARK refinement
+
+
+def _dark_reference(kp, hm, shift=0.5, eps=1e-10):
+    """Plain loop: the Newton step on log(max(h, eps)) at the joint's nearest pixel."""
+    out = np.array(kp, np.float64, copy=True)
+    _, h, w = hm.shape
+    for p in range(kp.shape[0]):
+        for k in range(kp.shape[1]):
+            x, y = kp[p, k, 0], kp[p, k, 1]
+            if not (np.isfinite(x) and np.isfinite(y)):
+                continue
+            j, i = int(np.floor(x - shift + 0.5)), int(np.floor(y - shift + 0.5))
+            if not (1 <= j <= w - 2 and 1 <= i <= h - 2):
+                continue
+            L = np.log(np.maximum(hm[k, i - 1 : i + 2, j - 1 : j + 2].astype(np.float64), eps))
+            grad = np.array([(L[1, 2] - L[1, 0]) / 2, (L[2, 1] - L[0, 1]) / 2])
+            hxx = L[1, 2] - 2 * L[1, 1] + L[1, 0]
+            hyy = L[2, 1] - 2 * L[1, 1] + L[0, 1]
+            hxy = (L[2, 2] - L[2, 0] - L[0, 2] + L[0, 0]) / 4
+            hess = np.array([[hxx, hxy], [hxy, hyy]])
+            if not np.all(np.linalg.eigvalsh(hess) < 0):
+                continue
+            step = -np.linalg.solve(hess, grad)
+            if np.abs(step).max() > 1:
+                continue
+            out[p, k, 0] = j + shift + step[0]
+            out[p, k, 1] = i + shift + step[1]
+    return out
+
+
+def test_refine_dark_finds_the_centre_of_gaussian_peaks(rng):
+    k, h, w = 5, 24, 20
+    truth = np.stack([rng.uniform(2, w - 2, k), rng.uniform(2, h - 2, k)], -1)
+    people = np.concatenate([truth, np.ones((k, 1))], -1)[None]  # one person, K joints
+    hm = ae.render_heatmaps(people, (h, w), sigma=1.7, method="exact")
+    # decoded positions: the peak pixel, quarter-adjusted as decode reports them
+    poses = ae.decode(hm[None], np.zeros((1, k, h, w), np.float32), refine=False)[0]
+    assert len(poses) == 1
+    refined = poses.refine_dark(hm)
+    np.testing.assert_allclose(refined.keypoints[0, :, :2], truth, atol=1e-4)
+    assert np.abs(poses.keypoints[0, :, :2] - truth).max() > 0.05  # quarter rule is coarser
+    np.testing.assert_array_equal(refined.scores, poses.scores)
+    np.testing.assert_array_equal(refined.keypoints[..., 2], poses.keypoints[..., 2])
+    # integer pixel coordinates (center_shift 0) give the same answer minus 0.5
+    shifted = ae.Poses(poses.keypoints - [0.5, 0.5, 0.0], poses.scores, poses.tags)
+    np.testing.assert_allclose(
+        shifted.refine_dark(hm, center_shift=0.0).keypoints[0, :, :2], truth - 0.5, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_refine_dark_equals_a_plain_loop_on_random_maps(seed):
+    rng = np.random.default_rng(seed)
+    k, h, w, p = 4, 9, 11, 6
+    hm = rng.uniform(0, 1, (k, h, w)).astype(np.float32)
+    hm[0, 2:5, 3:6] = 0  # flat zeros: log floor, no maximum
+    kp = np.stack(
+        [rng.uniform(-1, w + 1, (p, k)), rng.uniform(-1, h + 1, (p, k)), rng.uniform(0, 1, (p, k))],
+        -1,
+    )
+    kp[0, 1, :2] = np.nan  # a missing joint
+    kp[0, 1, 2] = 0
+    # some joints at smooth maxima, where the step is accepted
+    yy, xx = np.mgrid[:h, :w] + 0.5
+    hm[2] = np.exp(-((xx - 5.2) ** 2 + (yy - 4.7) ** 2) / 3)
+    kp[1:3, 2, :2] = [[5.5, 4.5], [4.5, 5.5]]
+    poses = ae.Poses(kp, kp[:, :, 2].mean(1), np.zeros((p, 1)))
+    got = poses.refine_dark(hm).keypoints
+    want = _dark_reference(kp, hm)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9)
+    assert np.isnan(got[0, 1, :2]).all()
+    np.testing.assert_allclose(got[1:3, 2, :2], [[5.2, 4.7], [5.2, 4.7]], atol=1e-6)
+    # a tensor gives the same
+    got_t = poses.refine_dark(torch.from_numpy(hm)).keypoints
+    np.testing.assert_array_equal(got_t, got)
+
+
+def test_refine_dark_rejects_bad_input():
+    poses = ae.Poses(np.zeros((1, 2, 3)), np.zeros(1), np.zeros((1, 1)))
+    with pytest.raises(ValueError, match=r"heatmaps must have shape \(K, H, W\) with K = 2"):
+        poses.refine_dark(np.zeros((3, 5, 5), np.float32))
+    with pytest.raises(ValueError, match="heatmaps must have shape"):
+        poses.refine_dark(np.zeros((1, 2, 5, 5), np.float32))
+    with pytest.raises(TypeError, match="heatmaps must have a floating-point dtype"):
+        poses.refine_dark(np.zeros((2, 5, 5), np.int64))
+    bad = np.zeros((2, 5, 5), np.float32)
+    bad[1, 2, 2] = np.nan
+    with pytest.raises(ValueError, match="heatmaps contains 1 NaN"):
+        poses.refine_dark(bad)
+    with pytest.raises(ValueError, match="eps"):
+        poses.refine_dark(np.zeros((2, 5, 5), np.float32), eps=0.0)
