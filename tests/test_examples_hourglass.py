@@ -130,6 +130,42 @@ def test_model_rejects_bad_input():
         model(torch.rand(1, 1, 32, 32))
 
 
+@pytest.mark.parametrize(
+    ("stem_stride", "head_upsample"), [(4, 2), (4, 1), (2, 1)], ids=["head", "quarter", "half"]
+)
+def test_mirrored_pass_lines_up_after_the_flip_shift(stem_stride, head_upsample):
+    # With every kernel mirror-symmetric the network commutes with mirroring exactly when
+    # the two passes sample the same grid: the mirrored image's maps, mirrored back, then
+    # equal the original's. The stem's stride-2 7x7 conv puts that grid one input pixel
+    # off unless the mirrored image is shifted by config.flip_shift.
+    torch.manual_seed(0)
+    config = PRESETS["tiny"].replace(
+        inp_dim=8, increase=4, stem_stride=stem_stride, head_upsample=head_upsample
+    )
+    model = PoseNet(config).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.copy_(m.weight + m.weight.flip(-1))
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+        x = torch.rand(2, 3, 64, 96)
+        # the shift drops the mirrored image's first column (the original's last): keep
+        # it zero, as the network's zero padding has it, so that nothing is lost
+        x[..., -1] = 0
+        ref = model(x)
+        assert config.flip_shift == 1
+        aligned = model(hg_eval.mirror(x, config.flip_shift)).flip(-1)
+        torch.testing.assert_close(aligned, ref, rtol=1e-4, atol=1e-5)
+        unshifted = model(hg_eval.mirror(x, 0)).flip(-1)
+        assert (unshifted - ref).abs().max() > 1e-2
+    m = hg_eval.mirror(x, 1)
+    assert torch.equal(m[..., :-1], x.flip(-1)[..., 1:]) and (m[..., -1] == 0).all()
+    with pytest.raises(ValueError, match="shift must be in"):
+        hg_eval.mirror(x, -1)
+
+
 # ------------------------------------------------------------------------------ synthetic data
 
 
@@ -154,6 +190,11 @@ def test_synthetic_people_are_deterministic_and_coco_like():
     assert len(ann["keypoints"]) == 51 and ann["num_keypoints"] > 0
     image, keypoints, mask = ds[5]
     assert np.array_equal(image, img) and np.array_equal(keypoints, kp) and mask is None
+    # training samples skip the silhouettes (areas, boxes) but are otherwise the same
+    for i in range(20):
+        image, keypoints, _ = ds[i]
+        scene = ds.scene(i)
+        assert np.array_equal(image, scene[0]) and np.array_equal(keypoints, scene[1])
 
 
 # ------------------------------------------------------------------------------ training

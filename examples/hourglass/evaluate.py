@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -76,6 +77,26 @@ def to_input(images_uint8: torch.Tensor, device, channels_last: bool = True) -> 
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x.contiguous()
 
 
+def mirror(x: torch.Tensor, shift: int = 0) -> torch.Tensor:
+    """Mirror (B, C, H, W) images left-right, then shift them ``shift`` pixels left.
+
+    The shift drops the mirrored image's first ``shift`` columns (the original's last)
+    and zero-fills the vacated right-hand columns, the value the network's zero padding
+    gives the original image. With ``shift = config.flip_shift`` the network's maps of
+    the mirrored image, mirrored back, lie on the same grid as those of the original
+    (see :attr:`model.HourglassConfig.flip_shift`); pose-ae-train, HigherHRNet and mmpose
+    (``shift_heatmap=False``) mirror without a shift, which on the ``tiny`` preset
+    places the joints of the flip test 0.5 input pixels to the left on average and
+    costs about 0.02 AP (examples/hourglass/README.md).
+    """
+    if shift < 0 or shift >= x.shape[-1]:
+        raise ValueError(f"shift must be in [0, {x.shape[-1]}), got {shift}")
+    m = x.flip(-1)
+    if shift:
+        m = F.pad(m[..., shift:], (0, shift))
+    return m.contiguous(memory_format=torch.channels_last)
+
+
 def _autocast(device: torch.device, amp: str):
     if amp == "none" or device.type != "cuda":
         return contextlib.nullcontext()
@@ -94,6 +115,7 @@ def network_maps(
     device="cpu",
     amp: str = "none",
     project: bool = False,
+    flip_shift: int | None = None,
 ):
     """Run the network at several scales (and mirrored), aggregate with ``ae.aggregate``.
 
@@ -104,6 +126,8 @@ def network_maps(
         (or the first scale if 1.0 is absent).
     project : decode at input resolution (maps upsampled ``output_stride`` times,
         HigherHRNet's PROJECT2IMAGE) instead of at the output resolution.
+    flip_shift : input pixels by which the mirrored image is shifted left (see
+        :func:`mirror`); None: ``config.flip_shift`` (1), 0: the references' flip test.
 
     Returns
     -------
@@ -113,6 +137,7 @@ def network_maps(
     map_stride : input pixels per map pixel
     """
     device = torch.device(device)
+    shift = config.flip_shift if flip_shift is None else flip_shift
     multiple = config.stem_stride * 2**config.depth
     base = config.output_size
     size = (config.input_size, config.input_size) if project else (base, base)
@@ -125,7 +150,7 @@ def network_maps(
             # factors for the first scale, rescaled to scale 1 (base input side)
             factors = np.array([r * config.input_size / side for _, r in boxed])
         x = to_input(torch.from_numpy(np.stack([b for b, _ in boxed])), device)
-        passes = [x, x.flip(-1)] if flip else [x]
+        passes = [x, mirror(x, shift)] if flip else [x]
         for j, inp in enumerate(passes):
             with _autocast(device, amp):
                 out = model(inp)[:, -1]  # last stack only
@@ -173,31 +198,36 @@ def predict(
     config,
     images: list[np.ndarray],
     *,
-    scales=(1.0,),
-    flip=True,
-    device="cpu",
-    amp="none",
-    project=False,
     decode_options=None,
     gt_heatmaps=None,
+    subpixel="quarter",
+    **maps,
 ):
     """Poses in continuous image pixels for a batch of images.
 
+    ``maps``: the options of :func:`network_maps` (``scales``, ``flip``,
+    ``flip_shift``, ``device``, ``amp``, ``project``); ``decode_options`` override
+    :data:`DECODE_OPTIONS` for ``ae.decode``.
+
     ``gt_heatmaps`` (B, K, h, w) replaces the network's heatmaps by ground truth
-    (the paper's "GT detections" experiment: grouping quality alone).
+    (the paper's "GT detections" experiment: grouping quality alone). ``subpixel``:
+    ``"quarter"`` keeps ``ae.decode``'s quarter-pixel adjustment (the references),
+    ``"dark"`` then moves the joints with ``ae.Poses.refine_dark`` on the same maps.
 
     Returns one dict per image: ``poses`` (``ae.Poses`` in decoded-map pixels),
     ``transform`` (2x3, decoded-map pixels -> COCO image pixels), ``keypoints``
     (P, K, 3) in continuous image pixels, and the decoded ``heatmaps`` (K, h, w) and
     ``tags`` (K, D, h, w).
     """
-    heatmaps, tags, factors, map_stride = network_maps(
-        model, config, images, scales=scales, flip=flip, device=device, amp=amp, project=project
-    )
+    heatmaps, tags, factors, map_stride = network_maps(model, config, images, **maps)
     if gt_heatmaps is not None:
         heatmaps = torch.as_tensor(gt_heatmaps, dtype=torch.float32)
     options = {**DECODE_OPTIONS, **(decode_options or {})}
     poses = ae.decode(heatmaps, tags, **options)
+    if subpixel == "dark":
+        poses = [p.refine_dark(heatmaps[b]) for b, p in enumerate(poses)]
+    elif subpixel != "quarter":
+        raise ValueError(f"subpixel must be 'quarter' or 'dark', got {subpixel!r}")
     return [
         {
             "poses": p,
@@ -217,21 +247,18 @@ def evaluate_synthetic(
     seed: int = 1,
     num_images: int = 500,
     batch_size: int = 16,
-    scales=(1.0,),
-    flip=True,
-    device="cpu",
-    amp="none",
     project=False,
-    decode_options=None,
     gt_heatmaps: bool = False,
     output: Path | None = None,
     verbose: bool = False,
     scene: dict | None = None,
     render: str = "reference",
     sigma: float | None = None,
+    **options,
 ) -> dict:
     """OKS AP of ``model`` on held-out synthetic images ``0 .. num_images - 1`` of ``seed``.
 
+    ``options`` go to :func:`predict` (test scales, flip, decoder options, ...).
     With ``output``, writes ``gt.json``, ``results.json`` and the pictures
     ``skeletons.png`` and ``tags.png`` there.
     """
@@ -258,18 +285,7 @@ def evaluate_synthetic(
                 gt_maps = torch.nn.functional.interpolate(
                     gt_maps, size=(config.input_size,) * 2, mode="bilinear", align_corners=False
                 )
-        preds = predict(
-            model,
-            config,
-            images,
-            scales=scales,
-            flip=flip,
-            device=device,
-            amp=amp,
-            project=project,
-            decode_options=decode_options,
-            gt_heatmaps=gt_maps,
-        )
+        preds = predict(model, config, images, project=project, gt_heatmaps=gt_maps, **options)
         for i, image, pred in zip(idx, images, preds, strict=True):
             results += ae.to_coco_results(pred["poses"], i + 1, transform=pred["transform"])
             if shown is None:
@@ -345,6 +361,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--scales", type=float, nargs="+", default=[1.0])
     p.add_argument("--no-flip", action="store_true")
     p.add_argument(
+        "--flip-shift",
+        type=int,
+        default=None,
+        help="input pixels the mirrored image is shifted left by (default: the network's "
+        "grid offset, 1; 0: the references' flip test)",
+    )
+    p.add_argument(
+        "--subpixel",
+        choices=("quarter", "dark"),
+        default=None,
+        help="sub-pixel placement of the joints (default: the checkpoint's preset)",
+    )
+    p.add_argument(
         "--project",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -378,6 +407,8 @@ def main(argv=None) -> dict:
     common = dict(
         scales=tuple(args.scales),
         flip=not args.no_flip,
+        flip_shift=args.flip_shift,
+        subpixel=args.subpixel or train_args.get("subpixel") or "quarter",
         device=args.device,
         amp=args.amp,
         project=project,

@@ -86,6 +86,21 @@ class HourglassConfig:
         return self.input_size // self.output_stride
 
     @property
+    def flip_shift(self) -> int:
+        """Input pixels by which a mirrored image is shifted left for the flip test.
+
+        The stem's 7x7 stride-2 conv (padding 3) centres its output pixel ``j`` on input
+        pixel ``2j``, not between pixels ``2j`` and ``2j + 1``; max-pooling and nearest
+        upsampling keep that grid. The network therefore samples a mirrored image on a
+        grid one input pixel away from the original's, and a trained network, which
+        has learnt to undo its own grid offset, places the joints of the mirrored pass
+        one input pixel off once its maps are mirrored back. Shifting the mirrored
+        image left by this many pixels (zero fill, the padding the original pass sees)
+        makes the two passes line up exactly (tested with mirror-symmetric kernels).
+        """
+        return 1  # one stride-2 conv with an odd kernel, at full resolution
+
+    @property
     def out_channels(self) -> int:
         """Channels predicted per stack: K heatmaps + K * D tags."""
         return self.num_joints * (1 + self.tag_dim)

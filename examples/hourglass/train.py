@@ -62,6 +62,7 @@ class TrainDefaults:
     render: str  # ae.render_heatmaps method: "reference" (pose-ae-train) or "exact" (sub-pixel)
     project: bool  # decode at input resolution (maps upsampled), HigherHRNet's PROJECT2IMAGE
     detection_threshold: float  # ae.decode's detection threshold (library default 0.1)
+    subpixel: str  # "quarter" (ae.decode's adjust, the references) or "dark" (Poses.refine_dark)
     minutes: float | None  # time budget (training + periodic evaluation)
     steps: int | None
     eval_every: float  # minutes between held-out evaluations (synthetic)
@@ -87,6 +88,7 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
         render="reference",
         project=False,
         detection_threshold=0.1,
+        subpixel="quarter",
         minutes=None,
         steps=250_000,
         eval_every=60.0,
@@ -110,6 +112,7 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
         render="exact",
         project=True,
         detection_threshold=0.6,
+        subpixel="dark",
         minutes=14.0,
         steps=None,
         eval_every=2.0,
@@ -185,6 +188,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="decode at input resolution (default: the preset's choice)",
     )
     g.add_argument("--detection-threshold", type=float, help="decoder detection threshold")
+    g.add_argument(
+        "--subpixel",
+        choices=("quarter", "dark"),
+        help="sub-pixel placement of decoded joints: the references' quarter-pixel rule or "
+        "DARK (Poses.refine_dark)",
+    )
     g.add_argument("--no-final-eval", action="store_true")
     g = p.add_argument_group("system")
     g.add_argument("--device", default=None, help="cuda / cpu (default: cuda if available)")
@@ -605,6 +614,7 @@ def main(argv=None) -> dict:
             amp=amp,
             project=args.project,
             decode_options={"detection_threshold": args.detection_threshold},
+            subpixel=args.subpixel,
         )
         row = {
             "minutes": round(elapsed() / 60, 3),
@@ -747,6 +757,7 @@ def final_evaluation(model, config, args, device, amp, output, state) -> dict:
             gt_heatmaps=True,
             project=args.project,
             decode_options={"detection_threshold": args.detection_threshold},
+            subpixel=args.subpixel,
             render=args.render,
             sigma=args.sigma,
         )
@@ -762,6 +773,7 @@ def final_evaluation(model, config, args, device, amp, output, state) -> dict:
             verbose=True,
             project=args.project,
             decode_options={"detection_threshold": args.detection_threshold},
+            subpixel=args.subpixel,
         )
         state["curve"].append(
             {
@@ -793,6 +805,7 @@ def final_evaluation(model, config, args, device, amp, output, state) -> dict:
             verbose=True,
             project=args.project,
             decode_options={"detection_threshold": args.detection_threshold},
+            subpixel=args.subpixel,
         )
         out = {}
     print(f"evaluation took {time.time() - t:.1f} s")

@@ -137,6 +137,16 @@ def flip_maps(maps: Any, flip_index: Sequence[int], *, shift: bool = False) -> A
     index (``f[f[k]] == k``, true of every left/right swap); without ``shift``
     the result is ``maps[:, flip_index, ..., ::-1]``.
 
+    Mirroring lines the maps up only if the network samples the mirrored image
+    on the mirrored grid. A stride-2 convolution with an odd kernel and
+    symmetric padding (the 7×7 stem of the stacked hourglass, HigherHRNet's
+    3×3 stem) centres output pixel ``j`` on input pixel ``2j``, so the grids of
+    the two passes differ by one input pixel per such layer (times the stride
+    before it); a trained network then places the joints of the mirrored pass
+    that far off. ``shift`` moves whole map pixels; shifting the mirrored
+    *input* by the offset instead is exact at any stride (see
+    ``examples/hourglass/evaluate.py``, ``mirror``: +0.026 AP there).
+
     Examples
     --------
     >>> import numpy as np

@@ -200,16 +200,14 @@ def evaluate_coco(
     *,
     num_images: int | None = None,
     batch_size: int = 8,
-    scales=(1.0,),
-    flip=True,
-    device="cpu",
-    amp="none",
-    project=False,
-    decode_options=None,
     output=None,
     verbose=False,
+    **options,
 ) -> dict:
-    """OKS AP on the first ``num_images`` images of a COCO keypoint annotation file."""
+    """OKS AP on the first ``num_images`` images of a COCO keypoint annotation file.
+
+    ``options`` go to ``evaluate.predict`` (test scales, flip, decoder options, ...).
+    """
     import json
 
     from evaluate import predict, print_stats, save_pictures
@@ -231,17 +229,7 @@ def evaluate_coco(
             )
             for i in ids
         ]
-        preds = predict(
-            model,
-            config,
-            images,
-            scales=scales,
-            flip=flip,
-            device=device,
-            amp=amp,
-            project=project,
-            decode_options=decode_options,
-        )
+        preds = predict(model, config, images, **options)
         for img_id, image, pred in zip(ids, images, preds, strict=True):
             results += ae.to_coco_results(pred["poses"], img_id, transform=pred["transform"])
             if shown is None:

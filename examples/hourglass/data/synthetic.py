@@ -243,8 +243,13 @@ def render_scene(
     height_range=(0.45, 0.95),
     max_overlap: float = 0.4,
     truncation: float = 0.15,
+    silhouettes: bool = True,
 ):
     """Render one image and its annotations.
+
+    ``silhouettes=False`` skips drawing each person alone for ``areas`` and ``boxes``
+    (training needs neither): the image and keypoints are the same, ``areas`` and
+    ``boxes`` come back as NaN.
 
     Returns
     -------
@@ -286,6 +291,10 @@ def render_scene(
     for i, p in enumerate(people):
         draw_person(draw, p)
         draw_person(odraw, p, fill=i + 1)
+        if not silhouettes:
+            solo_areas.append(math.nan)
+            solo_boxes.append([math.nan] * 4)
+            continue
         sil = Image.new("1", (size, size), 0)
         draw_person(ImageDraw.Draw(sil), p, fill=1)
         m = np.asarray(sil, bool)
@@ -362,7 +371,8 @@ class SyntheticPeople:
 
     def __getitem__(self, i: int):
         """Training sample ``(image (S, S, 3) uint8, keypoints (N, 17, 3), None)`` (no mask)."""
-        image, keypoints, _, _ = self.scene(i)
+        rng = np.random.default_rng([self.seed, int(i)])
+        image, keypoints, _, _ = render_scene(rng, self.size, silhouettes=False, **self.options)
         return image, keypoints, None
 
 
