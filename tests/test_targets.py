@@ -89,6 +89,44 @@ def test_exact_rendering_equals_brute_force(rng):
         )
 
 
+def dense_exact_heatmaps(joints, h, w, sigma, shift):
+    """Every joint's sub-pixel Gaussian evaluated on the whole map with numpy."""
+    k = joints.shape[1]
+    hms = np.zeros((k, h, w), np.float32)
+    cols, rows = np.arange(w) + shift, np.arange(h) + shift
+    for person in joints:
+        for idx, (x, y, v) in enumerate(person):
+            near_c, near_r = math.floor(x - shift + 0.5), math.floor(y - shift + 0.5)
+            if v > 0 and 0 <= near_c < w and 0 <= near_r < h:
+                d2 = (cols[None, :] - x) ** 2 + (rows[:, None] - y) ** 2
+                g = np.exp(-d2 / (2 * sigma**2)).astype(np.float32)
+                hms[idx] = np.maximum(hms[idx], g)
+    return hms
+
+
+@pytest.mark.parametrize("sigma", [0.5, 0.9, 2.0])
+@pytest.mark.parametrize("shift", [0.5, 0.0])
+def test_exact_rendering_on_large_maps_is_the_whole_map_gaussian(rng, sigma, shift):
+    # the renderer evaluates each joint only where float32 can hold its value (within
+    # about 14.4 sigma): with atol=0, every pixel it skips must be exactly 0 in the
+    # whole-map evaluation too, and every tail value it computes must agree
+    h, w = 70, 90
+    kp = random_people(rng, 4, 3, h, w)
+    got = ae.render_heatmaps(kp, (h, w), sigma=sigma, method="exact", center_shift=shift)
+    want = dense_exact_heatmaps(kp, h, w, sigma, shift)
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=0)
+    assert (want > 0).sum() > 0 and ((want > 0) & (want < 1e-30)).any()  # tails reached
+
+
+def test_reference_rendering_on_large_maps_equals_brute_force(rng):
+    for sigma in [2.0, 1.7, 3.0]:
+        kp = random_people(rng, 6, 4, 128, 96)
+        got = ae.render_heatmaps(kp, (128, 96), sigma=sigma)
+        np.testing.assert_allclose(
+            got, brute_reference_heatmaps(kp, 128, 96, sigma), rtol=1e-6, atol=0
+        )
+
+
 def test_overlap_takes_max_and_batched_torch_matches_numpy(rng):
     a = random_people(rng, 3, 4, 16, 16)
     b = random_people(rng, 1, 4, 16, 16)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
+from numba import njit
 
 from ._validation import (
     check_choice,
@@ -153,6 +154,11 @@ def render_heatmaps(
     return out
 
 
+# float32 rounds exp(-t) to 0 for t > 103.97 (half the smallest subnormal, e^-103.28):
+# pixels farther than this many sigmas from a joint add nothing to its map
+_EXP_ZERO = 104.0
+
+
 def _render(
     kp: np.ndarray, h: int, w: int, sigma: float, method: str, center_shift: float
 ) -> np.ndarray:
@@ -162,45 +168,92 @@ def _render(
     if b * n * k == 0:
         return out
     lab = kp[..., 2] > 0
-    x = np.where(lab, kp[..., 0], -1e9)
-    y = np.where(lab, kp[..., 1], -1e9)
-    cols = np.arange(w, dtype=np.float64)
-    rows = np.arange(h, dtype=np.float64)
+    x = np.where(lab, kp[..., 0], 0.0)
+    y = np.where(lab, kp[..., 1], 0.0)
     if method == "reference":
         xi, yi = np.trunc(x), np.trunc(y)
         valid = lab & (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
         patch = len(np.arange(0, 6 * sigma + 3, 1, dtype=np.float64))
-        center = 3 * sigma + 1
-        ul_x, ul_y = np.round(xi - 3 * sigma - 1), np.round(yi - 3 * sigma - 1)
+        # the patch's corner (NumPy rounding, half to even) and its exclusive far corner
+        ox, oy = np.round(xi - 3 * sigma - 1), np.round(yi - 3 * sigma - 1)
         br_x, br_y = np.round(xi + 3 * sigma + 2), np.round(yi + 3 * sigma + 2)
-        # patch-local coordinate of every column / row, per joint: (B, N, K, W) / (B, N, K, H)
-        cx = cols - ul_x[..., None]
-        cy = rows - ul_y[..., None]
-        in_x = (cx >= 0) & (cx < patch) & (cols < br_x[..., None])
-        in_y = (cy >= 0) & (cy < patch) & (rows < br_y[..., None])
-        dx2 = np.where(in_x, (cx - center) ** 2, np.inf)
-        dy2 = np.where(in_y, (cy - center) ** 2, np.inf)
+        c0, r0 = np.maximum(ox, 0), np.maximum(oy, 0)
+        c1 = np.minimum(np.minimum(br_x, ox + patch), w)
+        r1 = np.minimum(np.minimum(br_y, oy + patch), h)
+        centre = 3 * sigma + 1
     else:
         # nearest pixel of (x, y) when pixel j's centre is j + center_shift
         near_x = np.floor(x - center_shift + 0.5)
         near_y = np.floor(y - center_shift + 0.5)
         valid = lab & (near_x >= 0) & (near_x < w) & (near_y >= 0) & (near_y < h)
-        dx2 = (cols + center_shift - x[..., None]) ** 2
-        dy2 = (rows + center_shift - y[..., None]) ** 2
-    dx2 = np.where(valid[..., None], dx2, np.inf)
-    inv = 1.0 / (2.0 * sigma * sigma)
-    # The Gaussian is separable: exp(-(dx² + dy²)/2σ²) = exp(-dx²/2σ²) · exp(-dy²/2σ²),
-    # so the exponentials are taken on the (B, N, K, W) and (B, N, K, H) factors only
-    # and the maps are their outer products (float64, then rounded to float32 once).
-    ex = np.exp(-dx2 * inv)
-    ey = np.exp(-dy2 * inv)
-    # One person slot at a time keeps the temporary at (B, K, H, W).
-    for p in range(n):
-        if not valid[:, p].any():
-            continue
-        g = ey[:, p, :, :, None] * ex[:, p, :, None, :]
-        np.maximum(out, g.astype(np.float32), out=out)
+        ox, oy = x, y
+        reach = sigma * math.sqrt(2.0 * _EXP_ZERO) + 1.0  # in pixels, with a pixel to spare
+        c0 = np.maximum(np.floor(x - center_shift - reach), 0)
+        r0 = np.maximum(np.floor(y - center_shift - reach), 0)
+        c1 = np.minimum(np.ceil(x - center_shift + reach) + 1, w)
+        r1 = np.minimum(np.ceil(y - center_shift + reach) + 1, h)
+        centre = 0.0
+    windows = np.stack([r0, r1, c0, c1], -1)
+    windows = np.where(valid[..., None], windows, 0).astype(np.int64)
+    origins = np.ascontiguousarray(np.stack([oy, ox], -1), dtype=np.float64)
+    _splat(
+        np.ascontiguousarray(windows),
+        origins,
+        float(centre),
+        float(center_shift) if method == "exact" else 0.0,
+        method == "exact",
+        1.0 / (2.0 * sigma * sigma),
+        2.0 * sigma**2,
+        out,
+    )
     return out
+
+
+@njit(cache=True, nogil=True)
+def _splat(windows, origins, centre, shift, exact, inv, denom, out):  # pragma: no cover
+    """Max each joint's Gaussian into ``out`` (B, K, H, W) over its window.
+
+    ``windows`` (B, N, K, 4) int64: rows [r0, r1), columns [c0, c1) (empty when the
+    joint is skipped); ``origins`` (B, N, K, 2) float64 ``(oy, ox)``.
+    ``"reference"`` (``exact`` False): ``(oy, ox)`` is the references' patch corner
+    and the value ``exp(-(((c - ox) - centre)^2 + ((r - oy) - centre)^2) / denom)``,
+    operation for operation as ``HeatmapGenerator`` computes its patch. ``"exact"``:
+    ``(oy, ox)`` is the joint ``(y, x)`` and the value the product of the Gaussian's
+    separable factors ``exp(-((r + shift) - y)^2 * inv) * exp(-((c + shift) - x)^2 * inv)``
+    (float64). Each value is rounded to float32 once; pixels outside a window would
+    round to 0.
+    """
+    nb, nn, nk, _ = windows.shape
+    ex = np.empty(out.shape[3], np.float64)
+    for bi in range(nb):
+        for p in range(nn):
+            for k in range(nk):
+                r0 = windows[bi, p, k, 0]
+                r1 = windows[bi, p, k, 1]
+                c0 = windows[bi, p, k, 2]
+                c1 = windows[bi, p, k, 3]
+                oy = origins[bi, p, k, 0]
+                ox = origins[bi, p, k, 1]
+                if exact:
+                    for c in range(c0, c1):
+                        dx = (c + shift) - ox
+                        ex[c] = np.exp(-(dx * dx) * inv)
+                for r in range(r0, r1):
+                    if exact:
+                        dy = (r + shift) - oy
+                        ey = np.exp(-(dy * dy) * inv)
+                        for c in range(c0, c1):
+                            v = np.float32(ey * ex[c])
+                            if v > out[bi, k, r, c]:
+                                out[bi, k, r, c] = v
+                    else:
+                        dy = (r - oy) - centre
+                        dy2 = dy * dy
+                        for c in range(c0, c1):
+                            dx = (c - ox) - centre
+                            v = np.float32(np.exp(-(dx * dx + dy2) / denom))
+                            if v > out[bi, k, r, c]:
+                                out[bi, k, r, c] = v
 
 
 def pad_keypoints(
