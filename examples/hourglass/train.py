@@ -610,11 +610,7 @@ def main(argv=None) -> dict:
             config,
             seed=2,
             num_images=args.eval_images,
-            device=device,
-            amp=amp,
-            project=args.project,
-            decode_options={"detection_threshold": args.detection_threshold},
-            subpixel=args.subpixel,
+            **test_options(args, device, amp),
         )
         row = {
             "minutes": round(elapsed() / 60, 3),
@@ -742,6 +738,17 @@ def main(argv=None) -> dict:
     return result
 
 
+def test_options(args, device, amp: str) -> dict:
+    """Test-time options of the preset (or the command line) for ``evaluate.predict``."""
+    return {
+        "device": device,
+        "amp": amp,
+        "project": args.project,
+        "decode_options": {"detection_threshold": args.detection_threshold},
+        "subpixel": args.subpixel,
+    }
+
+
 def final_evaluation(model, config, args, device, amp, output, state) -> dict:
     from evaluate import evaluate_synthetic
 
@@ -752,12 +759,8 @@ def final_evaluation(model, config, args, device, amp, output, state) -> dict:
             config,
             seed=1,
             num_images=min(100, args.final_eval_images),
-            device=device,
-            amp=amp,
             gt_heatmaps=True,
-            project=args.project,
-            decode_options={"detection_threshold": args.detection_threshold},
-            subpixel=args.subpixel,
+            **test_options(args, device, amp),
             render=args.render,
             sigma=args.sigma,
         )
@@ -767,13 +770,9 @@ def final_evaluation(model, config, args, device, amp, output, state) -> dict:
             config,
             seed=1,
             num_images=args.final_eval_images,
-            device=device,
-            amp=amp,
             output=output,
             verbose=True,
-            project=args.project,
-            decode_options={"detection_threshold": args.detection_threshold},
-            subpixel=args.subpixel,
+            **test_options(args, device, amp),
         )
         state["curve"].append(
             {
@@ -799,13 +798,9 @@ def final_evaluation(model, config, args, device, amp, output, state) -> dict:
             config,
             args.val_json,
             args.val_images,
-            device=device,
-            amp=amp,
             output=output,
             verbose=True,
-            project=args.project,
-            decode_options={"detection_threshold": args.detection_threshold},
-            subpixel=args.subpixel,
+            **test_options(args, device, amp),
         )
         out = {}
     print(f"evaluation took {time.time() - t:.1f} s")

@@ -200,9 +200,8 @@ def _render(
         np.ascontiguousarray(windows),
         origins,
         float(centre),
-        float(center_shift) if method == "exact" else 0.0,
+        float(center_shift),
         method == "exact",
-        1.0 / (2.0 * sigma * sigma),
         2.0 * sigma**2,
         out,
     )
@@ -210,7 +209,7 @@ def _render(
 
 
 @njit(cache=True, nogil=True)
-def _splat(windows, origins, centre, shift, exact, inv, denom, out):  # pragma: no cover
+def _splat(windows, origins, centre, shift, exact, denom, out):  # pragma: no cover
     """Max each joint's Gaussian into ``out`` (B, K, H, W) over its window.
 
     ``windows`` (B, N, K, 4) int64: rows [r0, r1), columns [c0, c1) (empty when the
@@ -220,10 +219,11 @@ def _splat(windows, origins, centre, shift, exact, inv, denom, out):  # pragma: 
     operation for operation as ``HeatmapGenerator`` computes its patch. ``"exact"``:
     ``(oy, ox)`` is the joint ``(y, x)`` and the value the product of the Gaussian's
     separable factors ``exp(-((r + shift) - y)^2 * inv) * exp(-((c + shift) - x)^2 * inv)``
-    (float64). Each value is rounded to float32 once; pixels outside a window would
-    round to 0.
+    with ``inv = 1 / denom`` (float64). Each value is rounded to float32 once; pixels
+    outside a window would round to 0.
     """
     nb, nn, nk, _ = windows.shape
+    inv = 1.0 / denom
     ex = np.empty(out.shape[3], np.float64)
     for bi in range(nb):
         for p in range(nn):

@@ -364,15 +364,17 @@ class SyntheticPeople:
     def __len__(self) -> int:
         return self.length
 
-    def scene(self, i: int):
-        """Return ``(image (S, S, 3) uint8, keypoints (N, 17, 3), areas (N,), boxes (N, 4))``."""
+    def scene(self, i: int, silhouettes: bool = True):
+        """Return ``(image (S, S, 3) uint8, keypoints (N, 17, 3), areas (N,), boxes (N, 4))``.
+
+        ``silhouettes=False``: areas and boxes are NaN (see :func:`render_scene`).
+        """
         rng = np.random.default_rng([self.seed, int(i)])
-        return render_scene(rng, self.size, **self.options)
+        return render_scene(rng, self.size, silhouettes=silhouettes, **self.options)
 
     def __getitem__(self, i: int):
         """Training sample ``(image (S, S, 3) uint8, keypoints (N, 17, 3), None)`` (no mask)."""
-        rng = np.random.default_rng([self.seed, int(i)])
-        image, keypoints, _, _ = render_scene(rng, self.size, silhouettes=False, **self.options)
+        image, keypoints, _, _ = self.scene(i, silhouettes=False)
         return image, keypoints, None
 
 
