@@ -380,10 +380,7 @@ def group_image(
     ignore_too_much = ip[IP_IGNORE_TOO_MUCH] != 0
     max_people = ip[IP_MAX_PEOPLE]
     max_out = ip[IP_MAX_OUT]
-    adjust = ip[IP_ADJUST] != 0
-    adjust_rule = ip[IP_ADJUST_RULE]
     tag_threshold = fp[FP_TAG_THRESHOLD]
-    shift = fp[FP_CENTER_SHIFT]
 
     cap = n_joints * m_size
     joint_of = np.full((max(cap, 1), n_joints), -1, np.int64)
@@ -452,6 +449,49 @@ def group_image(
                 n_members[p] = 1
 
     n_keep = n_people if max_out < 0 else min(n_people, max_out)
+    out_pix = np.empty((max(min(n_keep, out_kp.shape[0]), 1), n_joints), np.int64)
+    return write_people(
+        joint_of, n_keep, cand_val, cand_idx, cand_tag, cand_nb, h_size, w_size, order, ip, fp,
+        out_kp, out_score, out_tag, out_ref, out_det, out_pix,
+    )  # fmt: skip
+
+
+@njit(cache=True, nogil=True)
+def write_people(
+    joint_of,
+    n_keep,
+    cand_val,
+    cand_idx,
+    cand_tag,
+    cand_nb,
+    h_size,
+    w_size,
+    order,
+    ip,
+    fp,
+    out_kp,
+    out_score,
+    out_tag,
+    out_ref,
+    out_det,
+    out_pix,
+):
+    """Write the first ``n_keep`` people of ``joint_of (P, K)`` (candidate rows, -1: none).
+
+    People are sorted by score (the pairwise mean of the K detection values,
+    0 where missing; stable), then written as ``_kernels``' layout describes:
+    adjusted coordinates, the mean tag of their candidates in joint ``order``
+    (the order they joined), the reference tag over the detected joints in
+    channel order; ``out_pix (P, K)`` receives the flat pixel index of each
+    detected joint (-1 where missing). Returns the number written (at most
+    ``out_kp.shape[0]``).
+    """
+    n_joints = cand_val.shape[0]
+    dim = cand_tag.shape[2]
+    adjust = ip[IP_ADJUST] != 0
+    adjust_rule = ip[IP_ADJUST_RULE]
+    shift = fp[FP_CENTER_SHIFT]
+    buf = np.empty(max(n_joints, 1), cand_tag.dtype)
     n_keep = min(n_keep, out_kp.shape[0])
     scores = np.empty(n_keep, out_score.dtype)
     joint_scores = np.empty(max(n_joints, 1), out_score.dtype)
@@ -468,7 +508,15 @@ def group_image(
     for i in range(n_keep):
         p = rank[i]
         out_score[i] = scores[p]
-        mean_rows(members[p], n_members[p], out_tag[i], buf)
+        n_mem = 0
+        for j in range(n_joints):
+            k = order[j]
+            r = joint_of[p, k]
+            if r >= 0:
+                for d in range(dim):
+                    ref_rows[n_mem, d] = cand_tag[k, r, d]
+                n_mem += 1
+        mean_rows(ref_rows, n_mem, out_tag[i], buf)
         n_det = 0
         for k in range(n_joints):
             r = joint_of[p, k]
@@ -477,6 +525,7 @@ def group_image(
                 out_kp[i, k, 1] = np.nan
                 out_kp[i, k, 2] = 0
                 out_det[i, k] = 0
+                out_pix[i, k] = -1
                 continue
             idx = cand_idx[k, r]
             y = idx // w_size
@@ -499,6 +548,7 @@ def group_image(
             out_kp[i, k, 1] = (y + dy) + shift
             out_kp[i, k, 2] = cand_val[k, r]
             out_det[i, k] = 1
+            out_pix[i, k] = idx
             for d in range(dim):
                 ref_rows[n_det, d] = cand_tag[k, r, d]
             n_det += 1

@@ -45,6 +45,18 @@ _COCO_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
 _REFINE_BLOCK = 16  # side of the blocks the missing-joint search bounds and skips
 
 
+# the "crowd" preset: see docs/grouping_modes.md for the measurements behind each value
+CROWD_PRESET: dict[str, Any] = {
+    "tag_cost": "exact",
+    "regroup": 3,
+    "spatial_weight": 1.0,
+    "spatial_gate": 0.7,
+    "refine_window": 0.5,
+    "refine_tag_gate": True,
+    "pose_nms": 0.9,
+}
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
     """Options of :func:`decode`; the defaults are HigherHRNet's COCO test settings.
@@ -125,6 +137,37 @@ class DecodeConfig:
         Keep only the first ``max_instances`` people in creation order, and
         match only against them (mmpose 1.x ``decode_max_instances``, which is
         30 in its COCO config). ``None``: keep everyone.
+    tag_cost : {"rounded", "tiebreak", "exact"}, default "rounded"
+        Hungarian cost of tag distance ``d`` and detection value ``v``:
+        ``round(d) * 100 - v`` (all references), ``(round(d) * 100 + d) - v``
+        (ties of the rounded distance broken by the distance) or ``d * 100 -
+        v`` (the distance itself). ``v`` is left out when
+        ``use_detection_value=False``. Not a reference setting unless
+        ``"rounded"``; see :doc:`grouping_modes`.
+    regroup : int, default 0
+        Rounds of re-assignment after the first pass: every candidate is
+        matched again, per joint type, to the people of the previous round
+        (their final mean tags), until nothing changes. 0: off (references).
+    spatial_weight : float, default 0.0
+        In the re-assignment rounds, add ``spatial_weight * s`` to the tag
+        distance in the cost, ``s`` being the candidate's distance to the
+        person's nearest other joint divided by the person's size.
+    spatial_gate : float or None, default None
+        In the re-assignment rounds, a candidate joins a person only if ``s <
+        spatial_gate``. ``None``: no gate.
+    refine_window : float or None, default None
+        Search a missing joint only inside the box of the person's detected
+        joints widened by ``refine_window`` times the person's size.
+        ``None``: the whole map (references).
+    refine_tag_gate : bool, default False
+        Fill a missing joint only where the tag distance to the person is
+        below ``tag_threshold`` (the references fill wherever the heat is > 0).
+    min_score : float, default 0.0
+        Drop people whose score is not above ``min_score``.
+    pose_nms : float or None, default None
+        OKS threshold of a greedy pose non-maximum suppression in score order
+        (after missing-joint recovery): a person whose OKS with a kept one
+        exceeds it is dropped. ``None``: off (references).
 
     Raises
     ------
@@ -160,6 +203,8 @@ class DecodeConfig:
       distances are float64 (as HigherHRNet), so on float32 maps it can choose
       differently when a distance lies within float32 rounding of a .5 or of
       the tag threshold.
+    - ``DecodeConfig.preset("crowd")``: not a reference; the grouping measured
+      best in crowds (:doc:`grouping_modes`).
 
     Examples
     --------
@@ -187,6 +232,14 @@ class DecodeConfig:
     match_people: Literal["first", "all"] = "first"
     ignore_too_much: bool = False
     max_instances: int | None = None
+    tag_cost: Literal["rounded", "tiebreak", "exact"] = "rounded"
+    regroup: int = 0
+    spatial_weight: float = 0.0
+    spatial_gate: float | None = None
+    refine_window: float | None = None
+    refine_tag_gate: bool = False
+    min_score: float = 0.0
+    pose_nms: float | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -206,11 +259,42 @@ class DecodeConfig:
         check_choice(self.adjust_rule, "adjust_rule", ("reference", "mmpose"))
         check_choice(self.refine_mode, "refine_mode", ("higherhrnet", "pose-ae-train", "mmpose"))
         check_choice(self.match_people, "match_people", ("first", "all"))
-        for name in ("use_detection_value", "adjust", "refine", "ignore_too_much"):
+        check_choice(self.tag_cost, "tag_cost", ("rounded", "tiebreak", "exact"))
+        if self.tag_cost != "rounded" and self.matching != "hungarian":
+            raise ValueError(
+                f"tag_cost={self.tag_cost!r} needs matching='hungarian', got {self.matching!r}"
+            )
+        set_(self, "regroup", check_int(self.regroup, "regroup", low=0))
+        set_(self, "spatial_weight", check_number(self.spatial_weight, "spatial_weight", low=0.0))
+        set_(self, "min_score", check_number(self.min_score, "min_score"))
+        for name, low, high, inclusive in (
+            ("spatial_gate", 0.0, None, False),
+            ("refine_window", 0.0, None, True),
+            ("pose_nms", 0.0, 1.0, True),
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                value = check_number(value, name, low=low, high=high, low_inclusive=inclusive)
+                set_(self, name, value)
+        for name in (
+            "use_detection_value",
+            "adjust",
+            "refine",
+            "ignore_too_much",
+            "refine_tag_gate",
+        ):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
             set_(self, name, bool(value))
+        if (self.refine_window is not None or self.refine_tag_gate) and self.refine_mode not in (
+            "higherhrnet",
+            "pose-ae-train",
+        ):
+            raise ValueError(
+                "refine_window and refine_tag_gate need refine_mode 'higherhrnet' or "
+                f"'pose-ae-train', got {self.refine_mode!r}"
+            )
         set_(self, "center_shift", check_number(self.center_shift, "center_shift"))
         if self.max_instances is not None:
             set_(self, "max_instances", check_int(self.max_instances, "max_instances", low=1))
@@ -231,8 +315,10 @@ class DecodeConfig:
 
         Parameters
         ----------
-        name : {"higherhrnet", "pose-ae-train", "mmpose-0.x", "mmpose-1.x"}
-            The reference, with its COCO test settings (REFERENCE.md §8).
+        name : {"higherhrnet", "pose-ae-train", "mmpose-0.x", "mmpose-1.x", "crowd"}
+            The reference, with its COCO test settings, or ``"crowd"``: not a
+            reference, HigherHRNet's settings with the grouping that was
+            measured best in crowds (:doc:`grouping_modes`).
         **changes
             Options to override on top of the preset.
 
@@ -268,6 +354,7 @@ class DecodeConfig:
                 "adjust_rule": "mmpose",
                 "refine_mode": "mmpose",
             },
+            "crowd": CROWD_PRESET,
         }
         check_choice(name, "name", tuple(presets))
         return cls(**{**presets[name], **changes})
@@ -824,7 +911,7 @@ def decode(
         num_threads = check_int(num_threads, "num_threads", low=1)
     (b, k, h, w), d = _check_inputs(heatmaps, tags)
     order = _joint_order(config, k)
-    if is_tensor(heatmaps) and heatmaps.device.type == "cuda":
+    if is_tensor(heatmaps) and heatmaps.device.type == "cuda" and not _crowd_options(config):
         return _decode_torch(heatmaps, tags, config, order, d, num_threads)
     dtype = _work_dtype(heatmaps.dtype, tags.dtype)
     if b == 0:
@@ -841,6 +928,36 @@ def _capacity(config: DecodeConfig, k: int, m: int) -> int:
     return max(cap, 1)
 
 
+def _crowd_options(config: DecodeConfig) -> bool:
+    """Whether any option beyond the references' is set (the ``_crowd`` kernels run)."""
+    return (
+        config.tag_cost != "rounded"
+        or config.regroup > 0
+        or config.refine_window is not None
+        or config.refine_tag_gate
+        or config.min_score != 0.0
+        or config.pose_nms is not None
+    )
+
+
+def _crowd_params(config: DecodeConfig, k: int) -> tuple[np.ndarray, np.ndarray]:
+    from . import _crowd as cr
+
+    cp = np.zeros(cr.CP_SIZE, np.float64)
+    codes = {"rounded": cr.TAG_COST_ROUNDED, "tiebreak": cr.TAG_COST_TIEBREAK}
+    cp[cr.CP_TAG_COST] = codes.get(config.tag_cost, cr.TAG_COST_EXACT)
+    cp[cr.CP_REGROUP] = config.regroup
+    cp[cr.CP_SPATIAL_WEIGHT] = config.spatial_weight
+    cp[cr.CP_SPATIAL_GATE] = np.inf if config.spatial_gate is None else config.spatial_gate
+    cp[cr.CP_REFINE_WINDOW] = -1.0 if config.refine_window is None else config.refine_window
+    cp[cr.CP_REFINE_TAG_GATE] = float(config.refine_tag_gate)
+    cp[cr.CP_CROWD_REFINE] = float(config.refine_window is not None or config.refine_tag_gate)
+    cp[cr.CP_MIN_SCORE] = config.min_score
+    cp[cr.CP_POSE_NMS] = -1.0 if config.pose_nms is None else config.pose_nms
+    sigmas = cr.COCO_SIGMAS if k == 17 else np.full(k, cr.OTHER_SIGMA)
+    return cp, np.ascontiguousarray(sigmas, dtype=np.float64)
+
+
 def _decode_numpy(
     heat: np.ndarray, tag: np.ndarray, config: DecodeConfig, order: np.ndarray, num_threads: int
 ) -> list[Poses]:
@@ -854,8 +971,19 @@ def _decode_numpy(
     out_score = np.empty((b, cap), heat.dtype)
     out_tag = np.empty((b, cap, d), heat.dtype)
     out_n = np.zeros(b, np.int64)
+    crowd = _crowd_options(config)
+    if crowd:
+        from . import _crowd as cr
+
+        cp, sigmas = _crowd_params(config, k)
 
     def run(start: int, stop: int) -> None:
+        if crowd:
+            cr.decode_range_crowd(
+                heat, tag, order, m, ip, fp, cp, mult, sigmas, start, stop, out_kp, out_score,
+                out_tag, out_n,
+            )  # fmt: skip
+            return
         kn.decode_range(
             heat, tag, order, m, ip, fp, mult, start, stop, out_kp, out_score, out_tag, out_n
         )
@@ -1032,6 +1160,7 @@ def warmup() -> None:
         config = DecodeConfig()
         order = np.arange(2, dtype=np.int64)
         _decode_numpy(heat, tag, config, order, 1)
+        _decode_numpy(heat, tag, DecodeConfig.preset("crowd"), order, 1)
         m, ip, fp, mult = _params(config, 4, 4, np.dtype(dt))
         vals = np.zeros((1, 2, m), dt)
         idx = np.zeros((1, 2, m), np.int64)

@@ -1,0 +1,657 @@
+"""Numba kernels of the crowd grouping options (``docs/grouping_modes.md``).
+
+The references' grouping is one greedy pass over the joint types; these kernels
+add what :class:`~associative_embedding.DecodeConfig` switches on beyond it:
+
+- :func:`match_cost`: the matching cost of a tag distance (``tag_cost``);
+- :func:`regroup`: rounds of re-assignment of every candidate to the people of
+  the previous round, with a spatial term (``regroup``, ``spatial_weight``,
+  ``spatial_gate``);
+- :func:`refine_crowd`: the missing-joint search inside each person's widened
+  joint box, filled only where the tag agrees (``refine_window``,
+  ``refine_tag_gate``);
+- :func:`select_people`: a person-score threshold and a greedy OKS pose NMS
+  (``min_score``, ``pose_nms``).
+
+Array layouts are those of ``_kernels`` (candidates ``(K, M, ...)`` of one
+image, people ``joint_of (P, K)`` holding a candidate row or -1). Every float
+operation follows ``tests/reference_crowd.py`` operation by operation, so that
+results are equal bit for bit: tag means in the maps' dtype with numpy's
+summation order (``mean_rows``), distances and the spatial term in float64,
+the missing-joint score in the maps' dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ._kernels import (
+    DIST_RMS,
+    FP_CENTER_SHIFT,
+    FP_DETECTION_THRESHOLD,
+    FP_TAG_THRESHOLD,
+    IP_ADJUST,
+    IP_ADJUST_RULE,
+    IP_DISTANCE,
+    IP_IGNORE_TOO_MUCH,
+    IP_MATCH_CAP,
+    IP_MAX_OUT,
+    IP_MAX_PEOPLE,
+    IP_NMS_KERNEL,
+    IP_REFINE,
+    IP_USE_VALUE,
+    PAD_COST,
+    REFINE_OFF,
+    REFINE_POSE_AE,
+    find_candidates,
+    gather_candidates,
+    mean_rows,
+    pairwise_sum,
+    quarter_offset,
+    refine_image,
+    write_people,
+)
+from ._munkres import munkres_assign
+
+TAG_COST_ROUNDED = 0
+TAG_COST_TIEBREAK = 1
+TAG_COST_EXACT = 2
+
+# pycocotools' COCO OKS sigmas (pose NMS when K == 17; other K use OTHER_SIGMA)
+# fmt: off
+COCO_SIGMAS = np.array([
+    0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062,
+    0.107, 0.107, 0.087, 0.087, 0.089, 0.089,
+])
+# fmt: on
+OTHER_SIGMA = 0.079
+
+
+@njit(cache=True, nogil=True)
+def match_cost(dist, value, use_value, tag_cost):
+    """Return the matching cost of a (float64) tag distance and a detection value.
+
+    ``TAG_COST_ROUNDED``: ``round(d) * 100 - v`` (or ``d`` without the value);
+    ``TAG_COST_TIEBREAK``: ``(round(d) * 100 + d) - v``; ``TAG_COST_EXACT``:
+    ``d * 100 - v``. Without ``use_value``, ``v`` is 0.
+    """
+    v = value if use_value else 0.0
+    if tag_cost == TAG_COST_ROUNDED:
+        if use_value:
+            return np.rint(dist) * 100.0 - v
+        return dist
+    if tag_cost == TAG_COST_TIEBREAK:
+        return (np.rint(dist) * 100.0 + dist) - v
+    return dist * 100.0 - v
+
+
+@njit(cache=True, nogil=True)
+def tag_distance(a, b, use_rms, sq):
+    """Return the float64 distance of two tags ``a (D,)`` and ``b (D,)``.
+
+    Squares summed as numpy's ``np.sum`` (pairwise), ``/ D`` for RMS, then the
+    square root.
+    """
+    dim = a.shape[0]
+    for d in range(dim):
+        diff = np.float64(a[d]) - np.float64(b[d])
+        sq[d] = diff * diff
+    s = pairwise_sum(sq, 0, dim)
+    if use_rms:
+        s = s / dim
+    return np.sqrt(s)
+
+
+@njit(cache=True, nogil=True)
+def person_means(joint_of, n_people, cand_tag, order, means, rows, buf):
+    """``means[p]`` = numpy mean of person p's candidate tags in joint ``order``."""
+    dim = cand_tag.shape[2]
+    for p in range(n_people):
+        n = 0
+        for j in range(order.shape[0]):
+            k = order[j]
+            r = joint_of[p, k]
+            if r >= 0:
+                for d in range(dim):
+                    rows[n, d] = cand_tag[k, r, d]
+                n += 1
+        mean_rows(rows, n, means[p], buf)
+
+
+@njit(cache=True, nogil=True)
+def _solve(cand_val, k, n_rows, n_cols, dist, sp, spatial_weight, use_value, tag_cost, col_of_row):
+    """Assign joint k's candidates (rows) to people (columns) as munkres 1.1.4 does.
+
+    The cost is ``match_cost(dist + spatial_weight * sp, v)``, padded with
+    ``PAD_COST`` columns to a square.
+    """
+    width = max(n_rows, n_cols)
+    cost = np.empty((n_rows, width), np.float64)
+    for r in range(n_rows):
+        val = np.float64(cand_val[k, r])
+        for c in range(n_cols):
+            d = dist[r, c] + spatial_weight * sp[r, c]
+            cost[r, c] = match_cost(d, val, use_value, tag_cost)
+        for c in range(n_cols, width):
+            cost[r, c] = PAD_COST
+    munkres_assign(cost, col_of_row[:n_rows])
+
+
+@njit(cache=True, nogil=True)
+def first_pass(
+    cand_val,
+    cand_cnt,
+    cand_tag,
+    order,
+    match_cap,
+    ignore_too_much,
+    max_people,
+    use_rms,
+    use_value,
+    tag_cost,
+    tag_threshold,
+    joint_of,
+):
+    """Group joint by joint as the references do, with ``match_cost``; return the count.
+
+    As ``_kernels.group_image``: the first joint type (in ``order``) with
+    candidates starts one person per candidate; each later one is assigned to
+    the first ``match_cap`` people (all if < 0) and a candidate joins its
+    person if ``d < tag_threshold``, else starts a new one. ``joint_of (>= K *
+    M, K)`` receives the candidate rows (-1 where missing).
+    """
+    n_joints, m_size = cand_val.shape
+    dim = cand_tag.shape[2]
+    cap = joint_of.shape[0]
+    means = np.empty((max(cap, 1), dim), cand_tag.dtype)
+    rows = np.empty((max(n_joints, 1), dim), cand_tag.dtype)
+    buf = np.empty(max(n_joints, 1), cand_tag.dtype)
+    sq = np.empty(max(dim, 1), np.float64)
+    col_of_row = np.empty(max(m_size, 1), np.int64)
+    for p in range(cap):
+        for k in range(n_joints):
+            joint_of[p, k] = -1
+    n_people = 0
+    for j in range(n_joints):
+        k = order[j]
+        n_rows = cand_cnt[k]
+        if n_rows == 0:
+            continue
+        if n_people == 0:
+            for r in range(n_rows):
+                joint_of[n_people, k] = r
+                n_people += 1
+            continue
+        if ignore_too_much and n_people >= max_people:
+            continue
+        n_cols = n_people if match_cap < 0 else min(n_people, match_cap)
+        person_means(joint_of, n_cols, cand_tag, order, means, rows, buf)
+        dist = np.empty((n_rows, n_cols), np.float64)
+        sp = np.zeros((n_rows, n_cols), np.float64)
+        for r in range(n_rows):
+            for c in range(n_cols):
+                dist[r, c] = tag_distance(cand_tag[k, r], means[c], use_rms, sq)
+        _solve(cand_val, k, n_rows, n_cols, dist, sp, 0.0, use_value, tag_cost, col_of_row)
+        for r in range(n_rows):
+            c = col_of_row[r]
+            if 0 <= c < n_cols and dist[r, c] < tag_threshold:
+                joint_of[c, k] = r
+            else:
+                joint_of[n_people, k] = r
+                n_people += 1
+    return n_people
+
+
+@njit(cache=True, nogil=True)
+def person_scales(px, py, has, n_people, out):
+    """Write each person's scale to ``out``.
+
+    The scale is the larger side of the box of its joints (``px``, ``py``
+    ``(P, K)`` float64 where ``has``), at least the median of that side over
+    the people with 3 or more joints, and at least 1.
+    """
+    n_joints = has.shape[1]
+    big = np.empty(max(n_people, 1), np.float64)
+    n_big = 0
+    for p in range(n_people):
+        x0 = np.inf
+        x1 = -np.inf
+        y0 = np.inf
+        y1 = -np.inf
+        cnt = 0
+        for k in range(n_joints):
+            if has[p, k]:
+                x0 = min(x0, px[p, k])
+                x1 = max(x1, px[p, k])
+                y0 = min(y0, py[p, k])
+                y1 = max(y1, py[p, k])
+                cnt += 1
+        out[p] = max(x1 - x0, y1 - y0)
+        if cnt >= 3:
+            big[n_big] = out[p]
+            n_big += 1
+    floor = 1.0
+    if n_big > 0:
+        s = np.sort(big[:n_big])
+        h = n_big // 2
+        floor = s[h] if n_big % 2 else (s[h - 1] + s[h]) / 2
+    for p in range(n_people):
+        out[p] = max(out[p], floor, 1.0)
+
+
+@njit(cache=True, nogil=True)
+def _near(px, py, has, p, k, x, y, scale):
+    """Return the distance from (x, y) to person p's nearest joint, over its scale.
+
+    Joints of type k do not count unless the person has no other.
+    """
+    n_joints = has.shape[1]
+    best = np.inf
+    for j in range(n_joints):
+        if has[p, j] and j != k:
+            dx = x - px[p, j]
+            dy = y - py[p, j]
+            best = min(best, np.sqrt(dx * dx + dy * dy))
+    if best == np.inf:
+        dx = x - px[p, k]
+        dy = y - py[p, k]
+        best = np.sqrt(dx * dx + dy * dy)
+    return best / scale
+
+
+@njit(cache=True, nogil=True)
+def regroup(
+    cand_val,
+    cand_idx,
+    cand_cnt,
+    cand_tag,
+    w_size,
+    order,
+    joint_of,
+    n_people,
+    rounds,
+    use_rms,
+    use_value,
+    tag_cost,
+    tag_threshold,
+    spatial_weight,
+    spatial_gate,
+):
+    """Re-assign every candidate to the people of the previous round; return the count.
+
+    ``joint_of (>= P, K)`` holds the first pass's people (candidate rows, -1
+    where missing) and receives the result. Each round, with the previous
+    round's people fixed (their tag means, scales and joints), each joint
+    type's candidates (in ``order``) are assigned to all of them by the
+    munkres 1.1.4 method on ``match_cost(d + spatial_weight * s, v)``, ``s``
+    from :func:`_near` (0 unless ``spatial_weight > 0`` or ``spatial_gate`` is
+    finite); a candidate joins its person if ``d < tag_threshold`` and ``s <
+    spatial_gate``, else starts a new person after the others; people left
+    empty are dropped. Stops after ``rounds`` rounds or when nothing changes.
+    """
+    n_joints, m_size = cand_val.shape
+    dim = cand_tag.shape[2]
+    use_spatial = spatial_weight > 0 or spatial_gate < np.inf
+    total = 0
+    for k in range(n_joints):
+        total += cand_cnt[k]
+    size = max(2 * total, n_people, 1)
+    old = np.full((size, n_joints), -1, np.int64)
+    fresh = np.full((size, n_joints), -1, np.int64)
+    for p in range(n_people):
+        for k in range(n_joints):
+            old[p, k] = joint_of[p, k]
+    means = np.empty((size, dim), cand_tag.dtype)
+    rows = np.empty((max(n_joints, 1), dim), cand_tag.dtype)
+    buf = np.empty(max(n_joints, 1), cand_tag.dtype)
+    sq = np.empty(max(dim, 1), np.float64)
+    px = np.zeros((size, n_joints), np.float64)
+    py = np.zeros((size, n_joints), np.float64)
+    has = np.zeros((size, n_joints), np.bool_)
+    scale = np.ones(size, np.float64)
+    col_of_row = np.empty(max(m_size, 1), np.int64)
+    n_old = n_people
+    for _ in range(rounds):
+        if n_old == 0:
+            break
+        person_means(old, n_old, cand_tag, order, means, rows, buf)
+        if use_spatial:
+            for p in range(n_old):
+                for k in range(n_joints):
+                    r = old[p, k]
+                    has[p, k] = r >= 0
+                    if r >= 0:
+                        px[p, k] = np.float64(cand_idx[k, r] % w_size)
+                        py[p, k] = np.float64(cand_idx[k, r] // w_size)
+            person_scales(px, py, has, n_old, scale)
+        for p in range(n_old):
+            for k in range(n_joints):
+                fresh[p, k] = -1
+        n_fresh = n_old
+        for j in range(n_joints):
+            k = order[j]
+            n_rows = cand_cnt[k]
+            if n_rows == 0:
+                continue
+            dist = np.empty((n_rows, n_old), np.float64)
+            sp = np.zeros((n_rows, n_old), np.float64)
+            for r in range(n_rows):
+                x = np.float64(cand_idx[k, r] % w_size)
+                y = np.float64(cand_idx[k, r] // w_size)
+                for c in range(n_old):
+                    dist[r, c] = tag_distance(cand_tag[k, r], means[c], use_rms, sq)
+                    if use_spatial:
+                        sp[r, c] = _near(px, py, has, c, k, x, y, scale[c])
+            _solve(
+                cand_val,
+                k,
+                n_rows,
+                n_old,
+                dist,
+                sp,
+                spatial_weight,
+                use_value,
+                tag_cost,
+                col_of_row,
+            )
+            for r in range(n_rows):
+                c = col_of_row[r]
+                if 0 <= c < n_old and dist[r, c] < tag_threshold and sp[r, c] < spatial_gate:
+                    fresh[c, k] = r
+                else:
+                    for kk in range(n_joints):
+                        fresh[n_fresh, kk] = -1
+                    fresh[n_fresh, k] = r
+                    n_fresh += 1
+        n_new = 0
+        changed = False
+        for p in range(n_fresh):
+            empty = True
+            for k in range(n_joints):
+                if fresh[p, k] >= 0:
+                    empty = False
+                    break
+            if empty:
+                changed = True
+                continue
+            for k in range(n_joints):
+                if n_new >= n_old or old[n_new, k] != fresh[p, k]:
+                    changed = True
+                old[n_new, k] = fresh[p, k]
+            n_new += 1
+        changed = changed or n_new != n_old
+        n_old = n_new
+        if not changed:
+            break
+    for p in range(n_old):
+        for k in range(n_joints):
+            joint_of[p, k] = old[p, k]
+    return n_old
+
+
+@njit(cache=True, nogil=True)
+def refine_crowd(
+    heat,
+    tags,
+    slot,
+    n_people,
+    out_kp,
+    out_pix,
+    out_ref,
+    window,
+    tag_gate,
+    tag_threshold,
+    adjust,
+    rule,
+    shift,
+    unit_score,
+):
+    """Recover missing joints inside each person's window, where the tag agrees; in place.
+
+    ``out_pix (P, K)`` holds the flat pixel index of each detected joint (-1
+    where missing), ``out_ref (P, D)`` the reference tags (mean of the tags at
+    the detected pixels). For person p and a missing joint k, the pixel
+    maximising ``heat_k - round(||tag_k - ref_p||)`` (work dtype, squares
+    summed over D one by one; first in row-major order) is searched in the
+    box of p's detected pixels widened by ``window`` times p's scale
+    (:func:`person_scales`; the whole map if ``window < 0``), and filled if its
+    heat is > 0 and, with ``tag_gate``, its distance is ``< tag_threshold``.
+    ``heat (S, H, W)`` and ``tags (S, D, H, W)`` hold joint k at ``slot[k]``.
+    """
+    if n_people == 0:
+        return
+    _, h_size, w_size = heat.shape
+    dim = tags.shape[1]
+    n_joints = out_kp.shape[1]
+    px = np.zeros((n_people, n_joints), np.float64)
+    py = np.zeros((n_people, n_joints), np.float64)
+    has = np.zeros((n_people, n_joints), np.bool_)
+    for p in range(n_people):
+        for k in range(n_joints):
+            idx = out_pix[p, k]
+            has[p, k] = idx >= 0
+            if idx >= 0:
+                px[p, k] = np.float64(idx % w_size)
+                py[p, k] = np.float64(idx // w_size)
+    scale = np.ones(n_people, np.float64)
+    if window >= 0:
+        person_scales(px, py, has, n_people, scale)
+    for p in range(n_people):
+        x0 = 0
+        x1 = w_size - 1
+        y0 = 0
+        y1 = h_size - 1
+        if window >= 0:
+            m = window * scale[p]
+            lx = np.inf
+            hx = -np.inf
+            ly = np.inf
+            hy = -np.inf
+            for k in range(n_joints):
+                if has[p, k]:
+                    lx = min(lx, px[p, k])
+                    hx = max(hx, px[p, k])
+                    ly = min(ly, py[p, k])
+                    hy = max(hy, py[p, k])
+            x0 = max(int(np.floor(lx - m)), 0)
+            x1 = min(int(np.ceil(hx + m)), w_size - 1)
+            y0 = max(int(np.floor(ly - m)), 0)
+            y1 = min(int(np.ceil(hy + m)), h_size - 1)
+        ref = out_ref[p]
+        for k in range(n_joints):
+            if has[p, k]:
+                continue
+            hk = heat[slot[k]]
+            tk = tags[slot[k]]
+            best = hk[0, 0]
+            by = -1
+            bx = -1
+            bdist = hk[0, 0]
+            for y in range(y0, y1 + 1):
+                for x in range(x0, x1 + 1):
+                    a = tk[0, y, x] - ref[0]
+                    s = a * a
+                    for d in range(1, dim):
+                        a = tk[d, y, x] - ref[d]
+                        s = s + a * a
+                    dist = np.sqrt(s)
+                    score = hk[y, x] - np.rint(dist)
+                    if by < 0 or score > best:
+                        best = score
+                        by = y
+                        bx = x
+                        bdist = dist
+            val = hk[by, bx]
+            if not val > 0:
+                continue
+            if tag_gate and not np.float64(bdist) < tag_threshold:
+                continue
+            dx = 0.0
+            dy = 0.0
+            if adjust:
+                dx, dy = quarter_offset(
+                    hk[by, max(bx - 1, 0)],
+                    hk[by, min(bx + 1, w_size - 1)],
+                    hk[max(by - 1, 0), bx],
+                    hk[min(by + 1, h_size - 1), bx],
+                    bx,
+                    by,
+                    h_size,
+                    w_size,
+                    rule,
+                )
+            out_kp[p, k, 0] = (bx + dx) + shift
+            out_kp[p, k, 1] = (by + dy) + shift
+            out_kp[p, k, 2] = 1 if unit_score else val
+
+
+@njit(cache=True, nogil=True)
+def select_people(out_kp, out_score, out_tag, n_people, min_score, nms_threshold, sigmas):
+    """Keep the people scoring above ``min_score`` that no kept one duplicates; return the count.
+
+    People are in score order. With ``nms_threshold >= 0``, person i is
+    dropped if its OKS with a person kept before it exceeds the threshold:
+    ``sum_k exp(-d_k**2 / (2 * area * (2 * sigma_k)**2)) / J`` over the J
+    joints both have (none: not a duplicate), ``area`` the product of the
+    sides of the kept person's joint box, at least 1 (float64). Kept people
+    move to the front of the arrays, in order.
+    """
+    n_joints = out_kp.shape[1]
+    kept = np.empty(max(n_people, 1), np.int64)
+    n_kept = 0
+    for i in range(n_people):
+        if not out_score[i] > min_score:
+            continue
+        dup = False
+        if nms_threshold >= 0:
+            for t in range(n_kept):
+                j = kept[t]
+                x0 = np.inf
+                x1 = -np.inf
+                y0 = np.inf
+                y1 = -np.inf
+                for k in range(n_joints):
+                    ax = np.float64(out_kp[j, k, 0])
+                    if np.isfinite(ax):
+                        ay = np.float64(out_kp[j, k, 1])
+                        x0 = min(x0, ax)
+                        x1 = max(x1, ax)
+                        y0 = min(y0, ay)
+                        y1 = max(y1, ay)
+                area = max((x1 - x0) * (y1 - y0), 1.0)
+                total = 0.0
+                count = 0
+                for k in range(n_joints):
+                    ax = np.float64(out_kp[j, k, 0])
+                    bx = np.float64(out_kp[i, k, 0])
+                    if np.isfinite(ax) and np.isfinite(bx):
+                        ddx = ax - bx
+                        ddy = np.float64(out_kp[j, k, 1]) - np.float64(out_kp[i, k, 1])
+                        d2 = ddx * ddx + ddy * ddy
+                        s2 = 2.0 * sigmas[k]
+                        total += np.exp(-d2 / (2.0 * area * (s2 * s2)))
+                        count += 1
+                if count > 0 and total / count > nms_threshold:
+                    dup = True
+                    break
+        if dup:
+            continue
+        kept[n_kept] = i
+        n_kept += 1
+    for t in range(n_kept):
+        i = kept[t]
+        if i != t:
+            out_kp[t] = out_kp[i]
+            out_score[t] = out_score[i]
+            out_tag[t] = out_tag[i]
+    return n_kept
+
+
+# --- whole images -------------------------------------------------------------------------
+# positions in the float64 vector ``cp`` of the crowd options (the rest come from ``ip``/``fp``)
+CP_TAG_COST = 0
+CP_REGROUP = 1
+CP_SPATIAL_WEIGHT = 2
+CP_SPATIAL_GATE = 3  # inf: off
+CP_REFINE_WINDOW = 4  # < 0: the whole map
+CP_REFINE_TAG_GATE = 5  # 0 / 1
+CP_CROWD_REFINE = 6  # 1: refine_crowd, 0: the references' refine
+CP_MIN_SCORE = 7
+CP_POSE_NMS = 8  # < 0: off
+CP_SIZE = 9
+
+
+@njit(cache=True, nogil=True)
+def decode_image_crowd(
+    heat, tags, order, m_size, ip, fp, cp, mult_arr, sigmas, out_kp, out_score, out_tag
+):
+    """Decode one image with the crowd options; return the people count.
+
+    Candidates as ``_kernels.decode_image``; :func:`first_pass`, then
+    :func:`regroup`; ``_kernels.write_people``; the missing-joint search
+    (:func:`refine_crowd` with a window or tag gate, else
+    ``_kernels.refine_image``); :func:`select_people`.
+    """
+    n_joints, h_size, w_size = heat.shape
+    dim = tags.shape[1]
+    cand_val = np.empty((n_joints, m_size), heat.dtype)
+    cand_idx = np.empty((n_joints, m_size), np.int64)
+    cand_cnt = np.empty(n_joints, np.int64)
+    cand_tag = np.empty((n_joints, m_size, dim), tags.dtype)
+    cand_nb = np.empty((n_joints, m_size, 4), heat.dtype)
+    find_candidates(
+        heat, fp[FP_DETECTION_THRESHOLD], ip[IP_NMS_KERNEL], cand_val, cand_idx, cand_cnt
+    )
+    gather_candidates(heat, tags, cand_idx, cand_cnt, cand_tag, cand_nb)
+    use_rms = ip[IP_DISTANCE] == DIST_RMS
+    use_value = ip[IP_USE_VALUE] != 0
+    tag_cost = int(cp[CP_TAG_COST])
+    tag_threshold = fp[FP_TAG_THRESHOLD]
+    joint_of = np.empty((max(n_joints * m_size, 1), n_joints), np.int64)
+    n = first_pass(
+        cand_val, cand_cnt, cand_tag, order, ip[IP_MATCH_CAP], ip[IP_IGNORE_TOO_MUCH] != 0,
+        ip[IP_MAX_PEOPLE], use_rms, use_value, tag_cost, tag_threshold, joint_of,
+    )  # fmt: skip
+    rounds = int(cp[CP_REGROUP])
+    if rounds > 0:
+        n = regroup(
+            cand_val, cand_idx, cand_cnt, cand_tag, w_size, order, joint_of, n, rounds, use_rms,
+            use_value, tag_cost, tag_threshold, cp[CP_SPATIAL_WEIGHT], cp[CP_SPATIAL_GATE],
+        )  # fmt: skip
+    max_out = ip[IP_MAX_OUT]
+    n_keep = n if max_out < 0 else min(n, max_out)
+    cap = out_kp.shape[0]
+    out_ref = np.empty((cap, dim), tags.dtype)
+    out_det = np.empty((cap, n_joints), np.uint8)
+    out_pix = np.empty((cap, n_joints), np.int64)
+    n = write_people(
+        joint_of, n_keep, cand_val, cand_idx, cand_tag, cand_nb, h_size, w_size, order, ip, fp,
+        out_kp, out_score, out_tag, out_ref, out_det, out_pix,
+    )  # fmt: skip
+    if ip[IP_REFINE] != REFINE_OFF:
+        slot = np.arange(n_joints)
+        if cp[CP_CROWD_REFINE] != 0:
+            refine_crowd(
+                heat, tags, slot, n, out_kp, out_pix, out_ref, cp[CP_REFINE_WINDOW],
+                cp[CP_REFINE_TAG_GATE] != 0, tag_threshold, ip[IP_ADJUST] != 0,
+                ip[IP_ADJUST_RULE], fp[FP_CENTER_SHIFT], ip[IP_REFINE] == REFINE_POSE_AE,
+            )  # fmt: skip
+        else:
+            refine_image(
+                heat, tags, slot, n, ip, fp, mult_arr, cand_idx, cand_cnt, out_kp, out_ref, out_det
+            )
+    return select_people(out_kp, out_score, out_tag, n, cp[CP_MIN_SCORE], cp[CP_POSE_NMS], sigmas)
+
+
+@njit(cache=True, nogil=True)
+def decode_range_crowd(
+    heat, tags, order, m_size, ip, fp, cp, mult_arr, sigmas, start, stop, out_kp, out_score,
+    out_tag, out_n,
+):  # fmt: skip
+    """:func:`decode_image_crowd` on images ``start:stop`` of a batch."""
+    for b in range(start, stop):
+        out_n[b] = decode_image_crowd(
+            heat[b], tags[b], order, m_size, ip, fp, cp, mult_arr, sigmas, out_kp[b],
+            out_score[b], out_tag[b],
+        )  # fmt: skip
