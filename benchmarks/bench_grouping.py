@@ -31,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
 import time
@@ -312,7 +313,21 @@ def library_mode(**options):
     return run
 
 
-MODES = {"parity": library_mode()}
+_CROWD = dataclasses.asdict(ae.DecodeConfig.preset("crowd"))
+_SPATIAL = {"tag_cost": "exact", "regroup": 3, "spatial_weight": 1.0, "spatial_gate": 0.7}
+# every mode against the references' grouping; the last ones take one rule out of "crowd"
+MODES = {
+    "parity": library_mode(),
+    "tiebreak": library_mode(tag_cost="tiebreak"),
+    "exact": library_mode(tag_cost="exact"),
+    "regroup": library_mode(tag_cost="exact", regroup=3),
+    "spatial": library_mode(**_SPATIAL),
+    "crowd": library_mode(**_CROWD),
+    "crowd-tiebreak": library_mode(**{**_CROWD, "tag_cost": "tiebreak"}),
+    "crowd-no-gate": library_mode(**{**_CROWD, "refine_tag_gate": False}),
+    "crowd-no-window": library_mode(**{**_CROWD, "refine_window": None}),
+    "crowd-no-nms": library_mode(**{**_CROWD, "pose_nms": None}),
+}
 
 
 def main(argv=None):

@@ -20,9 +20,6 @@ adjustment from ``reference_parser.quarter``. Options beyond
     the tag distance is below ``tag_threshold`` (see :func:`refine_all`).
 ``min_score``, ``pose_nms``
     Drop people whose score is not above ``min_score``; greedy OKS pose NMS.
-
-Also used by ``benchmarks/bench_grouping.py`` to measure rules before they were
-compiled (the ``--prototype`` option).
 """
 
 from __future__ import annotations
@@ -94,7 +91,7 @@ def new_person(k_joints, k, r):
     return person
 
 
-def assign(tag_k, val_k, k, n_rows, means, o, solver, extra=None):
+def assign(tag_k, val_k, k, n_rows, means, o, solver):
     """Hungarian assignment of joint type k's candidates to ``means``; (columns, distances)."""
     n_cols = len(means)
     dist = np.zeros((n_rows, n_cols))
@@ -102,8 +99,7 @@ def assign(tag_k, val_k, k, n_rows, means, o, solver, extra=None):
     for r in range(n_rows):
         for c in range(n_cols):
             dist[r, c] = distance(tag_k[k, r], means[c], o)
-            d = dist[r, c] if extra is None else dist[r, c] + extra[r, c]
-            cost[r, c] = cost_of(d, float(val_k[k, r]), o)
+            cost[r, c] = cost_of(dist[r, c], float(val_k[k, r]), o)
     return solve(cost, solver), dist
 
 
@@ -141,11 +137,13 @@ def group(tag_k, loc_k, val_k, n_valid, o, solver):
     First pass: the references' joint-by-joint matching with ``tag_cost``.
     Then up to ``regroup`` rounds: with the people of the previous round fixed
     (their means, scales and joints), every joint type's candidates are
-    assigned afresh to all of them (cost of ``d + spatial_weight * s``, ``s``
-    from :func:`near`); a candidate joins its person if ``d < tag_threshold``
-    and ``s < spatial_gate``, else starts a new person (appended in joint
-    order); people left with no joint are dropped. Rounds stop when nothing
-    changes.
+    assigned afresh to them. A pair is feasible if ``d < tag_threshold`` and
+    ``s < spatial_gate`` (``s`` from :func:`near`); the assignment runs over the
+    rows and columns that have a feasible pair, with cost ``cost_of(d +
+    spatial_weight * s)`` where feasible and 1e10 elsewhere; a candidate joins
+    the person of its feasible match, the others start new people (appended
+    in joint order, then row order); people left with no joint are dropped.
+    Rounds stop when nothing changes.
     """
     k_joints = tag_k.shape[0]
     order = o["joint_order"]
@@ -182,20 +180,28 @@ def group(tag_k, loc_k, val_k, n_valid, o, solver):
             n_rows = n_valid[k]
             if n_rows == 0:
                 continue
-            sp = np.zeros((n_rows, len(old)))
-            if spatial:
-                for r in range(n_rows):
-                    for c in range(len(old)):
-                        sp[r, c] = near(old[c], k, *loc_k[k, r], loc_k, sc[c])
-            col_of_row, dist = assign(
-                tag_k, val_k, k, n_rows, means, o, solver, o["spatial_weight"] * sp
-            )
+            feasible = np.zeros((n_rows, len(old)), bool)
+            total = np.zeros((n_rows, len(old)))
             for r in range(n_rows):
-                c = col_of_row[r]
-                if 0 <= c < len(old) and dist[r, c] < o["tag_threshold"] and sp[r, c] < gate:
-                    fresh[c][k] = r
-                else:
-                    fresh.append(new_person(k_joints, k, r))
+                for c in range(len(old)):
+                    d = distance(tag_k[k, r], means[c], o)
+                    s = near(old[c], k, *loc_k[k, r], loc_k, sc[c]) if spatial else 0.0
+                    feasible[r, c] = d < o["tag_threshold"] and s < gate
+                    total[r, c] = d + o["spatial_weight"] * s
+            rows = [r for r in range(n_rows) if feasible[r].any()]
+            cols = [c for c in range(len(old)) if feasible[:, c].any()]
+            matched = set()
+            if rows:
+                cost = np.full((len(rows), max(len(rows), len(cols))), 1e10)
+                for i, r in enumerate(rows):
+                    for j, c in enumerate(cols):
+                        if feasible[r, c]:
+                            cost[i, j] = cost_of(total[r, c], float(val_k[k, r]), o)
+                for i, j in enumerate(solve(cost, solver)):
+                    if 0 <= j < len(cols) and feasible[rows[i], cols[j]]:
+                        fresh[cols[j]][k] = rows[i]
+                        matched.add(rows[i])
+            fresh += [new_person(k_joints, k, r) for r in range(n_rows) if r not in matched]
         people = [p for p in fresh if (p >= 0).any()]
         if len(people) == len(old) and all(
             np.array_equal(a, b) for a, b in zip(people, old, strict=True)

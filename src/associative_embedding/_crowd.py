@@ -120,25 +120,6 @@ def person_means(joint_of, n_people, cand_tag, order, means, rows, buf):
 
 
 @njit(cache=True, nogil=True)
-def _solve(cand_val, k, n_rows, n_cols, dist, sp, spatial_weight, use_value, tag_cost, col_of_row):
-    """Assign joint k's candidates (rows) to people (columns) as munkres 1.1.4 does.
-
-    The cost is ``match_cost(dist + spatial_weight * sp, v)``, padded with
-    ``PAD_COST`` columns to a square.
-    """
-    width = max(n_rows, n_cols)
-    cost = np.empty((n_rows, width), np.float64)
-    for r in range(n_rows):
-        val = np.float64(cand_val[k, r])
-        for c in range(n_cols):
-            d = dist[r, c] + spatial_weight * sp[r, c]
-            cost[r, c] = match_cost(d, val, use_value, tag_cost)
-        for c in range(n_cols, width):
-            cost[r, c] = PAD_COST
-    munkres_assign(cost, col_of_row[:n_rows])
-
-
-@njit(cache=True, nogil=True)
 def first_pass(
     cand_val,
     cand_cnt,
@@ -188,11 +169,16 @@ def first_pass(
         n_cols = n_people if match_cap < 0 else min(n_people, match_cap)
         person_means(joint_of, n_cols, cand_tag, order, means, rows, buf)
         dist = np.empty((n_rows, n_cols), np.float64)
-        sp = np.zeros((n_rows, n_cols), np.float64)
+        width = max(n_rows, n_cols)
+        cost = np.empty((n_rows, width), np.float64)
         for r in range(n_rows):
+            val = np.float64(cand_val[k, r])
             for c in range(n_cols):
                 dist[r, c] = tag_distance(cand_tag[k, r], means[c], use_rms, sq)
-        _solve(cand_val, k, n_rows, n_cols, dist, sp, 0.0, use_value, tag_cost, col_of_row)
+                cost[r, c] = match_cost(dist[r, c], val, use_value, tag_cost)
+            for c in range(n_cols, width):
+                cost[r, c] = PAD_COST
+        munkres_assign(cost, col_of_row[:n_rows])
         for r in range(n_rows):
             c = col_of_row[r]
             if 0 <= c < n_cols and dist[r, c] < tag_threshold:
@@ -283,12 +269,16 @@ def regroup(
     ``joint_of (>= P, K)`` holds the first pass's people (candidate rows, -1
     where missing) and receives the result. Each round, with the previous
     round's people fixed (their tag means, scales and joints), each joint
-    type's candidates (in ``order``) are assigned to all of them by the
-    munkres 1.1.4 method on ``match_cost(d + spatial_weight * s, v)``, ``s``
-    from :func:`_near` (0 unless ``spatial_weight > 0`` or ``spatial_gate`` is
-    finite); a candidate joins its person if ``d < tag_threshold`` and ``s <
-    spatial_gate``, else starts a new person after the others; people left
-    empty are dropped. Stops after ``rounds`` rounds or when nothing changes.
+    type's candidates (in ``order``) are assigned to them by the munkres 1.1.4
+    method. A pair is feasible if ``d < tag_threshold`` and ``s <
+    spatial_gate`` (``s`` from :func:`_near`, computed only where ``d`` passes
+    and 0 unless ``spatial_weight > 0`` or ``spatial_gate`` is finite); the
+    matrix holds the rows and columns with a feasible pair, in order, with
+    cost ``match_cost(d + spatial_weight * s, v)`` where feasible and
+    ``PAD_COST`` elsewhere. A candidate joins the person of its feasible
+    match; the others start new people after the rest, in row order; people
+    left empty are dropped. Stops after ``rounds`` rounds or when nothing
+    changes.
     """
     n_joints, m_size = cand_val.shape
     dim = cand_tag.shape[2]
@@ -311,6 +301,12 @@ def regroup(
     has = np.zeros((size, n_joints), np.bool_)
     scale = np.ones(size, np.float64)
     col_of_row = np.empty(max(m_size, 1), np.int64)
+    dist = np.empty((max(m_size, 1), size), np.float64)
+    feasible = np.zeros((max(m_size, 1), size), np.bool_)
+    col_used = np.zeros(size, np.bool_)
+    matched = np.zeros(max(m_size, 1), np.bool_)
+    sub_row = np.empty(max(m_size, 1), np.int64)
+    sub_col = np.empty(size, np.int64)
     n_old = n_people
     for _ in range(rounds):
         if n_old == 0:
@@ -334,32 +330,55 @@ def regroup(
             n_rows = cand_cnt[k]
             if n_rows == 0:
                 continue
-            dist = np.empty((n_rows, n_old), np.float64)
-            sp = np.zeros((n_rows, n_old), np.float64)
+            # feasible pairs: d < tag_threshold and s < spatial_gate
+            n_sub_r = 0
+            n_sub_c = 0
+            for c in range(n_old):
+                col_used[c] = False
             for r in range(n_rows):
                 x = np.float64(cand_idx[k, r] % w_size)
                 y = np.float64(cand_idx[k, r] // w_size)
+                any_ok = False
                 for c in range(n_old):
-                    dist[r, c] = tag_distance(cand_tag[k, r], means[c], use_rms, sq)
-                    if use_spatial:
-                        sp[r, c] = _near(px, py, has, c, k, x, y, scale[c])
-            _solve(
-                cand_val,
-                k,
-                n_rows,
-                n_old,
-                dist,
-                sp,
-                spatial_weight,
-                use_value,
-                tag_cost,
-                col_of_row,
-            )
+                    d = tag_distance(cand_tag[k, r], means[c], use_rms, sq)
+                    ok = d < tag_threshold
+                    s = 0.0
+                    if ok and use_spatial:
+                        s = _near(px, py, has, c, k, x, y, scale[c])
+                        ok = s < spatial_gate
+                    feasible[r, c] = ok
+                    if ok:
+                        dist[r, c] = d + spatial_weight * s
+                        any_ok = True
+                        col_used[c] = True
+                if any_ok:
+                    sub_row[n_sub_r] = r
+                    n_sub_r += 1
+            for c in range(n_old):
+                if col_used[c]:
+                    sub_col[n_sub_c] = c
+                    n_sub_c += 1
             for r in range(n_rows):
-                c = col_of_row[r]
-                if 0 <= c < n_old and dist[r, c] < tag_threshold and sp[r, c] < spatial_gate:
-                    fresh[c, k] = r
-                else:
+                matched[r] = False
+            if n_sub_r > 0:
+                width = max(n_sub_r, n_sub_c)
+                cost = np.empty((n_sub_r, width), np.float64)
+                for i in range(n_sub_r):
+                    r = sub_row[i]
+                    val = np.float64(cand_val[k, r])
+                    for jj in range(width):
+                        cost[i, jj] = PAD_COST
+                        if jj < n_sub_c and feasible[r, sub_col[jj]]:
+                            cost[i, jj] = match_cost(dist[r, sub_col[jj]], val, use_value, tag_cost)
+                munkres_assign(cost, col_of_row[:n_sub_r])
+                for i in range(n_sub_r):
+                    jj = col_of_row[i]
+                    r = sub_row[i]
+                    if 0 <= jj < n_sub_c and feasible[r, sub_col[jj]]:
+                        fresh[sub_col[jj], k] = r
+                        matched[r] = True
+            for r in range(n_rows):
+                if not matched[r]:
                     for kk in range(n_joints):
                         fresh[n_fresh, kk] = -1
                     fresh[n_fresh, k] = r
