@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 import associative_embedding as ae
 import associative_embedding.decoding as decoding
-from associative_embedding import _kernels as kn
+from associative_embedding import _peaks, _torch_path
+from associative_embedding._peaks import Candidates
 from associative_embedding.decoding import DecodeConfig, Poses, decode, warmup
 from associative_embedding.skeletons import COCO_KEYPOINTS
 from tests.reference_parser import reference_parse
@@ -398,7 +399,7 @@ def test_torch_candidates_equal_the_numba_candidates(rng):
         kernel = int(rng.choice([1, 3, 5]))
         vals, idx, cnt, ctag, nb = (
             t.numpy()
-            for t in decoding._torch_candidates(
+            for t in _torch_path.torch_candidates(
                 torch.from_numpy(heat), torch.from_numpy(tags), m, 0.1, kernel
             )
         )
@@ -406,10 +407,11 @@ def test_torch_candidates_equal_the_numba_candidates(rng):
             v2 = np.empty((k, m), np.float32)
             i2 = np.empty((k, m), np.int64)
             c2 = np.empty(k, np.int64)
-            kn.find_candidates(heat[b], 0.1, kernel, v2, i2, c2)
             t2 = np.zeros((k, m, d), np.float32)
             n2 = np.zeros((k, m, 4), np.float32)
-            kn.gather_candidates(heat[b], tags[b], i2, c2, t2, n2)
+            cand = Candidates(v2, i2, c2, t2, n2)
+            _peaks.find_candidates(heat[b], 0.1, kernel, cand)
+            _peaks.gather_candidates(heat[b], tags[b], cand)
             np.testing.assert_array_equal(cnt[b], c2)
             for j in range(k):
                 n = c2[j]
@@ -429,7 +431,7 @@ def test_tensor_path_equals_numpy_path(refine, rng):
         tags = np.stack([s[1] for s in scenes])
         config = DecodeConfig(refine=refine)
         order = decoding._joint_order(config, k)
-        via_torch = decoding._decode_torch(
+        via_torch = _torch_path.decode_tensors(
             torch.from_numpy(heat), torch.from_numpy(tags), config, order, d, 2
         )
         for a, b in zip(decode(heat, tags, config), via_torch, strict=True):

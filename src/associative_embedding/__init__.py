@@ -39,7 +39,7 @@ _LAZY: dict[str, str] = {
     "scale_keypoints": "targets",
     # decoding.py (not decode.py, for the reason above)
     "DecodeConfig": "decoding",
-    "Poses": "decoding",
+    "Poses": "poses",
     "decode": "decoding",
     "warmup": "decoding",
     # plot.py (extra "plot": matplotlib)
@@ -75,8 +75,9 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     # ruff: noqa: F401
     from .aggregation import aggregate, flip_maps
     from .coco import evaluate_keypoints, to_coco_results
-    from .decoding import DecodeConfig, Poses, decode, warmup
+    from .decoding import DecodeConfig, decode, warmup
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
     from .plot import draw_poses, plot_tags, show_maps
+    from .poses import Poses
     from .skeletons import COCO_KEYPOINTS, MPII_KEYPOINTS, Skeleton
     from .targets import joint_indices, pad_keypoints, render_heatmaps, scale_keypoints

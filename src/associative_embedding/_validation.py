@@ -181,3 +181,49 @@ def check_pose_keypoints(kp: np.ndarray, label: str) -> np.ndarray:
     if np.isnan(kp[..., 2]).any():
         raise ValueError(f"{label} has NaN scores (missing joints must have score 0)")
     return kp.astype(np.float64, copy=False)
+
+
+def check_finite_fast(x: Any, name: str) -> None:
+    """Raise ValueError on NaN or infinity, cheaply: NaN and inf make the sum non-finite.
+
+    Only when the sum is not finite (a bad value, or an overflow of huge finite
+    values) are the values counted one by one.
+    """
+    if is_tensor(x):
+        import torch
+
+        if x.numel() == 0:
+            return
+        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
+        if bool(torch.isfinite(x.detach().sum(dtype=acc))):
+            return
+    else:
+        if x.size == 0:
+            return
+        acc = np.float32 if x.dtype == np.float16 else None
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = np.add.reduce(x, axis=None, dtype=acc)
+        if np.isfinite(total):
+            return
+    check_finite(x, name)
+
+
+def work_dtype(*dtypes: Any) -> np.dtype:
+    """float64 if any input is float64, else float32 (float16 and bfloat16 widen losslessly)."""
+    for dt in dtypes:
+        if str(dt) in ("float64", "torch.float64"):
+            return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def to_numpy(x: Any, dtype: np.dtype) -> np.ndarray:
+    if is_tensor(x):
+        import torch
+
+        t = x.detach()
+        t = t.to(torch.float64 if dtype == np.float64 else torch.float32)
+        return np.ascontiguousarray(t.cpu().numpy())
+    arr = np.ascontiguousarray(x, dtype=dtype)
+    if not arr.flags.writeable:  # one compiled variant: kernels take writeable arrays only
+        arr = arr.copy()
+    return arr

@@ -19,25 +19,30 @@ map the result to image pixels.
 from __future__ import annotations
 
 import dataclasses
-import os
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from ._threads import default_threads, run_chunks
 from ._validation import (
     check_choice,
-    check_finite,
+    check_finite_fast,
     check_float_array,
     check_int,
     check_layout,
     check_number,
     is_tensor,
     shape_str,
+    to_numpy,
+    work_dtype,
 )
+from .poses import Poses
+
+if TYPE_CHECKING:
+    from ._batch import DecodeOptions
+    from ._grouping import People
 
 __all__ = ["DecodeConfig", "Poses", "decode", "warmup"]
 
@@ -273,257 +278,6 @@ class DecodeConfig:
         return cls(**{**presets[name], **changes})
 
 
-@dataclass(frozen=True, eq=False)
-class Poses:
-    """The people decoded from one image, sorted by score (highest first).
-
-    Parameters
-    ----------
-    keypoints : ndarray, shape (P, K, 3)
-        ``x``, ``y``, score of every joint. Coordinates are heatmap pixels with
-        pixel ``(row i, column j)`` at ``(j + center_shift, i + center_shift)``
-        (``center_shift`` 0.5 by default) until converted with
-        :meth:`transform` or :meth:`rescale`. A joint neither detected nor
-        recovered has score 0 and NaN coordinates.
-    scores : ndarray, shape (P,)
-        Person score: the mean of the K detection values of its matched
-        joints (missing ones count as 0), before missing-joint recovery.
-    tags : ndarray, shape (P, D)
-        Each person's mean tag over its matched joints.
-
-    Raises
-    ------
-    ValueError
-        If the shapes do not agree.
-
-    See Also
-    --------
-    decode : Produces these.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from associative_embedding import Poses
-    >>> poses = Poses(np.zeros((2, 17, 3)), np.zeros(2), np.zeros((2, 1)))
-    >>> len(poses)
-    2
-    """
-
-    keypoints: np.ndarray
-    scores: np.ndarray
-    tags: np.ndarray
-
-    def __post_init__(self) -> None:
-        kp, sc, tg = self.keypoints, self.scores, self.tags
-        for name, arr, ndim in (("keypoints", kp, 3), ("scores", sc, 1), ("tags", tg, 2)):
-            if not isinstance(arr, np.ndarray):
-                raise TypeError(f"{name} must be a numpy.ndarray, got {type(arr).__name__}")
-            if arr.ndim != ndim:
-                raise ValueError(f"{name} must have {ndim} dimensions, got shape {arr.shape}")
-        if kp.shape[2] != 3 or sc.shape[0] != kp.shape[0] or tg.shape[0] != kp.shape[0]:
-            raise ValueError(
-                "keypoints (P, K, 3), scores (P,) and tags (P, D) must agree, got "
-                f"{shape_str(kp.shape)}, {shape_str(sc.shape)}, {shape_str(tg.shape)}"
-            )
-
-    def __len__(self) -> int:
-        return int(self.keypoints.shape[0])
-
-    def __repr__(self) -> str:
-        p, k, _ = self.keypoints.shape
-        return f"Poses(P={p}, K={k}, D={self.tags.shape[1]}, dtype={self.keypoints.dtype})"
-
-    def transform(self, matrix: Any) -> Poses:
-        """Map the coordinates through a 2x3 affine matrix (heatmap to image pixels).
-
-        ``[x', y'] = matrix @ [x, y, 1]``: pass the inverse of the crop that
-        produced the network input, scaled to heatmap resolution (HigherHRNet's
-        ``get_affine_transform(center, scale, 0, heatmap_size, inv=1)``,
-        pose-ae-train's ``pinv`` of the crop times the stride).
-
-        Parameters
-        ----------
-        matrix : array_like, shape (2, 3)
-            The affine transform.
-
-        Returns
-        -------
-        Poses
-            New poses with float64 keypoints; scores, tags and NaN coordinates of
-            missing joints are kept.
-
-        Raises
-        ------
-        ValueError
-            If ``matrix`` is not 2x3 or not finite.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from associative_embedding import Poses
-        >>> p = Poses(np.array([[[1.5, 2.5, 0.9]]]), np.array([0.9]), np.zeros((1, 1)))
-        >>> p.transform([[4, 0, 10], [0, 4, 20]]).keypoints.tolist()
-        [[[16.0, 30.0, 0.9]]]
-        """
-        m = np.asarray(matrix, dtype=np.float64)
-        if m.shape != (2, 3):
-            raise ValueError(f"matrix must have shape (2, 3), got {shape_str(m.shape)}")
-        check_finite(m, "matrix")
-        kp = self.keypoints.astype(np.float64, copy=True)
-        x = kp[..., 0].copy()
-        y = kp[..., 1].copy()
-        kp[..., 0] = m[0, 0] * x + m[0, 1] * y + m[0, 2]
-        kp[..., 1] = m[1, 0] * x + m[1, 1] * y + m[1, 2]
-        return Poses(kp, self.scores, self.tags)
-
-    def rescale(self, scale: Any, offset: Any = 0.0) -> Poses:
-        """Map the coordinates by ``x' = x * sx + ox``, ``y' = y * sy + oy``.
-
-        For a network of stride s whose input was the image resized by a
-        factor f and padded by ``(px, py)``: ``scale = s / f``, ``offset =
-        (-px / f, -py / f)``. mmpose 1.x's restore is ``scale = input_scale /
-        heatmap_size`` and ``offset = input_center - input_scale / 2``.
-
-        Parameters
-        ----------
-        scale : float or (float, float)
-            ``s`` or ``(sx, sy)``.
-        offset : float or (float, float), default 0.0
-            ``o`` or ``(ox, oy)``, in output units.
-
-        Returns
-        -------
-        Poses
-            New poses with float64 keypoints; missing joints stay NaN.
-
-        Raises
-        ------
-        ValueError
-            If ``scale`` or ``offset`` has the wrong length or is not finite.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from associative_embedding import Poses
-        >>> p = Poses(np.array([[[1.5, 2.5, 0.9]]]), np.array([0.9]), np.zeros((1, 1)))
-        >>> p.rescale(4.0, (1.0, -1.0)).keypoints.tolist()
-        [[[7.0, 9.0, 0.9]]]
-        """
-        s = _pair(scale, "scale")
-        o = _pair(offset, "offset")
-        kp = self.keypoints.astype(np.float64, copy=True)
-        kp[..., 0] = kp[..., 0] * s[0] + o[0]
-        kp[..., 1] = kp[..., 1] * s[1] + o[1]
-        return Poses(kp, self.scores, self.tags)
-
-    def refine_dark(self, heatmaps: Any, *, center_shift: float = 0.5, eps: float = 1e-10) -> Poses:
-        """Move every joint to the peak of a quadratic fit of the log heatmap (DARK).
-
-        Distribution-aware refinement (Zhang et al., "Distribution-Aware Coordinate
-        Representation for Human Pose Estimation", CVPR 2020; mmpose's
-        ``refine_keypoints_dark``): at the pixel ``(i, j)`` nearest to a joint, the
-        log heatmap ``L = log(max(h, eps))`` is expanded to second order with central
-        differences over the 3×3 neighbourhood, and the joint moves to the
-        expansion's maximum, ``(j + center_shift, i + center_shift) - H⁻¹ ∇L``. For a
-        Gaussian peak (a quadratic ``L``) this is its exact sub-pixel centre, where
-        the quarter-pixel adjustment of :func:`decode` moves by ±0.25 px at most.
-        Call it on poses decoded from the same ``heatmaps``, with or without
-        ``adjust``: the pixel is recovered as the one whose centre is nearest.
-
-        A joint keeps its position where the fit has no maximum (the Hessian is not
-        negative definite), where the step would leave the 3×3 neighbourhood (a
-        component above 1 px), on the map's border pixels, and where it is missing
-        (NaN). Unlike mmpose's DARK-UDP, the maps are not blurred first.
-
-        Parameters
-        ----------
-        heatmaps : ndarray or Tensor, shape (K, H, W)
-            The heatmaps these poses were decoded from (float; any device), in the
-            same heatmap pixels as the keypoints. Must be finite.
-        center_shift : float, default 0.5
-            Where pixel ``j``'s value sits, ``j + center_shift``, as in
-            :class:`DecodeConfig`.
-        eps : float, default 1e-10
-            Floor of the heatmap values before the logarithm (> 0).
-
-        Returns
-        -------
-        Poses
-            New poses with float64 keypoints; scores, tags and missing joints kept.
-
-        Raises
-        ------
-        TypeError
-            If ``heatmaps`` is not a float ndarray or Tensor.
-        ValueError
-            If ``heatmaps`` is not (K, H, W) with the poses' K, or holds NaN/Inf,
-            or ``eps`` is not positive.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from associative_embedding import Poses
-        >>> yy, xx = np.mgrid[:9, :9] + 0.5
-        >>> hm = np.exp(-((xx - 4.3) ** 2 + (yy - 5.9) ** 2) / 8)[None]   # peak (4.3, 5.9)
-        >>> p = Poses(np.array([[[4.5, 5.5, 1.0]]]), np.ones(1), np.zeros((1, 1)))
-        >>> np.round(p.refine_dark(hm).keypoints[0, 0, :2], 6).tolist()
-        [4.3, 5.9]
-        """
-        check_float_array(heatmaps, "heatmaps")
-        k = self.keypoints.shape[1]
-        if heatmaps.ndim != 3 or heatmaps.shape[0] != k:
-            raise ValueError(
-                f"heatmaps must have shape (K, H, W) with K = {k} (the poses' joints), "
-                f"got shape {shape_str(heatmaps.shape)}"
-            )
-        check_finite(heatmaps, "heatmaps")
-        shift = check_number(center_shift, "center_shift")
-        floor = check_number(eps, "eps", low=0.0, low_inclusive=False)
-        hm = _to_numpy(heatmaps, np.dtype(np.float64))
-        _, h, w = hm.shape
-        kp = self.keypoints.astype(np.float64, copy=True)
-        if kp.size == 0 or h < 3 or w < 3:
-            return Poses(kp, self.scores, self.tags)
-        log = np.log(np.maximum(hm, floor))
-        x, y = kp[..., 0], kp[..., 1]
-        known = np.isfinite(x) & np.isfinite(y)
-        j = np.floor(np.where(known, x, 0.0) - shift + 0.5)
-        i = np.floor(np.where(known, y, 0.0) - shift + 0.5)
-        inner = known & (j >= 1) & (j <= w - 2) & (i >= 1) & (i <= h - 2)
-        jj = np.clip(j, 1, w - 2).astype(np.int64)
-        ii = np.clip(i, 1, h - 2).astype(np.int64)
-        kk = np.broadcast_to(np.arange(k), jj.shape)
-
-        def at(di: int, dj: int) -> np.ndarray:
-            return log[kk, ii + di, jj + dj]
-
-        c = at(0, 0)
-        dx = 0.5 * (at(0, 1) - at(0, -1))
-        dy = 0.5 * (at(1, 0) - at(-1, 0))
-        dxx = at(0, 1) - 2.0 * c + at(0, -1)
-        dyy = at(1, 0) - 2.0 * c + at(-1, 0)
-        dxy = 0.25 * (at(1, 1) - at(1, -1) - at(-1, 1) + at(-1, -1))
-        det = dxx * dyy - dxy * dxy
-        ok = inner & (det > 0) & (dxx < 0)
-        safe = np.where(ok, det, 1.0)
-        ox = -(dyy * dx - dxy * dy) / safe
-        oy = -(dxx * dy - dxy * dx) / safe
-        ok &= (np.abs(ox) <= 1.0) & (np.abs(oy) <= 1.0)
-        kp[..., 0] = np.where(ok, jj + shift + ox, x)
-        kp[..., 1] = np.where(ok, ii + shift + oy, y)
-        return Poses(kp, self.scores, self.tags)
-
-
-def _pair(value: Any, name: str) -> tuple[float, float]:
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim == 0:
-        arr = np.array([arr, arr])
-    if arr.shape != (2,):
-        raise ValueError(f"{name} must be a number or a pair (x, y), got shape {arr.shape}")
-    check_finite(arr, name)
-    return float(arr[0]), float(arr[1])
-
-
 # --- input handling -------------------------------------------------------------------------
 def _resolve_config(config: DecodeConfig | None, options: dict[str, Any]) -> DecodeConfig:
     if config is None:
@@ -571,55 +325,9 @@ def _check_inputs(heatmaps: Any, tags: Any) -> tuple[tuple[int, ...], int]:
             f"heatmaps and tags need K, H, W, D >= 1, got heatmaps {shape_str(heatmaps.shape)} "
             f"and tags {shape_str(ts)}"
         )
-    _check_finite_fast(heatmaps, "heatmaps")
-    _check_finite_fast(tags, "tags")
+    check_finite_fast(heatmaps, "heatmaps")
+    check_finite_fast(tags, "tags")
     return (b, k, h, w), d
-
-
-def _check_finite_fast(x: Any, name: str) -> None:
-    """Raise ValueError on NaN or infinity, cheaply: NaN and inf make the sum non-finite.
-
-    Only when the sum is not finite (a bad value, or an overflow of huge finite
-    values) are the values counted one by one.
-    """
-    if is_tensor(x):
-        import torch
-
-        if x.numel() == 0:
-            return
-        acc = torch.float64 if x.dtype == torch.float64 else torch.float32
-        if bool(torch.isfinite(x.detach().sum(dtype=acc))):
-            return
-    else:
-        if x.size == 0:
-            return
-        acc = np.float32 if x.dtype == np.float16 else None
-        with np.errstate(over="ignore", invalid="ignore"):
-            total = np.add.reduce(x, axis=None, dtype=acc)
-        if np.isfinite(total):
-            return
-    check_finite(x, name)
-
-
-def _work_dtype(*dtypes: Any) -> np.dtype:
-    """float64 if any input is float64, else float32 (float16 and bfloat16 widen losslessly)."""
-    for dt in dtypes:
-        if str(dt) in ("float64", "torch.float64"):
-            return np.dtype(np.float64)
-    return np.dtype(np.float32)
-
-
-def _to_numpy(x: Any, dtype: np.dtype) -> np.ndarray:
-    if is_tensor(x):
-        import torch
-
-        t = x.detach()
-        t = t.to(torch.float64 if dtype == np.float64 else torch.float32)
-        return np.ascontiguousarray(t.cpu().numpy())
-    arr = np.ascontiguousarray(x, dtype=dtype)
-    if not arr.flags.writeable:  # one compiled variant: kernels take writeable arrays only
-        arr = arr.copy()
-    return arr
 
 
 def _joint_order(config: DecodeConfig, k: int) -> np.ndarray:
@@ -635,82 +343,61 @@ def _joint_order(config: DecodeConfig, k: int) -> np.ndarray:
     return np.asarray(order, dtype=np.int64)
 
 
-def _params(
-    config: DecodeConfig, h: int, w: int, dtype: np.dtype
-) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
-    from . import _kernels as kn
+def _options(config: DecodeConfig, h: int, w: int, dtype: np.dtype) -> DecodeOptions:
+    """Build the kernels' option record for maps of ``h x w`` pixels in the work ``dtype``."""
+    from ._batch import DecodeOptions
+    from ._grouping import (
+        ADJUST_MMPOSE,
+        ADJUST_REFERENCE,
+        MATCH_GREEDY,
+        MATCH_HUNGARIAN,
+        GroupOptions,
+    )
+    from ._refine import (
+        REFINE_HIGHERHRNET,
+        REFINE_MMPOSE,
+        REFINE_OFF,
+        REFINE_POSE_AE,
+        RefineOptions,
+    )
 
-    m = min(config.max_people, h * w)
-    ip = np.zeros(kn.IP_SIZE, np.int64)
-    ip[kn.IP_NMS_KERNEL] = config.nms_kernel
-    ip[kn.IP_MATCHING] = kn.MATCH_HUNGARIAN if config.matching == "hungarian" else kn.MATCH_GREEDY
-    ip[kn.IP_USE_VALUE] = int(config.use_detection_value)
-    ip[kn.IP_DISTANCE] = kn.DIST_L2 if config.tag_distance == "l2" else kn.DIST_RMS
-    cap = config.max_people if config.match_people == "first" else -1
+    match_cap = config.max_people if config.match_people == "first" else -1
     if config.max_instances is not None:
-        cap = config.max_instances if cap < 0 else min(cap, config.max_instances)
-    ip[kn.IP_MATCH_CAP] = cap
-    ip[kn.IP_IGNORE_TOO_MUCH] = int(config.ignore_too_much)
-    ip[kn.IP_MAX_PEOPLE] = config.max_people
-    ip[kn.IP_MAX_OUT] = -1 if config.max_instances is None else config.max_instances
-    ip[kn.IP_ADJUST] = int(config.adjust)
-    ip[kn.IP_ADJUST_RULE] = (
-        kn.ADJUST_REFERENCE if config.adjust_rule == "reference" else kn.ADJUST_MMPOSE
+        match_cap = config.max_instances if match_cap < 0 else min(match_cap, config.max_instances)
+    adjust_rule = ADJUST_REFERENCE if config.adjust_rule == "reference" else ADJUST_MMPOSE
+    group = GroupOptions(
+        matching=MATCH_HUNGARIAN if config.matching == "hungarian" else MATCH_GREEDY,
+        use_value=config.use_detection_value,
+        use_rms=config.tag_distance == "rms",
+        match_cap=match_cap,
+        ignore_too_much=config.ignore_too_much,
+        max_people=config.max_people,
+        max_out=-1 if config.max_instances is None else config.max_instances,
+        adjust=config.adjust,
+        adjust_rule=adjust_rule,
+        tag_threshold=float(config.tag_threshold),
+        center_shift=float(config.center_shift),
     )
     refine_codes = {
-        "higherhrnet": kn.REFINE_HIGHERHRNET,
-        "pose-ae-train": kn.REFINE_POSE_AE,
-        "mmpose": kn.REFINE_MMPOSE,
+        "higherhrnet": REFINE_HIGHERHRNET,
+        "pose-ae-train": REFINE_POSE_AE,
+        "mmpose": REFINE_MMPOSE,
     }
-    ip[kn.IP_REFINE] = refine_codes[config.refine_mode] if config.refine else kn.REFINE_OFF
-    ip[kn.IP_BLOCK] = _REFINE_BLOCK
-    fp = np.zeros(kn.FP_SIZE, np.float64)
-    fp[kn.FP_DETECTION_THRESHOLD] = config.detection_threshold
-    fp[kn.FP_TAG_THRESHOLD] = config.tag_threshold
-    fp[kn.FP_CENTER_SHIFT] = config.center_shift
-    mult = np.full(1, 100 if config.refine_mode == "mmpose" else 1, dtype=dtype)
-    return m, ip, fp, mult
-
-
-# --- threads --------------------------------------------------------------------------------
-_POOLS: dict[int, ThreadPoolExecutor] = {}
-_POOLS_LOCK = threading.Lock()
-
-
-def _default_threads() -> int:
-    try:
-        import numba
-
-        return max(1, int(numba.config.NUMBA_NUM_THREADS))
-    except Exception:  # pragma: no cover - numba always importable here
-        return max(1, os.cpu_count() or 1)
-
-
-def _pool(n: int) -> ThreadPoolExecutor:
-    with _POOLS_LOCK:
-        pool = _POOLS.get(n)
-        if pool is None:
-            pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="ae-decode")
-            _POOLS[n] = pool
-        return pool
-
-
-def _run_chunks(fn: Any, n_items: int, n_threads: int) -> None:
-    """Call ``fn(start, stop)`` on contiguous chunks of ``range(n_items)`` on ``n_threads``.
-
-    Four chunks per thread, taken in order by the pool's workers, even out images
-    of unequal cost; ``fn`` calls a ``nogil`` kernel, so the workers run in parallel.
-    """
-    n_threads = max(1, min(n_threads, n_items))
-    if n_threads == 1:
-        fn(0, n_items)
-        return
-    n_chunks = min(n_items, 4 * n_threads)
-    bounds = np.linspace(0, n_items, n_chunks + 1).round().astype(int)
-    pool = _pool(n_threads)
-    futures = [pool.submit(fn, int(bounds[i]), int(bounds[i + 1])) for i in range(n_chunks)]
-    for f in futures:
-        f.result()
+    refine = RefineOptions(
+        mode=refine_codes[config.refine_mode] if config.refine else REFINE_OFF,
+        adjust=config.adjust,
+        adjust_rule=adjust_rule,
+        block=_REFINE_BLOCK,
+        center_shift=float(config.center_shift),
+        mult=dtype.type(100 if config.refine_mode == "mmpose" else 1),
+    )
+    return DecodeOptions(
+        detection_threshold=float(config.detection_threshold),
+        nms_kernel=config.nms_kernel,
+        max_candidates=min(config.max_people, h * w),
+        group=group,
+        refine=refine,
+    )
 
 
 # --- decode ---------------------------------------------------------------------------------
@@ -819,18 +506,20 @@ def decode(
     """
     config = _resolve_config(config, options)
     if num_threads is None:
-        num_threads = _default_threads()
+        num_threads = default_threads()
     else:
         num_threads = check_int(num_threads, "num_threads", low=1)
     (b, k, h, w), d = _check_inputs(heatmaps, tags)
     order = _joint_order(config, k)
     if is_tensor(heatmaps) and heatmaps.device.type == "cuda":
-        return _decode_torch(heatmaps, tags, config, order, d, num_threads)
-    dtype = _work_dtype(heatmaps.dtype, tags.dtype)
+        from ._torch_path import decode_tensors
+
+        return decode_tensors(heatmaps, tags, config, order, d, num_threads)
+    dtype = work_dtype(heatmaps.dtype, tags.dtype)
     if b == 0:
         return []
-    heat = _to_numpy(heatmaps, dtype)
-    tag = _to_numpy(tags, dtype).reshape(b, k, d, h, w)
+    heat = to_numpy(heatmaps, dtype)
+    tag = to_numpy(tags, dtype).reshape(b, k, d, h, w)
     return _decode_numpy(heat, tag, config, order, num_threads)
 
 
@@ -844,165 +533,27 @@ def _capacity(config: DecodeConfig, k: int, m: int) -> int:
 def _decode_numpy(
     heat: np.ndarray, tag: np.ndarray, config: DecodeConfig, order: np.ndarray, num_threads: int
 ) -> list[Poses]:
-    from . import _kernels as kn
+    from ._batch import decode_range
+    from ._grouping import empty_people
 
     b, k, h, w = heat.shape
-    d = tag.shape[2]
-    m, ip, fp, mult = _params(config, h, w, heat.dtype)
-    cap = _capacity(config, k, m)
-    out_kp = np.empty((b, cap, k, 3), heat.dtype)
-    out_score = np.empty((b, cap), heat.dtype)
-    out_tag = np.empty((b, cap, d), heat.dtype)
+    opts = _options(config, h, w, heat.dtype)
+    out = empty_people((b,), _capacity(config, k, opts.max_candidates), k, tag.shape[2], heat.dtype)
     out_n = np.zeros(b, np.int64)
 
     def run(start: int, stop: int) -> None:
-        kn.decode_range(
-            heat, tag, order, m, ip, fp, mult, start, stop, out_kp, out_score, out_tag, out_n
-        )
+        decode_range(heat, tag, order, opts, (start, stop), out, out_n)
 
-    _run_chunks(run, b, num_threads)
-    return _collect(out_kp, out_score, out_tag, out_n)
+    run_chunks(run, b, num_threads)
+    return collect(out, out_n)
 
 
-def _collect(
-    out_kp: np.ndarray, out_score: np.ndarray, out_tag: np.ndarray, out_n: np.ndarray
-) -> list[Poses]:
+def collect(out: People, out_n: np.ndarray) -> list[Poses]:
+    """One :class:`Poses` per image from the kernels' batch of people."""
     return [
-        Poses(out_kp[i, :n].copy(), out_score[i, :n].copy(), out_tag[i, :n].copy())
+        Poses(out.kp[i, :n].copy(), out.score[i, :n].copy(), out.tag[i, :n].copy())
         for i, n in enumerate(out_n.tolist())
     ]
-
-
-# --- torch path -----------------------------------------------------------------------------
-def _torch_candidates(heat: Any, tags: Any, m: int, threshold: float, kernel: int) -> tuple:
-    """NMS, top-k and gathers with torch on the tensors' device.
-
-    Same candidates, order included, as :func:`_kernels.find_candidates`:
-    peaks (``max_pool2d == heat``) with value ``> threshold``, the ``m``
-    strongest, ties by flat index. ``heat`` is ``(B, K, H, W)``, ``tags``
-    ``(B, K, D, H, W)``, both of the work dtype. Returns tensors on the same
-    device: values ``(B, K, m)``, flat indices ``(B, K, m)`` (int64), counts
-    ``(B, K)``, tags ``(B, K, m, D)`` and neighbours ``(B, K, m, 4)`` (left,
-    right, up, down, clipped).
-    """
-    import torch
-    import torch.nn.functional as F
-
-    b, k, h, w = heat.shape
-    d = tags.shape[2]
-    hw = h * w
-    pooled = F.max_pool2d(heat, kernel, stride=1, padding=kernel // 2)
-    keep = (pooled == heat) & (heat > threshold)
-    flat = heat.reshape(b, k, hw)
-    keep = keep.reshape(b, k, hw)
-    neg_inf = torch.tensor(float("-inf"), dtype=heat.dtype, device=heat.device)
-    masked = torch.where(keep, flat, neg_inf)
-    top_vals, _ = torch.topk(masked, m, dim=2)
-    kth = top_vals[..., m - 1 : m]  # the m-th largest value (-inf if fewer candidates)
-    index = torch.arange(hw, device=heat.device, dtype=torch.int64).expand(b, k, hw)
-    above = keep & (masked > kth)
-    at_kth = keep & (masked == kth)
-    # a key selecting every candidate above the m-th value and, among those equal to it,
-    # the ones with the lowest flat index
-    key = torch.where(above, torch.full_like(index, 2 * hw), torch.full_like(index, -1))
-    key = torch.where(at_kth, hw - index, key)
-    sel_key, sel_idx = torch.topk(key, m, dim=2)
-    valid = sel_key >= 0
-    sel_idx = torch.where(valid, sel_idx, torch.full_like(sel_idx, hw))
-    sel_idx, _ = torch.sort(sel_idx, dim=2)  # ascending flat index, invalid last
-    valid = sel_idx < hw
-    safe_idx = torch.where(valid, sel_idx, torch.zeros_like(sel_idx))
-    vals = torch.gather(flat, 2, safe_idx)
-    vals = torch.where(valid, vals, neg_inf)
-    vals, perm = torch.sort(vals, dim=2, descending=True, stable=True)
-    idx = torch.gather(safe_idx, 2, perm)
-    valid = torch.gather(valid, 2, perm)
-    counts = valid.sum(dim=2)
-    vals = torch.where(valid, vals, torch.zeros_like(vals))
-    y = idx // w
-    x = idx % w
-    tag_flat = tags.reshape(b, k, d, hw)
-    cand_tag = torch.gather(tag_flat, 3, idx[:, :, None, :].expand(b, k, d, m)).permute(0, 1, 3, 2)
-
-    def at(yy: Any, xx: Any) -> Any:
-        return torch.gather(flat, 2, yy * w + xx)
-
-    nb = torch.stack(
-        [
-            at(y, (x - 1).clamp(min=0)),
-            at(y, (x + 1).clamp(max=w - 1)),
-            at((y - 1).clamp(min=0), x),
-            at((y + 1).clamp(max=h - 1), x),
-        ],
-        dim=3,
-    )
-    return vals, idx, counts, cand_tag, nb
-
-
-def _decode_torch(
-    heatmaps: Any, tags: Any, config: DecodeConfig, order: np.ndarray, d: int, num_threads: int
-) -> list[Poses]:
-    """Decode tensors: candidates with torch on their device, grouping and refine on the CPU."""
-    import torch
-
-    from . import _kernels as kn
-
-    b, k, h, w = (int(s) for s in heatmaps.shape)
-    dtype = _work_dtype(heatmaps.dtype, tags.dtype)
-    if b == 0:
-        return []
-    tdt = torch.float64 if dtype == np.float64 else torch.float32
-    with torch.no_grad():
-        heat_t = heatmaps.detach().to(tdt).contiguous()
-        tags_t = tags.detach().to(tdt).reshape(b, k, d, h, w).contiguous()
-        m, ip, fp, mult = _params(config, h, w, dtype)
-        cands = _torch_candidates(heat_t, tags_t, m, config.detection_threshold, config.nms_kernel)
-        vals, idx, counts, cand_tag, nb = (
-            np.ascontiguousarray(t.cpu().numpy()) for t in cands
-        )  # one transfer of the candidates
-    counts = counts.astype(np.int64)
-    idx = idx.astype(np.int64)
-    cap = _capacity(config, k, m)
-    out_kp = np.empty((b, cap, k, 3), dtype)
-    out_score = np.empty((b, cap), dtype)
-    out_tag = np.empty((b, cap, d), dtype)
-    out_ref = np.empty((b, cap, d), dtype)
-    out_det = np.zeros((b, cap, k), np.uint8)
-    out_n = np.zeros(b, np.int64)
-
-    def group(start: int, stop: int) -> None:
-        kn.group_range(
-            vals, idx, counts, cand_tag, nb, h, w, order, ip, fp, start, stop,
-            out_kp, out_score, out_tag, out_ref, out_det, out_n,
-        )  # fmt: skip
-
-    _run_chunks(group, b, num_threads)
-    if config.refine:
-        # joint types some person misses: only their maps cross to the CPU, in one copy
-        need = np.zeros((b, k), bool)
-        for i, n in enumerate(out_n.tolist()):
-            need[i] = (out_det[i, :n] == 0).any(axis=0)
-        bi, ki = np.nonzero(need)
-        slot = np.full((b, k), -1, np.int64)
-        slot[bi, ki] = np.arange(bi.size)
-        if bi.size:
-            with torch.no_grad():
-                sel_b = torch.as_tensor(bi, device=heat_t.device)
-                sel_k = torch.as_tensor(ki, device=heat_t.device)
-                heat_sel = np.ascontiguousarray(heat_t[sel_b, sel_k].cpu().numpy())
-                tags_sel = np.ascontiguousarray(tags_t[sel_b, sel_k].cpu().numpy())
-        else:
-            heat_sel = np.zeros((1, h, w), dtype)
-            tags_sel = np.zeros((1, d, h, w), dtype)
-
-        def refine(start: int, stop: int) -> None:
-            kn.refine_range(
-                heat_sel, tags_sel, slot, out_n, ip, fp, mult, idx, counts, start, stop,
-                out_kp, out_ref, out_det,
-            )  # fmt: skip
-
-        _run_chunks(refine, b, num_threads)
-    return _collect(out_kp, out_score, out_tag, out_n)
 
 
 # --- warm-up --------------------------------------------------------------------------------
@@ -1023,7 +574,8 @@ def warmup() -> None:
     >>> import associative_embedding as ae
     >>> ae.warmup()
     """
-    from . import _kernels as kn
+    from ._peaks import empty_candidates
+    from ._torch_path import group_and_refine
 
     for dt in (np.float32, np.float64):
         heat = np.zeros((1, 2, 4, 4), dt)
@@ -1032,19 +584,7 @@ def warmup() -> None:
         config = DecodeConfig()
         order = np.arange(2, dtype=np.int64)
         _decode_numpy(heat, tag, config, order, 1)
-        m, ip, fp, mult = _params(config, 4, 4, np.dtype(dt))
-        vals = np.zeros((1, 2, m), dt)
-        idx = np.zeros((1, 2, m), np.int64)
-        cnt = np.zeros((1, 2), np.int64)
-        ctag = np.zeros((1, 2, m, 1), dt)
-        nb = np.zeros((1, 2, m, 4), dt)
-        cap = 2 * m
-        kp = np.empty((1, cap, 2, 3), dt)
-        sc = np.empty((1, cap), dt)
-        tg = np.empty((1, cap, 1), dt)
-        ref = np.empty((1, cap, 1), dt)
-        det = np.zeros((1, cap, 2), np.uint8)
-        n = np.zeros(1, np.int64)
-        kn.group_range(vals, idx, cnt, ctag, nb, 4, 4, order, ip, fp, 0, 1, kp, sc, tg, ref, det, n)
-        slot = np.zeros((1, 2), np.int64)
-        kn.refine_range(heat[0], tag[0], slot, n, ip, fp, mult, idx, cnt, 0, 1, kp, ref, det)
+        # the kernels of the tensor path, which takes candidates found on the device
+        cand = empty_candidates((1,), 2, 1, 1, np.dtype(dt))
+        maps = (heat[0], tag[0])
+        group_and_refine(cand, (4, 4), lambda bi, ki, maps=maps: maps, config, order, 1)
