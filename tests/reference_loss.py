@@ -11,7 +11,7 @@ import math
 import torch
 
 
-def _people(tags, keypoints, mask, b, rounding="floor"):
+def _people(tags, keypoints, mask, b, rounding="trunc"):
     """Per person of image b: list of (K_n, D) gathered tag tensors."""
     five = tags.dim() == 5
     h, w = tags.shape[-2], tags.shape[-1]
@@ -24,8 +24,10 @@ def _people(tags, keypoints, mask, b, rounding="floor"):
                 continue
             if rounding == "round":
                 xi, yi = math.floor(x + 0.5), math.floor(y + 0.5)
-            else:
+            elif rounding == "floor":
                 xi, yi = math.floor(x), math.floor(y)
+            else:  # the references' int(x)
+                xi, yi = int(x), int(y)
             if not (0 <= xi < w and 0 <= yi < h):
                 continue
             if mask is not None and not float(mask[b, yi, xi]) > 0:
@@ -46,7 +48,7 @@ def reference_terms(
     sigma=2**-0.5,
     margin=1.0,
     normalization="reference",
-    rounding="floor",
+    rounding="trunc",
 ):
     """Per-image (pull, push) as two (B,) float64 tensors."""
     pulls, pushes = [], []

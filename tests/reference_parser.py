@@ -61,7 +61,8 @@ def match_by_tag(tag_k, loc_k, val_k, o):
     joint_list = []  # person id -> (K, 3 + D) float64
     tag_list = []  # person id -> list of member tags
     cap = o["max_people"] if o["match_people"] == "first" else None
-    if o["max_instances"] is not None:
+    if o["max_instances"] is not None and o["max_instances_mode"] == "matching":
+        # mmpose 1.0/1.1: only the first max_instances groups are matched against
         cap = o["max_instances"] if cap is None else min(cap, o["max_instances"])
     for i in range(k_joints):
         idx = o["joint_order"][i]
@@ -207,6 +208,7 @@ DEFAULTS = {
     "match_people": "first",
     "ignore_too_much": False,
     "max_instances": None,
+    "max_instances_mode": "final",
 }
 
 

@@ -91,6 +91,7 @@ OPTION_VALUES = {
     "match_people": ["first", "all"],
     "ignore_too_much": [False, True],
     "max_instances": [None, 1, 4],
+    "max_instances_mode": ["final", "matching"],
 }
 
 
@@ -122,6 +123,12 @@ def test_equals_reference_parser_in_crowds(rng):
         {"max_people": 4},
         {"max_people": 4, "ignore_too_much": True},
         {"max_people": 4, "match_people": "all", "max_instances": 6},
+        {
+            "max_people": 4,
+            "match_people": "all",
+            "max_instances": 6,
+            "max_instances_mode": "matching",
+        },
         {"max_people": 3, "matching": "greedy"},
     ):
         for _ in range(15):
@@ -317,6 +324,25 @@ def test_more_people_than_the_cap_is_no_error(rng):
     assert len(poses) == 80
     (poses,) = decode(heat, tags, refine=False, max_people=40, max_instances=5)
     assert len(poses) == 5
+
+
+def test_mmpose_preset_matches_against_all_people_and_cuts_at_the_end():
+    # mmpose 1.3.2 (PR #2752): a joint can go to a person beyond max_instances, who is
+    # dropped at the end; mmpose 1.0/1.1 matched only against the first max_instances
+    heat = np.zeros((1, 2, 12, 12), np.float32)
+    tags = np.zeros((1, 2, 12, 12), np.float32)
+    heat[0, 0, 2, 2], tags[0, 0, 2, 2] = 0.9, 0.0  # person A
+    heat[0, 0, 8, 8], tags[0, 0, 8, 8] = 0.8, 0.6  # person B
+    heat[0, 1, 5, 5], tags[0, 1, 5, 5] = 0.9, 0.55  # closer to B (0.05) than A (0.55)
+    opts = dict(refine=False, joint_order=(0, 1))
+    (final,) = decode(heat, tags, DecodeConfig.preset("mmpose-1.x", max_instances=1, **opts))
+    assert len(final) == 1 and np.isnan(final.keypoints[0, 1, 0])  # B took it, B was cut
+    (old,) = decode(
+        heat,
+        tags,
+        DecodeConfig.preset("mmpose-1.x", max_instances=1, max_instances_mode="matching", **opts),
+    )
+    assert len(old) == 1 and old.keypoints[0, 1, 2] == np.float32(0.9)  # only A could take it
 
 
 def test_people_are_sorted_by_score(rng):

@@ -127,9 +127,14 @@ class DecodeConfig:
         (pose-ae-train ``HeatmapParser`` True, HigherHRNet False). The
         references test ``len(first_max_people) == max_people``, which is this.
     max_instances : int or None, default None
-        Keep only the first ``max_instances`` people in creation order, and
-        match only against them (mmpose 1.x ``decode_max_instances``, which is
-        30 in its COCO config). ``None``: keep everyone.
+        Keep only the first ``max_instances`` people in creation order (mmpose
+        1.x ``decode_max_instances``, which is 30 in its COCO config). ``None``:
+        keep everyone.
+    max_instances_mode : {"final", "matching"}, default "final"
+        When ``max_instances`` applies. ``"final"``: every person takes part in
+        matching and the list is cut at the end (mmpose >= 1.2, PR #2752, e.g.
+        1.3.2). ``"matching"``: only the first ``max_instances`` people receive
+        further joints, as well (mmpose 1.0 and 1.1).
 
     Raises
     ------
@@ -159,12 +164,10 @@ class DecodeConfig:
       from it by 0.5 px in y.
     - mmpose 0.x (``hrnet_w32_coco_512x512``): the defaults with
       ``match_people="all"``.
-    - mmpose 1.x (``ae_hrnet-w32`` config): ``match_people="all",
-      max_instances=30, adjust_rule="mmpose", refine_mode="mmpose"``. mmpose 1.x
-      computes its matching distances and runs munkres in float32; here
-      distances are float64 (as HigherHRNet), so on float32 maps it can choose
-      differently when a distance lies within float32 rounding of a .5 or of
-      the tag threshold.
+    - mmpose 1.x (``ae_hrnet-w32`` config, mmpose 1.3.2): ``match_people="all",
+      max_instances=30, adjust_rule="mmpose", refine_mode="mmpose"``; mmpose
+      1.3.2 computes its matching distances in float64, as here. For mmpose 1.0
+      and 1.1 add ``max_instances_mode="matching"``.
 
     Examples
     --------
@@ -192,6 +195,7 @@ class DecodeConfig:
     match_people: Literal["first", "all"] = "first"
     ignore_too_much: bool = False
     max_instances: int | None = None
+    max_instances_mode: Literal["final", "matching"] = "final"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -211,6 +215,7 @@ class DecodeConfig:
         check_choice(self.adjust_rule, "adjust_rule", ("reference", "mmpose"))
         check_choice(self.refine_mode, "refine_mode", ("higherhrnet", "pose-ae-train", "mmpose"))
         check_choice(self.match_people, "match_people", ("first", "all"))
+        check_choice(self.max_instances_mode, "max_instances_mode", ("final", "matching"))
         for name in ("use_detection_value", "adjust", "refine", "ignore_too_much"):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
@@ -362,7 +367,7 @@ def _options(config: DecodeConfig, h: int, w: int, dtype: np.dtype) -> DecodeOpt
     )
 
     match_cap = config.max_people if config.match_people == "first" else -1
-    if config.max_instances is not None:
+    if config.max_instances is not None and config.max_instances_mode == "matching":
         match_cap = config.max_instances if match_cap < 0 else min(match_cap, config.max_instances)
     adjust_rule = ADJUST_REFERENCE if config.adjust_rule == "reference" else ADJUST_MMPOSE
     group = GroupOptions(
