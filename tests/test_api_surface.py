@@ -21,6 +21,7 @@ PUBLIC = {
     "__version__",
     "aggregate",
     "decode",
+    "default_sigma",
     "draw_poses",
     "evaluate_keypoints",
     "flip_maps",

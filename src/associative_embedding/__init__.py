@@ -35,6 +35,7 @@ _LAZY: dict[str, str] = {
     # targets.py
     "joint_indices": "targets",
     "pad_keypoints": "targets",
+    "default_sigma": "targets",
     "render_heatmaps": "targets",
     "scale_keypoints": "targets",
     # decoding.py (not decode.py, for the reason above)
@@ -80,4 +81,10 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from .plot import draw_poses, plot_tags, show_maps
     from .poses import Poses
     from .skeletons import COCO_KEYPOINTS, MPII_KEYPOINTS, Skeleton
-    from .targets import joint_indices, pad_keypoints, render_heatmaps, scale_keypoints
+    from .targets import (
+        default_sigma,
+        joint_indices,
+        pad_keypoints,
+        render_heatmaps,
+        scale_keypoints,
+    )
