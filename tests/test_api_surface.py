@@ -15,6 +15,7 @@ PUBLIC = {
     "DecodeConfig",
     "HeatmapLoss",
     "MPII_KEYPOINTS",
+    "Person",
     "Poses",
     "PullPush",
     "Skeleton",

@@ -205,9 +205,9 @@ def test_scale_keypoints():
     out = ae.scale_keypoints(kp, (400, 200), (100, 50))
     np.testing.assert_array_equal(out[0], [2.5, 5.0, 1.0])
     assert np.isnan(out[1, :2]).all()
-    centre = ae.scale_keypoints(kp, (400, 200), (100, 50), pixel_center=0.5)
+    centre = ae.scale_keypoints(kp, (400, 200), (100, 50), center_shift=0.0)
     np.testing.assert_allclose(centre[0], [(10.5 / 4) - 0.5, (20.5 / 4) - 0.5, 1.0])
-    back = ae.scale_keypoints(centre, (100, 50), (400, 200), pixel_center=0.5)
+    back = ae.scale_keypoints(centre, (100, 50), (400, 200), center_shift=0.0)
     np.testing.assert_allclose(back[0], kp[0])
     t = ae.scale_keypoints(torch.from_numpy(kp), (400, 200), (100, 50))
     np.testing.assert_array_equal(t.numpy()[0], out[0])
@@ -228,6 +228,16 @@ def brute_joint_indices(joints, res_h, res_w, max_people, tag_per_joint=True):
                 out[i][tot] = (flat, 1)
                 tot += 1
     return out
+
+
+def test_scale_keypoints_old_pixel_center_keyword_warns_and_means_the_opposite():
+    kp = np.array([[[10.0, 6.0, 1.0]]])
+    want = ae.scale_keypoints(kp, (40, 40), (10, 10), center_shift=0.0)
+    with pytest.warns(DeprecationWarning, match="center_shift=0.5 - c"):
+        old = ae.scale_keypoints(kp, (40, 40), (10, 10), pixel_center=0.5)
+    np.testing.assert_array_equal(old, want)
+    with pytest.raises(TypeError, match="center_shift only"):
+        ae.scale_keypoints(kp, (40, 40), (10, 10), center_shift=0.0, pixel_center=0.5)
 
 
 def test_joint_indices_equal_reference_generator(rng):

@@ -40,6 +40,7 @@ _LAZY: dict[str, str] = {
     "scale_keypoints": "targets",
     # decoding.py (not decode.py, for the reason above)
     "DecodeConfig": "decoding",
+    "Person": "poses",
     "Poses": "poses",
     "decode": "decoding",
     "warmup": "decoding",
@@ -79,7 +80,7 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from .decoding import DecodeConfig, decode, warmup
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
     from .plot import draw_poses, plot_tags, show_maps
-    from .poses import Poses
+    from .poses import Person, Poses
     from .skeletons import COCO_KEYPOINTS, MPII_KEYPOINTS, Skeleton
     from .targets import (
         default_sigma,

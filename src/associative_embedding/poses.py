@@ -8,14 +8,34 @@ image pixels with :meth:`Poses.transform` or :meth:`Poses.rescale`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ._validation import check_finite, check_float_array, check_number, shape_str, to_numpy
+from ._validation import is_tensor as _is_tensor
 
-__all__ = ["Poses"]
+__all__ = ["Person", "Poses"]
+
+
+class Person(NamedTuple):
+    """One decoded person: what iterating over or indexing a :class:`Poses` gives.
+
+    Attributes
+    ----------
+    keypoints : ndarray, shape (K, 3)
+        ``x``, ``y``, score of each joint (NaN coordinates where missing).
+    score : float
+        The person's score.
+    tag : ndarray, shape (D,)
+        The person's mean tag.
+    """
+
+    keypoints: np.ndarray
+    score: float
+    tag: np.ndarray
 
 
 @dataclass(frozen=True, eq=False)
@@ -49,9 +69,11 @@ class Poses:
     --------
     >>> import numpy as np
     >>> from associative_embedding import Poses
-    >>> poses = Poses(np.zeros((2, 17, 3)), np.zeros(2), np.zeros((2, 1)))
+    >>> poses = Poses(np.zeros((2, 17, 3)), np.array([0.8, 0.1]), np.zeros((2, 1)))
     >>> len(poses)
     2
+    >>> len(poses[poses.scores > 0.2]), [round(p.score, 2) for p in poses]
+    (1, [0.8, 0.1])
     """
 
     keypoints: np.ndarray
@@ -77,6 +99,115 @@ class Poses:
     def __repr__(self) -> str:
         p, k, _ = self.keypoints.shape
         return f"Poses(P={p}, K={k}, D={self.tags.shape[1]}, dtype={self.keypoints.dtype})"
+
+    def __getitem__(self, index: Any) -> Any:
+        """Select people: an integer gives one :class:`Person`, anything else a :class:`Poses`.
+
+        ``index`` may be an integer (negative counts from the end), a slice, a
+        boolean mask of shape (P,) (``poses[poses.scores > 0.2]``) or an array of
+        integer indices (in any order, repeats allowed), as numpy indexes the
+        first axis. The selection keeps the given order; the arrays are copies.
+
+        Raises
+        ------
+        IndexError
+            If an integer or index is out of range.
+        TypeError
+            If ``index`` is of another kind (e.g. a float or a tuple).
+        ValueError
+            If a boolean mask does not have shape (P,).
+        """
+        n = len(self)
+        if isinstance(index, (int, np.integer)) and not isinstance(index, (bool, np.bool_)):
+            i = int(index)
+            if not -n <= i < n:
+                raise IndexError(f"person index {i} is out of range for {n} people")
+            return Person(self.keypoints[i].copy(), float(self.scores[i]), self.tags[i].copy())
+        if isinstance(index, slice):
+            sel = np.arange(n)[index]
+        elif isinstance(index, (list, np.ndarray)) or _is_tensor(index):
+            arr = np.asarray(index.cpu() if _is_tensor(index) else index)
+            if arr.dtype == np.bool_:
+                if arr.shape != (n,):
+                    raise ValueError(
+                        f"a boolean mask over people must have shape (P,) = ({n},), "
+                        f"got shape {shape_str(arr.shape)}"
+                    )
+                sel = np.flatnonzero(arr)
+            elif arr.size == 0:
+                sel = np.zeros(0, np.int64)
+            elif arr.dtype.kind in "iu" and arr.ndim == 1:
+                if ((arr < -n) | (arr >= n)).any():
+                    raise IndexError(
+                        f"person indices {arr.tolist()} are out of range for {n} people"
+                    )
+                sel = arr.astype(np.int64)
+            else:
+                raise TypeError(
+                    "people are selected with a 1-D array of int or a boolean mask (P,), "
+                    f"got dtype {arr.dtype} and shape {shape_str(arr.shape)}"
+                )
+        else:
+            raise TypeError(
+                "Poses indices must be an int, a slice, a boolean mask or an array of int, "
+                f"got {type(index).__name__}"
+            )
+        return Poses(self.keypoints[sel], self.scores[sel], self.tags[sel])
+
+    def __iter__(self) -> Iterator[Person]:
+        """Iterate over the people, each a :class:`Person`, best score first."""
+        for i in range(len(self)):
+            yield self[i]
+
+    @classmethod
+    def concatenate(cls, poses: Sequence[Poses]) -> Poses:
+        """Join the people of several :class:`Poses` (same K and D), in the given order.
+
+        Parameters
+        ----------
+        poses : sequence of Poses
+            At least one; all with the same number of joints K and tag size D.
+
+        Returns
+        -------
+        Poses
+            All people; the arrays take numpy's common dtype. The people are not
+            re-sorted by score.
+
+        Raises
+        ------
+        TypeError
+            If an item is not a :class:`Poses`.
+        ValueError
+            If the sequence is empty or K or D differ.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from associative_embedding import Poses
+        >>> a = Poses(np.zeros((2, 17, 3)), np.array([0.9, 0.5]), np.zeros((2, 1)))
+        >>> both = Poses.concatenate([a, a[a.scores > 0.6]])
+        >>> len(both), both.scores.tolist()
+        (3, [0.9, 0.5, 0.9])
+        """
+        items = list(poses)
+        if not items:
+            raise ValueError("poses must hold at least one Poses, got an empty sequence")
+        for i, p in enumerate(items):
+            if not isinstance(p, Poses):
+                raise TypeError(f"poses[{i}] must be a Poses, got {type(p).__name__}")
+        k, d = items[0].keypoints.shape[1], items[0].tags.shape[1]
+        for i, p in enumerate(items):
+            if p.keypoints.shape[1] != k or p.tags.shape[1] != d:
+                raise ValueError(
+                    f"poses[{i}] has K={p.keypoints.shape[1]}, D={p.tags.shape[1]}; "
+                    f"poses[0] has K={k}, D={d}"
+                )
+        return cls(
+            np.concatenate([p.keypoints for p in items]),
+            np.concatenate([p.scores for p in items]),
+            np.concatenate([p.tags for p in items]),
+        )
 
     def transform(self, matrix: Any) -> Poses:
         """Map the coordinates through a 2x3 affine matrix (heatmap to image pixels).
@@ -144,7 +275,8 @@ class Poses:
         Raises
         ------
         ValueError
-            If ``scale`` or ``offset`` has the wrong length or is not finite.
+            If ``scale`` or ``offset`` has the wrong length or is not finite, or
+            a scale is not positive.
 
         Examples
         --------
@@ -155,6 +287,8 @@ class Poses:
         [[[7.0, 9.0, 0.9]]]
         """
         s = _pair(scale, "scale")
+        if min(s) <= 0:
+            raise ValueError(f"scale must be > 0 (a factor per axis), got {s}")
         o = _pair(offset, "offset")
         kp = self.keypoints.astype(np.float64, copy=True)
         kp[..., 0] = kp[..., 0] * s[0] + o[0]

@@ -9,6 +9,7 @@ Keypoint arrays have a last axis ``(x, y, v)``; a joint is labelled when
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -413,7 +414,8 @@ def scale_keypoints(
     from_size: tuple[int, int],
     to_size: tuple[int, int],
     *,
-    pixel_center: float = 0.0,
+    center_shift: float = 0.5,
+    pixel_center: float | None = None,
 ) -> Any:
     """Map keypoints between two resolutions of the same view, e.g. image to heatmap.
 
@@ -423,13 +425,18 @@ def scale_keypoints(
         ``x, y, v``; only ``x`` and ``y`` change (NaN stays NaN).
     from_size, to_size : tuple of int
         ``(H, W)`` of the source and destination grids in pixels.
-    pixel_center : float, default 0.0
-        Where a pixel's centre sits in the coordinate convention of
-        ``keypoints``. With 0.0 (continuous coordinates whose origin is the
-        top-left corner of the first pixel, as the references' affine warps
-        produce), ``x' = x · W_to / W_from``. With 0.5 the coordinates are
-        taken to name pixel centres at integers and
-        ``x' = (x + 0.5) · W_to / W_from - 0.5``. Likewise for ``y`` with H.
+    center_shift : float, default 0.5
+        Where the centre of pixel ``j`` sits in ``keypoints``' convention,
+        ``j + center_shift``, as in :class:`DecodeConfig` and
+        :func:`render_heatmaps`. With 0.5 (continuous coordinates whose origin
+        is the top-left corner of the first pixel, as the references' affine
+        warps produce and :func:`decode` reports), ``x' = x · W_to / W_from``.
+        With 0.0 integers name pixel centres and ``x' = (x + 0.5) · W_to /
+        W_from - 0.5``. Likewise for ``y`` with H.
+    pixel_center : float, optional
+        Deprecated (it meant the opposite: ``pixel_center = 0.5 -
+        center_shift``); use ``center_shift``. Still accepted, with a
+        :class:`DeprecationWarning`, until the next release.
 
     Returns
     -------
@@ -459,7 +466,18 @@ def scale_keypoints(
         )
     fh, fw = _check_size(from_size, "from_size")
     th, tw = _check_size(to_size, "to_size")
-    c = check_number(pixel_center, "pixel_center")
+    shift = check_number(center_shift, "center_shift")
+    if pixel_center is not None:
+        if shift != 0.5:
+            raise TypeError("pass center_shift only; pixel_center is its deprecated opposite")
+        warnings.warn(
+            "scale_keypoints(pixel_center=c) is deprecated: use center_shift=0.5 - c "
+            "(the convention decode and render_heatmaps name center_shift)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        shift = 0.5 - check_number(pixel_center, "pixel_center")
+    c = 0.5 - shift
     out = keypoints.clone() if is_tensor(keypoints) else keypoints.copy()
     out[..., 0] = (keypoints[..., 0] + c) * (tw / fw) - c
     out[..., 1] = (keypoints[..., 1] + c) * (th / fh) - c
