@@ -1,7 +1,7 @@
 """Time ``ae.decode`` against the literal reference parser on the same maps.
 
 The baseline is ``tests/reference_parser.py``: HigherHRNet's ``group.py`` step by
-step in numpy with the ``munkres`` package (REFERENCE.md §3.3, §7), the parser the
+step in numpy with the ``munkres`` package (``lib/core/group.py``), the parser the
 decoder is tested to equal exactly; every timed image is also checked for equality.
 Scenes come from ``benchmarks/scenes.py`` (COCO stick figures, Gaussian peaks, some
 joints too weak to detect so that missing-joint recovery has work).

@@ -1,7 +1,7 @@
 """Slow, obviously-correct grouping losses: loops over images, people and joints.
 
-Written from REFERENCE.md's descriptions (sections 0, 1.3, 3.1, 6.1), not from the
-library code, so that the vectorised loss can be checked against them.
+Written from the upstream code (pose-ae-train ``extensions/AE/AE_loss.py``, HigherHRNet
+``lib/core/loss.py::AELoss``) and the paper's formulas, not from the library code, so that the vectorised loss can be checked against them.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def reference_terms(
 
 
 def higherhrnet_single_tag_loss(pred_tag, joints, loss_type="exp"):
-    """HigherHRNet ``singleTagLoss`` as described in REFERENCE.md §3.1 (1-D tags).
+    """HigherHRNet ``singleTagLoss`` from ``lib/core/loss.py`` (1-D tags).
 
     pred_tag: (K*H*W, 1) tensor; joints: (max_people, K, 2) packed index array.
     """

@@ -43,7 +43,7 @@ def flip_maps_loop(maps: np.ndarray, flip_index, shift=False) -> np.ndarray:
 def higherhrnet_aggregate(outputs, outputs_flip, flip_index, size, scale1_index):
     """HigherHRNet valid.py + inference.py with PROJECT2IMAGE, FLIP_TEST, one output stage.
 
-    Written from REFERENCE.md 3.4: per scale the flipped output is flipped back and
+    Written from HigherHRNet ``lib/core/inference.py`` and ``tools/valid.py``: per scale the flipped output is flipped back and
     permuted at the network resolution; each heatmap and tag map is resized to
     base_size; heatmaps are (orig + flip) / 2, summed over scales and divided by the
     number of scales; tags of scale 1 get a trailing axis and are concatenated.

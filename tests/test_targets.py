@@ -11,7 +11,7 @@ from associative_embedding.targets import default_sigma
 
 
 def brute_reference_heatmaps(joints, h, w, sigma):
-    """HigherHRNet HeatmapGenerator written out per joint and per pixel (REFERENCE.md §1.2, §3.2)."""
+    """HigherHRNet HeatmapGenerator written out per joint and per pixel (HigherHRNet ``lib/dataset/target_generators/target_generators.py``; pose-ae-train ``data/coco_pose/dp.py``)."""
     k = joints.shape[1]
     hms = np.zeros((k, h, w), np.float32)
     size = 6 * sigma + 3
@@ -217,7 +217,7 @@ def test_scale_keypoints():
 
 
 def brute_joint_indices(joints, res_h, res_w, max_people, tag_per_joint=True):
-    """HigherHRNet JointsGenerator (REFERENCE.md §3.2), per person and joint."""
+    """HigherHRNet ``target_generators.py::JointsGenerator``, per person and joint."""
     out = np.zeros((max_people, joints.shape[1], 2), np.int64)
     for i in range(len(joints)):
         tot = 0

@@ -1,4 +1,4 @@
-"""Input checks shared by the public functions.
+"""The array boundary: input checks and numpy/torch conversion shared by the public functions.
 
 Every check raises ``TypeError`` for a wrong kind or dtype and ``ValueError``
 for a wrong shape or value, with a message that names the argument, the
@@ -22,8 +22,12 @@ __all__ = [
     "check_layout",
     "check_number",
     "check_pose_keypoints",
+    "check_size",
     "is_tensor",
     "shape_str",
+    "to_numpy",
+    "to_torch",
+    "work_dtype",
 ]
 
 
@@ -227,3 +231,26 @@ def to_numpy(x: Any, dtype: np.dtype) -> np.ndarray:
     if not arr.flags.writeable:  # one compiled variant: kernels take writeable arrays only
         arr = arr.copy()
     return arr
+
+
+def check_size(size: Any, name: str = "size") -> tuple[int, int]:
+    """Check a map size ``(H, W)`` of positive integers; return it as a tuple of int."""
+    if isinstance(size, str) or not isinstance(size, Sequence) or len(size) != 2:
+        raise TypeError(f"{name} must be a pair (H, W) of positive integers, got {size!r}")
+    h = check_int(size[0], f"{name}[0] (H)", low=1)
+    w = check_int(size[1], f"{name}[1] (W)", low=1)
+    return h, w
+
+
+def to_torch(x: Any) -> Any:
+    """Return a float tensor sharing ``x``'s memory (a copy if ``x`` is read-only or strided)."""
+    if is_tensor(x):
+        return x
+    import torch
+
+    if x.dtype not in (np.float16, np.float32, np.float64):
+        raise TypeError(f"numpy maps must be float16, float32 or float64, got {x.dtype}")
+    x = np.ascontiguousarray(x)
+    if not x.flags.writeable:
+        x = x.copy()
+    return torch.from_numpy(x)

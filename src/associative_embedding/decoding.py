@@ -54,8 +54,8 @@ _REFINE_BLOCK = 16  # side of the blocks the missing-joint search bounds and ski
 class DecodeConfig:
     """Options of :func:`decode`; the defaults are HigherHRNet's COCO test settings.
 
-    Every option names the reference implementation it follows (REFERENCE:
-    pose-ae-train ``utils/group.py`` and ``test.py``; HigherHRNet
+    Every option names the reference implementation it follows (the upstream
+    files: pose-ae-train ``utils/group.py`` and ``test.py``; HigherHRNet
     ``lib/core/group.py`` and ``w32_512_adam_lr1e-3.yaml``; mmpose 1.x
     ``codecs/associative_embedding.py``). :meth:`preset` returns the settings
     that reproduce each of them.
@@ -242,7 +242,11 @@ class DecodeConfig:
         Parameters
         ----------
         name : {"higherhrnet", "pose-ae-train", "mmpose-0.x", "mmpose-1.x"}
-            The reference, with its COCO test settings (REFERENCE.md §8).
+            The reference, with its COCO test settings (HigherHRNet
+            ``experiments/coco/higher_hrnet/w32_512_adam_lr1e-3.yaml``,
+            pose-ae-train ``test.py``, mmpose 0.x ``hrnet_w32_coco_512x512.py``,
+            mmpose 1.x ``ae_hrnet-w32_8xb24-300e_coco-512x512.py``; see the
+            "Migrating" page).
         **changes
             Options to override on top of the preset.
 

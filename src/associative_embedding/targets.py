@@ -22,6 +22,7 @@ from ._validation import (
     check_int,
     check_layout,
     check_number,
+    check_size,
     is_tensor,
     shape_str,
 )
@@ -29,14 +30,6 @@ from ._validation import (
 __all__ = ["joint_indices", "pad_keypoints", "render_heatmaps", "scale_keypoints"]
 
 RenderMethod = Literal["reference", "exact"]
-
-
-def _check_size(size: Any, name: str = "size") -> tuple[int, int]:
-    if not isinstance(size, Sequence) or isinstance(size, str) or len(size) != 2:
-        raise TypeError(f"{name} must be a pair (H, W) of positive integers, got {size!r}")
-    h = check_int(size[0], f"{name}[0] (H)", low=1)
-    w = check_int(size[1], f"{name}[1] (W)", low=1)
-    return h, w
 
 
 def _check_keypoints(keypoints: Any, name: str, layouts: list[str]) -> str:
@@ -150,7 +143,7 @@ def render_heatmaps(
     ([3, 5], 0.0)
     """
     layout = _check_keypoints(keypoints, "keypoints", ["NK3", "BNK3"])
-    h, w = _check_size(size)
+    h, w = check_size(size)
     check_choice(method, "method", ("reference", "exact"))
     c = check_number(center_shift, "center_shift")
     s = (
@@ -464,8 +457,8 @@ def scale_keypoints(
             "keypoints must have a last axis (x, y, v) of length 3, "
             f"got shape {shape_str(keypoints.shape)}"
         )
-    fh, fw = _check_size(from_size, "from_size")
-    th, tw = _check_size(to_size, "to_size")
+    fh, fw = check_size(from_size, "from_size")
+    th, tw = check_size(to_size, "to_size")
     shift = check_number(center_shift, "center_shift")
     if pixel_center is not None:
         if shift != 0.5:
@@ -532,7 +525,7 @@ def joint_indices(
     [[[23, 1], [0, 0]], [[0, 0], [0, 0]]]
     """
     layout = _check_keypoints(keypoints, "keypoints", ["NK3", "BNK3"])
-    h, w = _check_size(size)
+    h, w = check_size(size)
     cap = check_int(max_people, "max_people", low=0)
     if not isinstance(tag_per_joint, (bool, np.bool_)):
         raise TypeError(f"tag_per_joint must be a bool, got {type(tag_per_joint).__name__}")
