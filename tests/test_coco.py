@@ -19,11 +19,6 @@ K = 17
 SIGMAS = np.array(COCO_KEYPOINTS.sigmas)
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(7)
-
-
 def make_gt(rng, people_per_image=(2, 1, 3), size=400):
     """A small COCO keypoint ground truth: people of medium and large area."""
     images, annotations = [], []

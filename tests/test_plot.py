@@ -28,11 +28,6 @@ def _close_figures():
     plt.close("all")
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)
-
-
 def people(rng, num, size=64, k=K):
     kp = np.empty((num, k, 3))
     kp[..., :2] = rng.uniform(1.0, size - 1.0, size=(num, k, 2))
