@@ -50,7 +50,9 @@ _LAZY: dict[str, str] = {
     "evaluate_keypoints": "coco",
     "to_coco_results": "coco",
     # skeletons.py
+    "AIC_KEYPOINTS": "skeletons",
     "COCO_KEYPOINTS": "skeletons",
+    "CROWDPOSE_KEYPOINTS": "skeletons",
     "MPII_KEYPOINTS": "skeletons",
     "Skeleton": "skeletons",
 }
@@ -78,5 +80,11 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from .decoding import DecodeConfig, Poses, decode, warmup
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
     from .plot import draw_poses, plot_tags, show_maps
-    from .skeletons import COCO_KEYPOINTS, MPII_KEYPOINTS, Skeleton
+    from .skeletons import (
+        AIC_KEYPOINTS,
+        COCO_KEYPOINTS,
+        CROWDPOSE_KEYPOINTS,
+        MPII_KEYPOINTS,
+        Skeleton,
+    )
     from .targets import joint_indices, pad_keypoints, render_heatmaps, scale_keypoints
