@@ -217,22 +217,8 @@ CROWDPOSE_KEYPOINTS = Skeleton(
     name="crowdpose",
     # joint names, flip pairs ("swap"), limbs and sigmas of mmpose
     # configs/_base_/datasets/crowdpose.py (CrowdPose, Li et al., CVPR 2019)
-    keypoints=(
-        "left_shoulder",
-        "right_shoulder",
-        "left_elbow",
-        "right_elbow",
-        "left_wrist",
-        "right_wrist",
-        "left_hip",
-        "right_hip",
-        "left_knee",
-        "right_knee",
-        "left_ankle",
-        "right_ankle",
-        "top_head",
-        "neck",
-    ),
+    # COCO's 12 body joints in COCO's order, then the top of the head and the neck
+    keypoints=(*COCO_KEYPOINTS.keypoints[5:], "top_head", "neck"),
     flip_index=(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 12, 13),
     edges=(
         (10, 8),
@@ -253,22 +239,8 @@ CROWDPOSE_KEYPOINTS = Skeleton(
     ),
     # mmpose 0.x's parser walks every joint set but COCO's in channel order
     joint_order=tuple(range(14)),
-    sigmas=(
-        0.079,
-        0.079,
-        0.072,
-        0.072,
-        0.062,
-        0.062,
-        0.107,
-        0.107,
-        0.087,
-        0.087,
-        0.089,
-        0.089,
-        0.079,
-        0.079,
-    ),
+    # mmpose's list: COCO's sigmas of the 12 body joints, then 0.079 for top_head and neck
+    sigmas=(*COCO_KEYPOINTS.sigmas[5:], 0.079, 0.079),
 )
 """CrowdPose keypoints (14 joints), with the flip pairs, limbs and OKS sigmas of
 mmpose's CrowdPose data set configuration."""
