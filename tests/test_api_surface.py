@@ -22,6 +22,7 @@ PUBLIC = {
     "Skeleton",
     "__version__",
     "aggregate",
+    "coco_ignore_mask",
     "decode",
     "draw_poses",
     "evaluate_keypoints",

@@ -1,13 +1,14 @@
 """COCO person keypoints for training and evaluation (pycocotools).
 
 Training samples follow pose-ae-train's ``data/coco_pose/dp.py`` and HigherHRNet's
-``COCOKeypoints`` (REFERENCE.md §1.2, §3.2):
+``lib/dataset/COCOKeypoints.py``:
 
 - images with at least one person annotation with ``num_keypoints > 0``;
-- ignore mask = 0 inside crowd regions (``iscrowd`` RLEs) and inside the segmentation
-  of people with no labelled keypoint (HigherHRNet), 1 elsewhere; rendered with
-  pycocotools at image resolution, warped like the image to the output
-  resolution and re-binarised at 0.5; it masks the heatmap loss only;
+- ignore mask from ``ae.coco_ignore_mask`` (HigherHRNet's ``COCOKeypoints.get_mask``):
+  0 inside crowd regions (``iscrowd`` RLEs) and inside the segmentation of people
+  with no labelled keypoint, 1 elsewhere; rendered with pycocotools at image
+  resolution, warped like the image to the output resolution and re-binarised at
+  0.5; it masks the heatmap loss only;
 - augmentation: one affine warp to the square input: random scale
   ``max(h, w) / 200 * U(0.75, 1.25)`` (of 200 px "person scale" units, as in
   pose-ae-train), rotation ``U(-30, 30)`` degrees, centre jitter ``U(-40, 40) * scale``
@@ -24,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -126,35 +126,25 @@ class CocoKeypoints(torch.utils.data.Dataset):
         return len(self.ids)
 
     def load(self, i: int):
-        """Image (H, W, 3) uint8, keypoints (N, 17, 3) continuous image px, ignore mask (H, W)."""
-        from pycocotools import mask as mask_utils
+        """Image (H, W, 3) uint8, keypoints (N, 17, 3) continuous image px, valid mask (H, W)."""
+        import associative_embedding as ae
 
         img_id = self.ids[i]
         info = self.coco.loadImgs(img_id)[0]
         image = np.asarray(Image.open(self.image_dir / info["file_name"]).convert("RGB"))
         h, w = image.shape[:2]
         anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=img_id))
-        kps, ignore = [], np.zeros((h, w), bool)
+        valid = ae.coco_ignore_mask(anns, h, w)  # 0 on crowds and keypoint-less people
+        kps = []
         for a in anns:
-            if a.get("iscrowd") or (a.get("num_keypoints", 0) == 0 and a.get("segmentation")):
-                with warnings.catch_warnings():
-                    # pycocotools' mask code warns about numpy 2's copy keyword
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    seg = a["segmentation"]
-                    if isinstance(seg, dict) and isinstance(seg.get("counts"), list):
-                        seg = mask_utils.frPyObjects(seg, h, w)
-                    elif isinstance(seg, list):  # polygons
-                        seg = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-                    ignore |= mask_utils.decode(seg).astype(bool)
-            elif a.get("num_keypoints", 0) == 0:
+            if a.get("iscrowd") or a.get("num_keypoints", 0) == 0:
                 continue
-            else:
-                kp = np.asarray(a["keypoints"], np.float32).reshape(-1, 3)
-                kp[:, :2] += 0.5  # COCO integer pixel centres -> continuous
-                kp[kp[:, 2] == 0] = 0
-                kps.append(kp)
+            kp = np.asarray(a["keypoints"], np.float32).reshape(-1, 3)
+            kp[:, :2] += 0.5  # COCO integer pixel centres -> continuous
+            kp[kp[:, 2] == 0] = 0
+            kps.append(kp)
         kps = np.stack(kps) if kps else np.zeros((0, 17, 3), np.float32)
-        return image, kps, (~ignore).astype(np.float32)
+        return image, kps, valid
 
     def __getitem__(self, i: int):
         image, kps, valid = self.load(i)
