@@ -35,6 +35,18 @@ def rng(request) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def rle_counts(region: np.ndarray) -> list[int]:
+    """COCO's uncompressed RLE of a boolean (H, W) region: column-major runs, zeros first."""
+    runs, prev, n = [], False, 0
+    for v in np.asarray(region, dtype=bool).ravel(order="F"):
+        if v != prev:
+            runs.append(n)
+            n, prev = 0, v
+        n += 1
+    runs.append(n)
+    return runs
+
+
 @pytest.fixture(autouse=True)
 def _restore_torch_rng():
     state = torch.get_rng_state()

@@ -14,6 +14,7 @@ pytest.importorskip("pycocotools")
 
 import associative_embedding as ae
 from associative_embedding.skeletons import COCO_KEYPOINTS
+from tests.conftest import rle_counts
 
 K = 17
 SIGMAS = np.array(COCO_KEYPOINTS.sigmas)
@@ -418,18 +419,6 @@ def higherhrnet_mask(annotations, height, width):
             for rle in rles:
                 m += _decode(rle)
     return m < 0.5
-
-
-def rle_counts(region):
-    """COCO's uncompressed RLE of a boolean (H, W) region: column-major runs, zeros first."""
-    runs, prev, n = [], False, 0
-    for v in region.ravel(order="F"):
-        if v != prev:
-            runs.append(n)
-            n, prev = 0, v
-        n += 1
-    runs.append(n)
-    return runs
 
 
 def rle_region(counts, height, width):

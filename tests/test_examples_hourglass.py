@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import associative_embedding as ae
+from tests.conftest import rle_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 HG = ROOT / "examples" / "hourglass"
@@ -382,15 +383,8 @@ def _write_tiny_coco(root: Path) -> tuple[Path, Path, dict]:
                 }
             )
     # image 10: a crowd region (uncompressed RLE) in the bottom-right corner
-    m = np.zeros((96, 128), np.uint8, order="F")
+    m = np.zeros((96, 128), np.uint8)
     m[70:, 100:] = 1
-    runs, prev, n = [], 0, 0
-    for v in m.ravel(order="F"):
-        if v != prev:
-            runs.append(n)
-            n, prev = 0, v
-        n += 1
-    runs.append(n)
     anns.append(
         {
             "id": len(anns) + 1,
@@ -399,7 +393,7 @@ def _write_tiny_coco(root: Path) -> tuple[Path, Path, dict]:
             "iscrowd": 1,
             "area": float(m.sum()),
             "bbox": [100, 70, 28, 26],
-            "segmentation": {"counts": runs, "size": [96, 128]},
+            "segmentation": {"counts": rle_counts(m), "size": [96, 128]},
             "keypoints": [0] * 51,
             "num_keypoints": 0,
         }

@@ -269,19 +269,23 @@ def _load_gt(gt_json: Any, coco_cls: Any) -> Any:
     return gt
 
 
+def _dicts(items: Any, name: str, expected: str) -> list[Mapping[str, Any]]:
+    """Check that ``items`` is a sequence of dicts; ``expected`` describes it in errors."""
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+        raise TypeError(f"{name} must be {expected}, got {type(items).__name__}")
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise TypeError(f"{name}[{i}] must be a dict, got {type(item).__name__}")
+    return list(items)
+
+
 def _load_results(results: Any) -> list[dict[str, Any]]:
     if isinstance(results, str | os.PathLike):
         with open(results) as f:
             results = json.load(f)
-    if not isinstance(results, Sequence) or isinstance(results, str | bytes):
-        raise TypeError(
-            "results must be a list of dicts or a path to a JSON file, "
-            f"got {type(results).__name__}"
-        )
+    results = _dicts(results, "results", "a list of dicts or a path to a JSON file")
     out = []
     for i, r in enumerate(results):
-        if not isinstance(r, Mapping):
-            raise TypeError(f"results[{i}] must be a dict, got {type(r).__name__}")
         for key in ("image_id", "category_id", "keypoints", "score"):
             if key not in r:
                 raise ValueError(f"results[{i}] has no {key!r} entry")
@@ -565,17 +569,13 @@ def coco_ignore_mask(
     """
     height = check_int(height, "height", low=1)
     width = check_int(width, "width", low=1)
-    if not isinstance(annotations, Sequence) or isinstance(annotations, str | bytes):
-        raise TypeError(
-            "annotations must be a sequence of dicts (the COCO annotations of one image), "
-            f"got {type(annotations).__name__}"
-        )
+    annotations = _dicts(
+        annotations, "annotations", "a sequence of dicts (the COCO annotations of one image)"
+    )
     *_, mask_utils = _pycocotools()
     rles = []
     for i, ann in enumerate(annotations):
         label = f"annotations[{i}]"
-        if not isinstance(ann, Mapping):
-            raise TypeError(f"{label} must be a dict, got {type(ann).__name__}")
         if not _is_ignored(ann, label):
             continue
         if "segmentation" not in ann:
