@@ -1,4 +1,4 @@
-"""COCO person keypoints for training and evaluation (pycocotools).
+"""COCO person keypoints for training (pycocotools); ``evaluate.py`` scores on COCO.
 
 Training samples follow pose-ae-train's ``data/coco_pose/dp.py`` and HigherHRNet's
 ``lib/dataset/COCOKeypoints.py``:
@@ -31,14 +31,21 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["CocoKeypoints", "evaluate_coco"]
+__all__ = ["CocoKeypoints", "load_coco", "read_image"]
 
 
-def _load_coco(ann_file):
+def load_coco(ann_file):
+    """A pycocotools ``COCO`` index of ``ann_file``, without its progress messages."""
     from pycocotools.coco import COCO
 
     with contextlib.redirect_stdout(io.StringIO()):
         return COCO(str(ann_file))
+
+
+def read_image(coco, image_dir, image_id: int) -> np.ndarray:
+    """Image ``image_id`` of the ``COCO`` index as (H, W, 3) uint8 RGB."""
+    info = coco.loadImgs(image_id)[0]
+    return np.asarray(Image.open(Path(image_dir) / info["file_name"]).convert("RGB"))
 
 
 def affine_matrix(center, scale_px: float, rotation_deg: float, out_size: int, flip: bool):
@@ -101,7 +108,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
     ):
         from associative_embedding import COCO_KEYPOINTS
 
-        self.coco = _load_coco(ann_file)
+        self.coco = load_coco(ann_file)
         self.image_dir = Path(image_dir)
         self.input_size, self.output_size = input_size, output_size
         self.train, self.seed = train, seed
@@ -130,8 +137,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
         import associative_embedding as ae
 
         img_id = self.ids[i]
-        info = self.coco.loadImgs(img_id)[0]
-        image = np.asarray(Image.open(self.image_dir / info["file_name"]).convert("RGB"))
+        image = read_image(self.coco, self.image_dir, img_id)
         h, w = image.shape[:2]
         anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=img_id))
         valid = ae.coco_ignore_mask(anns, h, w)  # 0 on crowds and keypoint-less people
@@ -180,62 +186,3 @@ class CocoKeypoints(torch.utils.data.Dataset):
             kp[outside] = 0
             kp = kp[(kp[..., 2] > 0).any(1)]
         return out, kp.astype(np.float32), mask
-
-
-def evaluate_coco(
-    model,
-    config,
-    ann_file,
-    image_dir,
-    *,
-    num_images: int | None = None,
-    batch_size: int = 8,
-    output=None,
-    verbose=False,
-    **options,
-) -> dict:
-    """OKS AP on the first ``num_images`` images of a COCO keypoint annotation file.
-
-    ``options`` go to ``evaluate.predict`` (test scales, flip, decoder options, ...).
-    """
-    import json
-
-    from evaluate import predict, print_stats, save_pictures
-
-    import associative_embedding as ae
-
-    coco = _load_coco(ann_file)
-    img_ids = sorted(coco.getImgIds())
-    if num_images:
-        img_ids = img_ids[:num_images]
-    was_training = model.training
-    model.eval()
-    results, shown = [], None
-    for start in range(0, len(img_ids), batch_size):
-        ids = img_ids[start : start + batch_size]
-        images = [
-            np.asarray(
-                Image.open(Path(image_dir) / coco.loadImgs(i)[0]["file_name"]).convert("RGB")
-            )
-            for i in ids
-        ]
-        preds = predict(model, config, images, **options)
-        for img_id, image, pred in zip(ids, images, preds, strict=True):
-            results += ae.to_coco_results(pred["poses"], img_id, transform=pred["transform"])
-            if shown is None:
-                shown = (image, pred)
-    model.train(was_training)
-    gt = dict(coco.dataset)
-    keep = set(img_ids)
-    gt["images"] = [im for im in gt["images"] if im["id"] in keep]
-    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
-    stats = ae.evaluate_keypoints(gt, results)
-    if verbose:
-        print_stats(stats)
-    if output is not None:
-        output = Path(output)
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "coco_results.json").write_text(json.dumps(results))
-        if shown is not None:
-            save_pictures(shown, output, prefix="coco_")
-    return stats
