@@ -43,13 +43,15 @@ class Skeleton:
         Per-joint OKS falloff constants (COCO's ``kpt_oks_sigmas``), or ``None``
         (the default) when the data set defines none.
 
-    All sequences are stored as tuples, so a skeleton is hashable.
-
     Raises
     ------
     ValueError
         If the lengths disagree, ``flip_index`` is not an involutive permutation,
         ``joint_order`` is not a permutation, or an edge names an unknown joint.
+
+    Notes
+    -----
+    All sequences are stored as tuples, so a skeleton is hashable.
     """
 
     name: str
