@@ -127,7 +127,8 @@ def draw_poses(
     ------
     TypeError
         If ``image`` or ``poses`` is not an array or has an unsupported dtype,
-        or ``skeleton`` is not a :class:`~associative_embedding.Skeleton`.
+        or ``skeleton`` is not a :class:`~associative_embedding.Skeleton`,
+        ``None`` or ``"auto"``.
     ValueError
         If a shape is wrong, ``image`` holds NaN or infinity, an RGB(A) float
         ``image`` leaves [0, 1], ``poses`` holds infinity or NaN scores, K
