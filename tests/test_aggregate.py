@@ -9,20 +9,10 @@ import torch.nn.functional as F
 
 from associative_embedding import COCO_KEYPOINTS
 from associative_embedding.aggregation import aggregate, flip_maps
+from tests.conftest import DEVICES
 
 FLIP = list(COCO_KEYPOINTS.flip_index)
 K = len(FLIP)
-
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available"),
-        ],
-    ),
-]
 
 
 # ---------------------------------------------------------------- references (slow loops)
@@ -385,7 +375,6 @@ def test_aggregate_errors(kwargs, exc, match):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 def test_tensors_on_different_devices():
     hm = torch.zeros(1, K, 4, 4)
     with pytest.raises(ValueError, match="is on"):

@@ -10,8 +10,10 @@ import pytest
 import associative_embedding as ae
 
 PUBLIC = {
+    "AIC_KEYPOINTS",
     "AssociativeEmbeddingLoss",
     "COCO_KEYPOINTS",
+    "CROWDPOSE_KEYPOINTS",
     "DecodeConfig",
     "HeatmapLoss",
     "MPII_KEYPOINTS",
@@ -21,6 +23,7 @@ PUBLIC = {
     "Skeleton",
     "__version__",
     "aggregate",
+    "coco_ignore_mask",
     "decode",
     "default_sigma",
     "draw_poses",

@@ -19,17 +19,10 @@ from associative_embedding.decoding import DecodeConfig, Poses, decode, warmup
 from associative_embedding.skeletons import COCO_KEYPOINTS
 from tests.reference_parser import reference_parse
 
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
-
 
 @pytest.fixture(scope="session", autouse=True)
 def _compiled():
     warmup()
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)
 
 
 def random_scene(rng, k, h, w, d, n_people, dtype=np.float32, coarse=False):
@@ -467,7 +460,6 @@ def test_tensor_path_equals_numpy_path(refine, rng):
 
 
 @pytest.mark.cuda
-@CUDA
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64], ids=str)
 def test_cuda_tensors_equal_the_cpu_path(dtype, rng):
     for _ in range(5):

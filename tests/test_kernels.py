@@ -14,11 +14,6 @@ from tests.reference_parser import quarter, top_k
 DTYPES = [np.float32, np.float64]
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20240611)
-
-
 # --- numpy-compatible sums ------------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_pairwise_sum_matches_numpy_add_reduce(dtype, rng):

@@ -49,10 +49,13 @@ _LAZY: dict[str, str] = {
     "plot_tags": "plot",
     "show_maps": "plot",
     # coco.py (extra "coco": pycocotools)
+    "coco_ignore_mask": "coco",
     "evaluate_keypoints": "coco",
     "to_coco_results": "coco",
     # skeletons.py
+    "AIC_KEYPOINTS": "skeletons",
     "COCO_KEYPOINTS": "skeletons",
+    "CROWDPOSE_KEYPOINTS": "skeletons",
     "MPII_KEYPOINTS": "skeletons",
     "Skeleton": "skeletons",
 }
@@ -76,12 +79,18 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     # ruff: noqa: F401
     from .aggregation import aggregate, flip_maps
-    from .coco import evaluate_keypoints, to_coco_results
+    from .coco import coco_ignore_mask, evaluate_keypoints, to_coco_results
     from .decoding import DecodeConfig, decode, warmup
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
     from .plot import draw_poses, plot_tags, show_maps
     from .poses import Person, Poses
-    from .skeletons import COCO_KEYPOINTS, MPII_KEYPOINTS, Skeleton
+    from .skeletons import (
+        AIC_KEYPOINTS,
+        COCO_KEYPOINTS,
+        CROWDPOSE_KEYPOINTS,
+        MPII_KEYPOINTS,
+        Skeleton,
+    )
     from .targets import (
         default_sigma,
         joint_indices,

@@ -23,6 +23,7 @@ __all__ = [
     "check_number",
     "check_pose_keypoints",
     "check_size",
+    "host",
     "is_tensor",
     "shape_str",
     "to_numpy",
@@ -254,3 +255,15 @@ def to_torch(x: Any) -> Any:
     if not x.flags.writeable:
         x = x.copy()
     return torch.from_numpy(x)
+
+
+def host(x: Any, dtype: Any = None) -> Any:
+    """Return a tensor as a numpy array on the host (detached), cast to ``dtype`` if given.
+
+    Anything else is returned as it is, or through ``np.asarray(x, dtype)`` when a
+    ``dtype`` is given; callers check the kind of what comes back.
+    """
+    if is_tensor(x):
+        arr = x.detach().cpu().numpy()
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+    return x if dtype is None else np.asarray(x, dtype)

@@ -23,6 +23,7 @@ from ._validation import (
     check_layout,
     check_number,
     check_size,
+    host,
     is_tensor,
     shape_str,
 )
@@ -152,7 +153,7 @@ def render_heatmaps(
         else check_number(sigma, "sigma", low=0.0, low_inclusive=False)
     )
     tensor = is_tensor(keypoints)
-    kp = keypoints.detach().cpu().double().numpy() if tensor else np.asarray(keypoints, np.float64)
+    kp = host(keypoints, np.float64)
     if layout == "NK3":
         kp = kp[None]
     _check_labelled_finite(kp, "keypoints")
@@ -367,9 +368,7 @@ def pad_keypoints(
         _check_keypoints(p, name, ["NK3"])
         if is_tensor(p):
             device = p.device if device is None else device
-            arrays.append(p.detach().cpu().float().numpy())
-        else:
-            arrays.append(np.asarray(p, np.float32))
+        arrays.append(host(p, np.float32))
     ks = {a.shape[1] for a in arrays}
     if num_joints is not None:
         ks.add(check_int(num_joints, "num_joints", low=1))
@@ -529,11 +528,7 @@ def joint_indices(
     cap = check_int(max_people, "max_people", low=0)
     if not isinstance(tag_per_joint, (bool, np.bool_)):
         raise TypeError(f"tag_per_joint must be a bool, got {type(tag_per_joint).__name__}")
-    kp = (
-        keypoints.detach().cpu().double().numpy()
-        if is_tensor(keypoints)
-        else np.asarray(keypoints, np.float64)
-    )
+    kp = host(keypoints, np.float64)
     if layout == "NK3":
         kp = kp[None]
     _check_labelled_finite(kp, "keypoints")
