@@ -317,12 +317,14 @@ def test_compute_loss_uses_exact_targets_at_pixel_centres(positive_weight):
     _, parts = hg_train.compute_loss(
         out, batch, config, (ae.HeatmapLoss(), ae.AssociativeEmbeddingLoss()), args, "cpu"
     )
-    # target peak at output (5, 10) continuous = the corner between pixels: four equal pixels
+    # target peak at output (5, 10) continuous = a pixel corner: the library keeps the centre
+    # 0.001 px inside the pixel containing it, (row 10, column 5), so that it is the one peak
     target = ae.render_heatmaps(np.array([[[5.0, 10.0, 1.0]]]), (32, 32), sigma=1.0, method="exact")
     # weighted MSE against all-zero predictions: sum of (1 + w * t) * t^2 over the maps
     expected = float(((1 + positive_weight * target) * target**2).sum() * 17 / (17 * 32 * 32))
     assert float(parts["heatmap"]) == pytest.approx(expected, rel=1e-5)
-    assert target[0, 9, 4] == pytest.approx(target[0, 10, 5])
+    assert target[0, 9, 4] == pytest.approx(target[0, 10, 5], rel=1e-2)
+    assert np.unravel_index(target[0].argmax(), (32, 32)) == (10, 5)
 
 
 @pytest.mark.slow

@@ -34,17 +34,17 @@ class DecodeOptions(NamedTuple):
     refine: RefineOptions
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True)
 def _image_candidates(cand, b):
     return Candidates(cand.val[b], cand.idx[b], cand.cnt[b], cand.tag[b], cand.nb[b])
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True)
 def _image_people(out, b):
     return People(out.kp[b], out.score[b], out.tag[b], out.ref[b], out.det[b])
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True)
 def decode_image(heat, tags, order, opts, out):
     """Decode one image (``heat (K, H, W)``, ``tags (K, D, H, W)``) into ``out``; return P."""
     n_joints, h_size, w_size = heat.shape
@@ -61,7 +61,10 @@ def decode_image(heat, tags, order, opts, out):
     gather_candidates(heat, tags, cand)
     n = group_image(cand, h_size, w_size, order, opts.group, out)
     if opts.refine.mode != REFINE_OFF:
-        refine_image(heat, tags, np.arange(n_joints), n, cand, opts.refine, out)
+        slot = np.empty(n_joints, np.int64)
+        for k in range(n_joints):
+            slot[k] = k
+        refine_image(heat, tags, slot, n, cand, opts.refine, out)
     return n
 
 

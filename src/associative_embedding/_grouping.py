@@ -79,7 +79,7 @@ def empty_people(lead: tuple[int, ...], cap: int, k: int, d: int, dtype: np.dtyp
     )
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True)
 def quarter_offset(left, right, up, down, x, y, h_size, w_size, rule):
     """Return the ±0.25 px shift towards the larger neighbour, as ``(dx, dy)``.
 
@@ -110,7 +110,7 @@ def quarter_offset(left, right, up, down, x, y, h_size, w_size, rule):
 
 
 # --- grouping -----------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True)
 def _distance(cand_tag, k, r, means, c, use_rms, sq):
     """float64 distance between candidate ``r`` of joint ``k`` and person mean ``c``."""
     dim = means.shape[1]
@@ -161,7 +161,8 @@ def group_image(cand, h_size, w_size, order, opts, out):
     shift = opts.center_shift
 
     cap = n_joints * m_size
-    joint_of = np.full((max(cap, 1), n_joints), -1, np.int64)
+    joint_of = np.empty((max(cap, 1), n_joints), np.int64)
+    joint_of[:] = -1
     members = np.empty((max(cap, 1), n_joints, dim), cand_tag.dtype)
     n_members = np.zeros(max(cap, 1), np.int64)
     means = np.empty((max(cap, 1), dim), cand_tag.dtype)
@@ -184,7 +185,8 @@ def group_image(cand, h_size, w_size, order, opts, out):
             for r in range(n_rows):
                 for c in range(n_cols):
                     dist[r, c] = _distance(cand_tag, k, r, means, c, use_rms, sq)
-            col_of_row = np.full(n_rows, -1, np.int64)
+            col_of_row = np.empty(n_rows, np.int64)
+            col_of_row[:] = -1
             if matching == MATCH_HUNGARIAN:
                 width = max(n_rows, n_cols)
                 cost = np.empty((n_rows, width), np.float64)
@@ -238,7 +240,15 @@ def group_image(cand, h_size, w_size, order, opts, out):
             else:
                 joint_scores[k] = 0
         scores[p] = pairwise_sum(joint_scores, 0, n_joints) / n_joints
-    rank = np.argsort(-scores, kind="mergesort")
+    # rank by score, descending, ties in creation order (a stable insertion sort: P is small)
+    rank = np.empty(n_keep, np.int64)
+    for p in range(n_keep):
+        s_p = scores[p]
+        i = p
+        while i > 0 and scores[rank[i - 1]] < s_p:
+            rank[i] = rank[i - 1]
+            i -= 1
+        rank[i] = p
     ref_rows = np.empty((max(n_joints, 1), dim), cand_tag.dtype)
     for i in range(n_keep):
         p = rank[i]

@@ -86,7 +86,7 @@ class Scratch(NamedTuple):
     consts: np.ndarray
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(inline="always", cache=True, nogil=True, fastmath=_FM)
 def _tile_scores(hk, tk, ref, mult, tile, scratch):
     """``buf[...] = h - mult * round(||t - ref||)`` over ``tile = (y0, y1, x0, x1)``, row-major.
 
@@ -175,7 +175,7 @@ def _scan_block(hk, tk, ref, mult, tile, best, best_idx, scratch):
     return best, best_idx
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(inline="always", cache=True, nogil=True, fastmath=_FM)
 def _fold_tiles(col, block, nbx, out, row_of_tiles, take_max):
     """``out[row_of_tiles * nbx + bx]`` = max (or min) of ``col`` over each tile's columns."""
     w_size = col.shape[0]
@@ -275,7 +275,7 @@ def block_stats(hk, tk, block, stats, scratch):
             _fold_tiles(ch, block, nbx, hi_top[d], by, True)
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(inline="always", cache=True, nogil=True, fastmath=_FM)
 def _range_cost(lo, hi, ref, mult, out, acc):
     """Lower-bound the cost of every tag box: ``out[b] = mult * round(sqrt(sum_d gap_d**2))``.
 
@@ -347,7 +347,7 @@ def _bounds(stats, ref, mult, scratch):
         ub[b] = a if a > c else c
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True)
 def _block_start(b, nbx, block, w_size):
     """Flat index of the top-left pixel of tile ``b`` (the smallest index in it)."""
     return (b // nbx) * block * w_size + (b % nbx) * block

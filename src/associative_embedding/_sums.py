@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True)
 def _pairwise_block(a, start, n):
     """Sum ``a[start:start + n]`` as numpy's pairwise sum does for 1 <= n <= 128."""
     if n < 8:
