@@ -35,6 +35,8 @@ _LAZY: dict[str, str] = {
     # instance_loss.py / instance_decoding.py: pixels grouped into instances
     "InstanceGroupingLoss": "instance_loss",
     "instance_grouping_loss": "instance_loss",
+    "Instances": "instance_decoding",
+    "decode_instances": "instance_decoding",
     # targets.py
     "joint_indices": "targets",
     "pad_keypoints": "targets",
@@ -79,6 +81,7 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from .aggregation import aggregate, flip_maps
     from .coco import evaluate_keypoints, to_coco_results
     from .decoding import DecodeConfig, Poses, decode, warmup
+    from .instance_decoding import Instances, decode_instances
     from .instance_loss import InstanceGroupingLoss, instance_grouping_loss
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
     from .plot import draw_poses, plot_tags, show_maps
