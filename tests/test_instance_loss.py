@@ -109,9 +109,10 @@ def test_module_matches_function(rng):
     )
 
 
-def test_permuting_label_ids_changes_nothing(rng):
+@pytest.mark.parametrize("offset", [1, 10**12])  # dense id table / sorted sparse ids
+def test_permuting_label_ids_changes_nothing(rng, offset):
     tags, labels = make_batch(rng, n=5)
-    perm = torch.from_numpy(rng.permutation(200) + 1)
+    perm = torch.from_numpy(rng.permutation(200) + offset)
     relabelled = torch.where(labels > 0, perm[labels.clamp(min=0)], labels)
     a = ae.instance_grouping_loss(tags, labels, reduction="none")
     b = ae.instance_grouping_loss(tags, relabelled, reduction="none")
@@ -181,9 +182,10 @@ def test_identical_means_margin_gradient_is_finite():
 
 def test_sampling_keeps_at_most_max_pixels_per_instance(rng):
     tags, labels = make_batch(rng, b=2, h=12, w=12, n=3)
-    pix, seg, _, n_seg = _pixel_selection(labels, 5, torch.Generator().manual_seed(0))
+    img, pos, seg, _, n_seg = _pixel_selection(labels, 5, torch.Generator().manual_seed(0))
+    pix = img * 144 + pos
     counts = torch.bincount(seg, minlength=n_seg)
-    _, full_seg, _, _ = _pixel_selection(labels, None, None)
+    _, _, full_seg, _, _ = _pixel_selection(labels, None, None)
     assert torch.equal(counts, torch.bincount(full_seg, minlength=n_seg).clamp(max=5))
     assert torch.all(labels.reshape(-1)[pix] > 0)
     # the loss with sampling is the loss on the drawn pixels alone (others ignored)
@@ -203,8 +205,8 @@ def test_sampling_draws_every_pixel_eventually():
     g = torch.Generator().manual_seed(1)
     seen = torch.zeros(16, dtype=torch.long)
     for _ in range(40):
-        pix, _, _, _ = _pixel_selection(labels, 3, g)
-        seen[pix] += 1
+        _, pos, _, _, _ = _pixel_selection(labels, 3, g)
+        seen[pos] += 1
     assert bool((seen > 0).all())
 
 

@@ -18,8 +18,8 @@ It ends by printing two lines::
     mask AP <value>
 
 and writes ``labels.png`` (image, ground truth, connected components, ours on held-out images),
-``log.csv`` (step, loss terms, seconds) and ``results.json`` (both APs, AP50, AP75, timings)
-into ``DIR``.
+``log.csv`` (step, loss terms, seconds), ``results.json`` (both APs, AP50, AP75, timings) and
+``model.pt`` (the trained weights) into ``DIR``.
 """
 
 from __future__ import annotations
@@ -62,8 +62,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tag-threshold", type=float, default=1.0, help="decode_instances")
     p.add_argument("--min-size", type=int, default=10, help="smallest instance, in pixels")
     p.add_argument("--val-images", type=int, default=200)
-    p.add_argument("--max-minutes", type=float, default=8.0, help="stop training after this")
-    p.add_argument("--threads", type=int, default=2, help="torch threads")
+    p.add_argument("--max-minutes", type=float, default=8.5, help="stop training after this")
+    p.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads (1: robust on a shared CPU, where 2 threads can be several times "
+        "slower; 2 is faster on an idle machine)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -235,6 +239,7 @@ def main(argv: list[str] | None = None) -> dict:
         "torch_threads": args.threads,
     }
     (args.output / "results.json").write_text(json.dumps(result, indent=2))
+    torch.save(model.state_dict(), args.output / "model.pt")
     save_pictures(args.output / "labels.png", val_images, val_labels, cc,
                   [inst.labels for inst in decoded])  # fmt: skip
     print(

@@ -74,24 +74,31 @@ def _check_inputs(tags: Any, labels: Any, generator: Any) -> None:
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
 
 
-def _segments(labels: Tensor) -> tuple[Tensor, Tensor, Tensor, int]:
+def _segments(labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
     """Give the (image, label) segments of the labelled pixels.
 
-    Returns the flat indices of the labelled pixels (label > 0) in ``labels``
-    (row-major over B, H, W), each pixel's segment id in ``0..S-1``, each
-    segment's image index (sorted ascending), and S.
+    Returns, for the labelled pixels (label > 0) in row-major order over
+    B, H, W, their image and their flat position ``y * W + x``, each pixel's
+    segment id in ``0..S-1``; then each segment's image index (sorted
+    ascending), and S.
     """
     b, h, w = labels.shape
-    flat = labels.reshape(b, h * w).long()
-    pix = torch.nonzero(flat.reshape(-1) > 0).squeeze(1)
-    if pix.numel() == 0:
-        empty = torch.zeros(0, dtype=torch.long, device=labels.device)
-        return pix, empty, empty, 0
-    hw = flat.shape[1]
-    top = int(flat.max()) + 1
-    key = (pix // hw) * top + flat.reshape(-1)[pix]
-    uniq, seg = torch.unique(key, sorted=True, return_inverse=True)
-    return pix, seg, uniq // top, int(uniq.numel())
+    flat = labels.reshape(b, h * w)
+    img, pos = torch.nonzero(flat > 0, as_tuple=True)
+    if img.numel() == 0:
+        return img, pos, img, img, 0
+    lab = flat[img, pos].long()
+    top = int(lab.max()) + 1
+    key = img * top + lab
+    if b * top <= max(4 * img.numel(), 1 << 16):
+        # small ids: a dense table of present (image, label) keys, no sort
+        present = torch.zeros(b * top, dtype=torch.bool, device=labels.device)
+        present[key] = True
+        uniq = torch.nonzero(present).squeeze(1)
+        seg = (torch.cumsum(present, 0) - 1)[key]
+    else:  # sparse ids (e.g. 10**9): sort the keys
+        uniq, seg = torch.unique(key, sorted=True, return_inverse=True)
+    return img, pos, seg, uniq // top, int(uniq.numel())
 
 
 def _sample(seg: Tensor, n_seg: int, cap: int, generator: torch.Generator | None) -> Tensor:
@@ -110,14 +117,14 @@ def _sample(seg: Tensor, n_seg: int, cap: int, generator: torch.Generator | None
 
 def _pixel_selection(
     labels: Tensor, cap: int | None, generator: torch.Generator | None
-) -> tuple[Tensor, Tensor, Tensor, int]:
-    """Labelled (and, with ``cap``, sampled) pixels: flat index, segment id, segment image."""
-    pix, seg, seg_img, n_seg = _segments(labels)
+) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+    """Labelled (and, with ``cap``, sampled) pixels: image, position, segment; segment images."""
+    img, pos, seg, seg_img, n_seg = _segments(labels)
     if cap is not None and n_seg:
         keep = _sample(seg, n_seg, cap, generator)
         if not bool(keep.all()):
-            pix, seg = pix[keep], seg[keep]
-    return pix, seg, seg_img, n_seg
+            img, pos, seg = img[keep], pos[keep], seg[keep]
+    return img, pos, seg, seg_img, n_seg
 
 
 def instance_grouping_loss(
@@ -240,9 +247,9 @@ def instance_grouping_loss(
     labels = labels.to(tags.device)
     acc = torch.promote_types(tags.dtype, torch.float32)
 
-    pix, seg, seg_img, n_seg = _pixel_selection(labels, cap, generator)
-    # (B, H, W, D) rows of the selected pixels only: memory linear in the labelled pixels
-    rows = tags.permute(0, 2, 3, 1).reshape(b * h * w, d)[pix].to(acc)
+    img, pos, seg, seg_img, n_seg = _pixel_selection(labels, cap, generator)
+    # (n, D) tags of the selected pixels only: memory linear in the labelled pixels
+    rows = tags.reshape(b, d, h * w).transpose(1, 2)[img, pos].to(acc)
     if not _is_compiling() and rows.numel() and not bool(torch.isfinite(rows.detach()).all()):
         bad = int((~torch.isfinite(rows.detach()).all(-1)).sum())
         raise ValueError(f"tags contains NaN or infinite values at {bad} labelled pixel(s)")
