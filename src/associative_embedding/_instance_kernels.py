@@ -37,45 +37,52 @@ def group_pixels(
     n_pix = score.shape[0]
     d = tags.shape[1]
     limit = tag_threshold * tag_threshold
+    # the unassigned pixels, compacted after every group: index, score, class and tag rows
+    # side by side, so that every pass reads memory in order
     remaining = np.empty(n_pix, np.int64)
+    rem_score = np.empty(n_pix, score.dtype)
+    rem_cls = np.empty(n_pix, np.int64)
+    rem_tag = np.empty((n_pix, d), tags.dtype)
     members = np.empty(n_pix, np.int64)
     r = 0
     for i in range(n_pix):
         out_labels[i] = 0
         if score[i] > threshold:
             remaining[r] = i
+            rem_score[r] = score[i]
+            rem_cls[r] = cls[i]
+            for k in range(d):
+                rem_tag[r, k] = tags[i, k]
             r += 1
     centre = np.empty(d, np.float64)
     acc = np.empty(d, np.float64)
-    # the first seed: highest score, lowest raster index among ties
+    # the first seed (a position in the compacted arrays): highest score, lowest raster index
     seed = -1
     for j in range(r):
-        i = remaining[j]
-        if seed < 0 or score[i] > score[seed]:
-            seed = i
+        if seed < 0 or rem_score[j] > rem_score[seed]:
+            seed = j
     p = 0
     seeds = 0
     while r > 0 and p < max_instances and seeds < max_seeds:
         seeds += 1
-        c = cls[seed]
+        c = rem_cls[seed]
         for k in range(d):
-            centre[k] = tags[seed, k]
+            centre[k] = rem_tag[seed, k]
         # refine the centre: mean tag of the pixels within the threshold, `iterations` times
         for _ in range(iterations):
             for k in range(d):
                 acc[k] = 0.0
             cnt = 0
             for j in range(r):
-                i = remaining[j]
-                if cls[i] != c:
+                if rem_cls[j] != c:
                     continue
                 dist = 0.0
                 for k in range(d):
-                    t = tags[i, k] - centre[k]
+                    t = rem_tag[j, k] - centre[k]
                     dist += t * t
-                if dist < limit or i == seed:
+                if dist < limit or j == seed:
                     for k in range(d):
-                        acc[k] += tags[i, k]
+                        acc[k] += rem_tag[j, k]
                     cnt += 1
             for k in range(d):
                 centre[k] = acc[k] / cnt
@@ -87,25 +94,29 @@ def group_pixels(
         kept = 0
         next_seed = -1
         for j in range(r):
-            i = remaining[j]
             take = False
-            if cls[i] == c:
+            if rem_cls[j] == c:
                 dist = 0.0
                 for k in range(d):
-                    t = tags[i, k] - centre[k]
+                    t = rem_tag[j, k] - centre[k]
                     dist += t * t
-                take = dist < limit or i == seed
+                take = dist < limit or j == seed
             if take:
-                members[cnt] = i
+                members[cnt] = remaining[j]
                 cnt += 1
-                total += score[i]
+                total += rem_score[j]
                 for k in range(d):
-                    acc[k] += tags[i, k]
+                    acc[k] += rem_tag[j, k]
             else:
-                remaining[kept] = i
+                if kept != j:
+                    remaining[kept] = remaining[j]
+                    rem_score[kept] = rem_score[j]
+                    rem_cls[kept] = rem_cls[j]
+                    for k in range(d):
+                        rem_tag[kept, k] = rem_tag[j, k]
+                if next_seed < 0 or rem_score[kept] > rem_score[next_seed]:
+                    next_seed = kept
                 kept += 1
-                if next_seed < 0 or score[i] > score[next_seed]:
-                    next_seed = i
         r = kept
         seed = next_seed
         if cnt < min_size:
