@@ -16,21 +16,15 @@ Segmentation with a Discriminative Loss Function") is available through
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from ._validation import check_choice, check_float_array, check_int, check_number, shape_str
-from .loss import PullPush, _is_compiling, _reduce
+from .loss import _PUSHES, _REDUCTIONS, PullPush, PushKind, Reduction, _is_compiling, _reduce
 
 __all__ = ["InstanceGroupingLoss", "instance_grouping_loss"]
-
-Reduction = Literal["mean", "sum", "none"]
-PushKind = Literal["exp", "margin"]
-
-_REDUCTIONS = ("mean", "sum", "none")
-_PUSHES = ("exp", "margin")
 
 
 def _check_options(
