@@ -75,7 +75,10 @@ def make_image(
     while np.abs(shape_colour - back_colour).sum() < 0.6:
         back_colour = rng.uniform(0.0, 1.0, size=3)
     image = np.where(labels[None] > 0, shape_colour[:, None, None], back_colour[:, None, None])
-    shade = rng.normal(0, 0.06, size=(3, size // 8, size // 8)).repeat(8, 1).repeat(8, 2)
+    # brightness blotches (the same for the three channels: no change of hue) and pixel noise,
+    # both independent of the shapes
+    shade = rng.normal(0, 0.06, size=(1, size // 8 + 1, size // 8 + 1))
+    shade = shade.repeat(8, 1).repeat(8, 2)[:, :size, :size]
     image = image + shade + rng.normal(0, 0.05, size=image.shape)
     return np.clip(image, 0, 1).astype(np.float32), labels
 
