@@ -188,11 +188,11 @@ def decode_instances(
         background.
     max_instances : int, default 100
         At most this many instances per image; pixels still ungrouped then are
-        counted in :attr:`Instances.unassigned`.
+        counted in ``Instances.unassigned``.
     max_seeds : int, default 1000
         At most this many seeds (instances and fragments) per image; it bounds
         the time spent on noisy tags. Pixels still ungrouped then are counted
-        in :attr:`Instances.unassigned`.
+        in ``Instances.unassigned``.
     iterations : int, default 1
         Times an instance's centre is moved to the mean tag of the pixels
         within ``tag_threshold`` of it before its pixels are taken (0: the

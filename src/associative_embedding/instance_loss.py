@@ -145,7 +145,7 @@ def instance_grouping_loss(
         Predicted per-pixel tags (D-dimensional embeddings). Any floating
         dtype; the loss is accumulated in at least float32 (also under
         autocast).
-    labels : Tensor, shape (B, H, W), integer dtype
+    labels : Tensor of int, shape (B, H, W)
         Instance ids per pixel, at the resolution of ``tags``: ``0`` is
         background and ``< 0`` is ignored (neither counts in this loss), any
         positive value is an instance of that image. Ids need not be
@@ -373,7 +373,7 @@ class InstanceGroupingLoss(nn.Module):
         ----------
         tags : Tensor, shape (B, D, H, W)
             Predicted per-pixel tags.
-        labels : Tensor, shape (B, H, W), integer dtype
+        labels : Tensor of int, shape (B, H, W)
             Instance ids, 0 = background, < 0 = ignore.
         generator : torch.Generator, optional
             Random source of the per-instance pixel draw (``max_pixels``).
