@@ -224,6 +224,7 @@ def main(argv: list[str] | None = None) -> dict:
                                         args.val_images, args.size)  # fmt: skip
     prob, tags = predict(model, val_images)
     cc = connected_components(prob, args.min_size)
+    ae.decode_instances(prob[:1], tags[:1])  # compile the kernel, or load it from numba's cache
     start = time.perf_counter()
     decoded = ae.decode_instances(
         prob, tags, tag_threshold=args.tag_threshold, min_size=args.min_size
