@@ -219,3 +219,15 @@ def test_instances_checks_shapes():
                      np.zeros((2, 1)), np.zeros(2, np.int64))  # fmt: skip
     with pytest.raises(TypeError, match=r"labels must be a numpy\.ndarray"):
         ae.Instances([[0]], np.zeros(0), np.zeros(0), np.zeros((0, 1)), np.zeros(0))
+
+
+def test_equal_scores_seed_at_the_lowest_raster_index():
+    fg = np.full((1, 1, 3), 0.9, np.float32)
+    tags = np.array([[[[0.0, 0.6, 1.2]]]], np.float32)
+    (inst,) = ae.decode_instances(fg, tags, min_size=1, iterations=0)
+    assert inst.labels.tolist() == [[1, 1, 2]]  # seed pixel 0: {0, 0.6}; then pixel 2
+    labels, *_ = slow_decode(fg[0], tags[0], min_size=1, iterations=0)
+    assert labels.tolist() == [[1, 1, 2]]
+    (inst,) = ae.decode_instances(np.array([[[0.9, 0.9, 0.95]]], np.float32), tags, min_size=1,
+                                  iterations=0)  # fmt: skip
+    assert inst.labels.tolist() == [[2, 1, 1]]  # the strongest pixel seeds first

@@ -267,3 +267,23 @@ def test_module_validates_at_construction():
         ae.InstanceGroupingLoss(push="hinge")
     with pytest.raises(ValueError, match="delta_v must be >= 0"):
         ae.InstanceGroupingLoss(delta_v=-1)
+
+
+@pytest.mark.parametrize(("push", "delta_v"), [("exp", 0.0), ("margin", 0.3)])
+def test_gradcheck(rng, push, delta_v):
+    tags, labels = make_batch(rng, b=2, d=2, h=4, w=5, n=3)
+    tags.requires_grad_(True)
+
+    def fn(t):
+        return tuple(ae.instance_grouping_loss(t, labels, push=push, margin=3.0, delta_v=delta_v,
+                                               reduction="none"))  # fmt: skip
+
+    assert torch.autograd.gradcheck(fn, (tags,), fast_mode=True)
+
+
+def test_float32_matches_float64(rng):
+    tags, labels = make_batch(rng, n=5)
+    a = ae.instance_grouping_loss(tags.float(), labels, reduction="none")
+    b = ae.instance_grouping_loss(tags, labels, reduction="none")
+    assert a.pull.dtype == torch.float32
+    torch.testing.assert_close(tuple(a), tuple(t.float() for t in b), rtol=1e-5, atol=1e-6)
