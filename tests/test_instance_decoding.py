@@ -231,3 +231,12 @@ def test_equal_scores_seed_at_the_lowest_raster_index():
     (inst,) = ae.decode_instances(np.array([[[0.9, 0.9, 0.95]]], np.float32), tags, min_size=1,
                                   iterations=0)  # fmt: skip
     assert inst.labels.tolist() == [[2, 1, 1]]  # the strongest pixel seeds first
+
+
+def test_read_only_contiguous_inputs(rng):
+    fg, tags = blobs(rng, b=2)
+    ref = ae.decode_instances(fg, tags)
+    fg.setflags(write=False)
+    tags.setflags(write=False)
+    for x, y in zip(ref, ae.decode_instances(fg, tags), strict=True):
+        np.testing.assert_array_equal(x.labels, y.labels)

@@ -286,6 +286,9 @@ def decode_instances(
         cls = np.ascontiguousarray(fg.argmax(1).astype(np.int64))
         score = np.ascontiguousarray(np.take_along_axis(fg, cls[:, None], 1)[:, 0])
     tg = np.ascontiguousarray(_as_numpy(tags, dtype).reshape(b, d, h * w).transpose(0, 2, 1))
+    # one compiled variant per dtype: the kernel takes writeable arrays only
+    score = score if score.flags.writeable else score.copy()
+    tg = tg if tg.flags.writeable else tg.copy()
 
     cap = min(max_inst, h * w)
     labels = np.zeros((b, h * w), np.int32)
