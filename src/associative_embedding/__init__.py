@@ -32,6 +32,11 @@ _LAZY: dict[str, str] = {
     "PullPush": "loss",
     "grouping_loss": "loss",
     "heatmap_loss": "loss",
+    # instance_loss.py / instance_decoding.py: pixels grouped into instances
+    "InstanceGroupingLoss": "instance_loss",
+    "instance_grouping_loss": "instance_loss",
+    "Instances": "instance_decoding",
+    "decode_instances": "instance_decoding",
     # targets.py
     "joint_indices": "targets",
     "pad_keypoints": "targets",
@@ -81,6 +86,8 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from .aggregation import aggregate, flip_maps
     from .coco import coco_ignore_mask, evaluate_keypoints, to_coco_results
     from .decoding import DecodeConfig, decode, warmup
+    from .instance_decoding import Instances, decode_instances
+    from .instance_loss import InstanceGroupingLoss, instance_grouping_loss
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
     from .plot import draw_poses, plot_tags, show_maps
     from .poses import Person, Poses
