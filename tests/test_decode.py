@@ -500,6 +500,23 @@ def test_bad_inputs_raise_naming_the_argument(heatmaps, tags, error, match):
         decode(heatmaps, tags)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("kind", ["float16", "float32", "float64", "torch-bfloat16"])
+def test_one_non_finite_value_anywhere_is_reported(bad, kind, rng):
+    heat = rng.random((2, 3, 7, 9)).astype(np.float32)
+    tags = rng.random((2, 3, 7, 9)).astype(np.float32)
+    i = tuple(int(rng.integers(0, s)) for s in heat.shape)
+    for name, target in (("heatmaps", heat), ("tags", tags)):
+        h, t = heat.copy(), tags.copy()
+        (h if target is heat else t)[i] = bad
+        if kind == "torch-bfloat16":
+            h, t = torch.from_numpy(h).bfloat16(), torch.from_numpy(t).bfloat16()
+        else:
+            h, t = h.astype(kind), t.astype(kind)
+        with pytest.raises(ValueError, match=f"{name} contains 1 NaN or infinite"):
+            decode(h, t)
+
+
 def test_huge_finite_values_are_accepted():
     heat = np.zeros((1, 1, 6, 6), np.float32)
     heat[0, 0, 0, 0] = heat[0, 0, 5, 5] = 3e38  # their sum overflows; the values are finite
