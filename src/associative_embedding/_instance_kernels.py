@@ -6,34 +6,61 @@ wrapper in ``instance_decoding.py`` validates, converts and preallocates.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
-__all__ = ["group_pixels", "group_pixels_range"]
+__all__ = ["PixelOptions", "PixelOutputs", "group_pixels", "group_pixels_range"]
+
+
+class PixelOptions(NamedTuple):
+    """The options of :func:`group_pixels`.
+
+    ``threshold`` (foreground score), ``tag_threshold``, ``min_size`` (pixels),
+    ``max_instances``, ``max_seeds`` and ``iterations``.
+    """
+
+    threshold: float
+    tag_threshold: float
+    min_size: int
+    max_instances: int
+    max_seeds: int
+    iterations: int
+
+
+class PixelOutputs(NamedTuple):
+    """The outputs of :func:`group_pixels` (or of a batch, with a leading B axis).
+
+    ``labels (HW,)`` int32, ``score (Pmax,)`` float64, ``cls (Pmax,)`` int64, ``tag
+    (Pmax, D)`` float64, ``area (Pmax,)`` int64.
+    """
+
+    labels: np.ndarray
+    score: np.ndarray
+    cls: np.ndarray
+    tag: np.ndarray
+    area: np.ndarray
 
 
 @njit(cache=True, nogil=True)
-def group_pixels(
-    score,
-    cls,
-    tags,
-    threshold,
-    tag_threshold,
-    min_size,
-    max_instances,
-    max_seeds,
-    iterations,
-    out_labels,
-    out_score,
-    out_class,
-    out_tag,
-    out_area,
-):
+def group_pixels(score, cls, tags, opts, out):
     """Group the foreground pixels of one image; return ``(P, pixels left unassigned)``.
 
-    score (HW,) float, cls (HW,) int64, tags (HW, D) float; out_labels (HW,)
-    int32; out_score (Pmax,), out_class (Pmax,), out_tag (Pmax, D), out_area (Pmax,).
+    score (HW,) float, cls (HW,) int64, tags (HW, D) float; ``opts`` a
+    :class:`PixelOptions`, ``out`` a :class:`PixelOutputs`.
     """
+    threshold = opts.threshold
+    tag_threshold = opts.tag_threshold
+    min_size = opts.min_size
+    max_instances = opts.max_instances
+    max_seeds = opts.max_seeds
+    iterations = opts.iterations
+    out_labels = out.labels
+    out_score = out.score
+    out_class = out.cls
+    out_tag = out.tag
+    out_area = out.area
     n_pix = score.shape[0]
     d = tags.shape[1]
     limit = tag_threshold * tag_threshold
@@ -133,36 +160,15 @@ def group_pixels(
 
 
 @njit(cache=True, nogil=True)
-def group_pixels_range(
-    score,
-    cls,
-    tags,
-    threshold,
-    tag_threshold,
-    min_size,
-    max_instances,
-    max_seeds,
-    iterations,
-    out_labels,
-    out_score,
-    out_class,
-    out_tag,
-    out_area,
-    out_counts,
-    start,
-    stop,
-):
-    """Run :func:`group_pixels` on images ``start..stop-1`` of a batch.
+def group_pixels_range(score, cls, tags, opts, span, out, out_counts):
+    """Run :func:`group_pixels` on images ``span = (start, stop)`` of a batch.
 
-    Batched arrays: score (B, HW), cls (B, HW), tags (B, HW, D), out_labels
-    (B, HW), out_score (B, Pmax), out_class (B, Pmax), out_tag (B, Pmax, D),
-    out_area (B, Pmax), out_counts (B, 2) = (P, pixels left unassigned).
+    Batched arrays: score (B, HW), cls (B, HW), tags (B, HW, D), ``out`` a
+    :class:`PixelOutputs` with a leading B axis, out_counts (B, 2) = (P, pixels
+    left unassigned).
     """
-    for b in range(start, stop):
-        p, left = group_pixels(
-            score[b], cls[b], tags[b], threshold, tag_threshold, min_size, max_instances,
-            max_seeds, iterations, out_labels[b], out_score[b], out_class[b], out_tag[b],
-            out_area[b],
-        )  # fmt: skip
+    for b in range(span[0], span[1]):
+        image = PixelOutputs(out.labels[b], out.score[b], out.cls[b], out.tag[b], out.area[b])
+        p, left = group_pixels(score[b], cls[b], tags[b], opts, image)
         out_counts[b, 0] = p
         out_counts[b, 1] = left

@@ -44,6 +44,21 @@ def empty_candidates(lead: tuple[int, ...], k: int, m: int, d: int, dtype: np.dt
 
 
 @njit(cache=True, nogil=True, fastmath={"nnan", "nsz"})
+def strip_max(hk, y0, y1, col):
+    """``col[x] = max(hk[y0:y1, x])``: the column maxima of a strip of rows (vectorised)."""
+    w_size = hk.shape[1]
+    row = hk[y0]
+    for x in range(w_size):
+        col[x] = row[x]
+    for y in range(y0 + 1, y1):
+        row = hk[y]
+        for x in range(w_size):
+            v = row[x]
+            c = col[x]
+            col[x] = v if v > c else c
+
+
+@njit(cache=True, nogil=True, fastmath={"nnan", "nsz"})
 def find_candidates(heat, threshold, kernel, cand):
     """Peaks of each joint's heatmap above ``threshold``, the strongest first.
 
@@ -74,15 +89,7 @@ def find_candidates(heat, threshold, kernel, cand):
         cnt = 0
         for y0 in range(0, h_size, block):
             y1 = min(y0 + block, h_size)
-            row = hk[y0]
-            for x in range(w_size):
-                col[x] = row[x]
-            for y in range(y0 + 1, y1):
-                row = hk[y]
-                for x in range(w_size):
-                    v = row[x]
-                    c = col[x]
-                    col[x] = v if v > c else c
+            strip_max(hk, y0, y1, col)
             any_hot = False
             for bx in range(nbx):
                 x0 = uint64(bx * block)

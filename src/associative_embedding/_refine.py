@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit, uint64
 
 from ._grouping import quarter_offset
+from ._peaks import strip_max
 from ._sums import pairwise_sum
 
 REFINE_OFF = 0
@@ -225,15 +226,7 @@ def block_stats(hk, tk, block, stats, scratch):
     for by in range(nby):
         y0 = by * block
         y1 = min(y0 + block, h_size)
-        row = hk[y0]
-        for x in range(w_size):
-            col[x] = row[x]
-        for y in range(y0 + 1, y1):
-            row = hk[y]
-            for x in range(w_size):
-                v = row[x]
-                c = col[x]
-                col[x] = v if v > c else c
+        strip_max(hk, y0, y1, col)
         _fold_tiles(col, block, nbx, hmax, by, True)
         for bx in range(nbx):
             x0 = uint64(bx * block)

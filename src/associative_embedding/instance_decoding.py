@@ -298,14 +298,14 @@ def decode_instances(
     out_area = np.zeros((b, cap), np.int64)
     counts = np.zeros((b, 2), np.int64)
     if b:
-        from ._instance_kernels import group_pixels_range
+        from ._instance_kernels import PixelOptions, PixelOutputs, group_pixels_range
         from ._threads import default_threads, run_chunks
 
+        opts = PixelOptions(thr, tag_thr, min_px, cap, max_sd, n_iter)
+        out = PixelOutputs(labels, out_score, out_class, out_tag, out_area)
+
         def run(start: int, stop: int) -> None:
-            group_pixels_range(
-                score, cls, tg, thr, tag_thr, min_px, cap, max_sd, n_iter,
-                labels, out_score, out_class, out_tag, out_area, counts, start, stop,
-            )  # fmt: skip
+            group_pixels_range(score, cls, tg, opts, (start, stop), out, counts)
 
         run_chunks(run, b, num_threads or default_threads())
 
