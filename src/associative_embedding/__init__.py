@@ -49,6 +49,9 @@ _LAZY: dict[str, str] = {
     # coco.py (extra "coco": pycocotools)
     "evaluate_keypoints": "coco",
     "to_coco_results": "coco",
+    # mpii.py (numpy only)
+    "MPIIResult": "mpii",
+    "evaluate_mpii": "mpii",
     # skeletons.py
     "COCO_KEYPOINTS": "skeletons",
     "MPII_KEYPOINTS": "skeletons",
@@ -77,6 +80,7 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from .coco import evaluate_keypoints, to_coco_results
     from .decoding import DecodeConfig, Poses, decode, warmup
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
+    from .mpii import MPIIResult, evaluate_mpii
     from .plot import draw_poses, plot_tags, show_maps
     from .skeletons import COCO_KEYPOINTS, MPII_KEYPOINTS, Skeleton
     from .targets import joint_indices, pad_keypoints, render_heatmaps, scale_keypoints
