@@ -52,6 +52,11 @@ _LAZY: dict[str, str] = {
     # mpii.py (numpy only)
     "MPIIResult": "mpii",
     "evaluate_mpii": "mpii",
+    # refinement.py
+    "PersonCrops": "refinement",
+    "crop_people": "refinement",
+    "merge_single_person": "refinement",
+    "person_crops": "refinement",
     # skeletons.py
     "COCO_KEYPOINTS": "skeletons",
     "MPII_KEYPOINTS": "skeletons",
@@ -82,5 +87,6 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
     from .mpii import MPIIResult, evaluate_mpii
     from .plot import draw_poses, plot_tags, show_maps
+    from .refinement import PersonCrops, crop_people, merge_single_person, person_crops
     from .skeletons import COCO_KEYPOINTS, MPII_KEYPOINTS, Skeleton
     from .targets import joint_indices, pad_keypoints, render_heatmaps, scale_keypoints
