@@ -151,3 +151,30 @@ def test_synthetic_mpii_people():
         p, b = mpii.coco_to_mpii(kps)
         preds.append(p[np.isfinite(b).all(1)])
     assert ae.evaluate_mpii(gt, preds).columns["Total"] == 100.0
+
+
+def test_single_person_crops_and_refine(rng):
+    import single_person as sp
+    import torch
+    from model import PoseNet
+
+    ds = SyntheticPeople(seed=2, size=96)
+    sample = None
+    for i in range(10):
+        sample = sp.training_crop(rng, ds, i, sp.SINGLE.input_size)
+        if sample is not None:
+            break
+    crop, kp = sample
+    assert crop.shape == (64, 64, 3) and crop.dtype == np.uint8
+    assert kp.shape == (1, 17, 3)
+    inside = kp[0, :, 2] > 0
+    assert inside.any() and ((kp[0, inside, :2] >= 0) & (kp[0, inside, :2] < 64)).all()
+    torch.manual_seed(0)
+    net = PoseNet(sp.SINGLE).eval()
+    image, kps, _, _ = ds.scene(0, silhouettes=False)
+    people = kps.astype(np.float64)
+    people[people[..., 2] == 0] = [np.nan, np.nan, 0.0]
+    views = sp.single_person_heatmaps(net, sp.SINGLE, image, ae.person_crops(people))
+    assert len(views) == 2 and views[0].shape == (len(people), 17, 32, 32)
+    merged = sp.refine(net, sp.SINGLE, image, people, np.ones(len(people)), thresholds=(0.15, 1e9))
+    assert [m.keypoints.shape for m in merged] == [people.shape] * 2

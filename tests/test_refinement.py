@@ -188,6 +188,11 @@ def test_merge_rules_by_hand():
     hm[0, 2, 1, 2] = 0.05  # missing: filled whatever its value
     out = ae.merge_single_person(kp, hm, crops, adjust=False, agree_distance=2.0)
     assert out.keypoints.tolist() == [[[1.0, 1.0, 0.9], [7.0, 7.0, 0.5], [5.0, 3.0, 0.05]]]
+    # inf: only the missing joint is filled
+    out = ae.merge_single_person(
+        kp, hm, crops, adjust=False, agree_distance=2.0, replace_threshold=float("inf")
+    )
+    assert out.keypoints.tolist() == [[[1.0, 1.0, 0.9], [5.0, 5.0, 0.9], [5.0, 3.0, 0.05]]]
     # 1 of 2 detected joints agree: reverted when at least 60 % must agree
     out = ae.merge_single_person(kp, hm, crops, adjust=False, agree_distance=2.0, min_agreement=0.6)
     np.testing.assert_array_equal(out.keypoints, kp)

@@ -10,7 +10,8 @@ This script trains the single-person model and measures what the step does:
     # Table 5's rows on held-out synthetic images with small people, and a
     # Table-1-style MPII line (the 17 joints mapped to MPII's 16)
     python examples/hourglass/single_person.py evaluate \\
-        --checkpoint runs/tiny/model.pt --single-person runs/single/model.pt
+        --checkpoint runs/tiny/model.pt --single-person runs/single/model.pt \\
+        --replace-threshold 0.15 0.5 inf   # one row per rule; inf: fill missing joints only
 
 The single-person network is the ``tiny`` hourglass without tag channels, at 64 px
 input, trained on crops made the way refinement makes them at test time
@@ -157,12 +158,18 @@ def single_person_heatmaps(model, config, image: np.ndarray, crops, *, flip: boo
     return [v.float().numpy() for v in views]
 
 
-def refine(sp_model, sp_config, image, keypoints, scores, *, agree_distance=3.0, **merge):
-    """Merge the single-person network's view of each person into ``keypoints`` (image px)."""
+def refine(sp_model, sp_config, image, keypoints, scores, *, thresholds=(0.15,), **merge):
+    """Merge the single-person network's view of each person into ``keypoints`` (image px).
+
+    One merge per replace threshold (the network runs once); returns a list of Poses.
+    """
     poses = ae.Poses(np.asarray(keypoints, np.float64), scores, np.zeros((len(scores), 1)))
     crops = ae.person_crops(poses, padding=PADDING, min_size=MIN_SIZE)
     views = single_person_heatmaps(sp_model, sp_config, image, crops)
-    return ae.merge_single_person(poses, views, crops, agree_distance=agree_distance, **merge)
+    return [
+        ae.merge_single_person(poses, views, crops, replace_threshold=t, **merge)
+        for t in thresholds
+    ]
 
 
 def _split(gt: dict, keep) -> dict:
@@ -203,7 +210,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     # ranges do; silhouette area below / above 32^2 px
     small, larger = _split(gt, lambda a: a < 32**2), _split(gt, lambda a: a >= 32**2)
     for name, scales in (("single scale", (1.0,)), ("multi-scale", tuple(args.scales))):
-        plain, refined, mpii_preds = [], [], []
+        plain, mpii_preds = [], []
+        refined = {t: [] for t in args.replace_threshold}
         for start in range(0, args.num_images, args.batch_size):
             idx = list(range(start, min(args.num_images, start + args.batch_size)))
             images = [ds.scene(i, silhouettes=False)[0] for i in idx]
@@ -212,10 +220,21 @@ def evaluate(args: argparse.Namespace) -> dict:
             for i, image, pred in zip(idx, images, preds, strict=True):
                 kp, sc = pred["keypoints"], pred["poses"].scores
                 plain += _coco_results(kp, sc, i + 1)
-                merged = refine(sp_model, sp_config, image, kp, sc, agree_distance=args.agree)
-                refined += _coco_results(merged.keypoints, sc, i + 1)
+                merged = refine(
+                    sp_model,
+                    sp_config,
+                    image,
+                    kp,
+                    sc,
+                    thresholds=args.replace_threshold,
+                    agree_distance=args.agree,
+                    min_agreement=args.min_agreement,
+                )
+                for t, m in zip(args.replace_threshold, merged, strict=True):
+                    refined[t] += _coco_results(m.keypoints, sc, i + 1)
                 mpii_preds.append(coco_to_mpii(kp)[0])
-        for label, results in ((name, plain), (f"{name} + refine", refined)):
+        runs = [(name, plain)] + [(f"{name} + refine >{t:g}", r) for t, r in refined.items()]
+        for label, results in runs:
             rows[label] = ae.evaluate_keypoints(gt, results)
             for size, part in (("small", small), ("larger", larger)):
                 rows[label][f"AP {size}"] = ae.evaluate_keypoints(part, results)["AP"]
@@ -263,6 +282,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     e.add_argument("--height-range", type=float, nargs=2, default=[0.12, 0.5])
     e.add_argument("--scales", type=float, nargs="+", default=[1.0, 1.5, 2.0])
     e.add_argument("--agree", type=float, default=3.0, help="agree_distance, image px")
+    e.add_argument(
+        "--replace-threshold",
+        type=float,
+        nargs="+",
+        default=[0.15],
+        help="merge_single_person replace_threshold(s); inf: fill missing joints only",
+    )
+    e.add_argument("--min-agreement", type=float, default=0.2)
     e.add_argument("--batch-size", type=int, default=16)
     e.add_argument("--threads", type=int, default=2)
     e.add_argument("--output", type=Path, default=None)

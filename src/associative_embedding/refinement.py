@@ -391,7 +391,7 @@ def merge_single_person(
         The boxes the crops were cut from.
     replace_threshold : float, default 0.15
         A detected joint is replaced when the new value exceeds this
-        (pose-ae-demo's 0.15).
+        (pose-ae-demo's 0.15); ``inf`` only fills missing joints.
     agree_distance : float, default 10.0
         Image pixels: a detected joint agrees when its new position is closer
         than this (pose-ae-demo's 10 pixels, for COCO images of about 640
@@ -453,7 +453,11 @@ def merge_single_person(
     p, k, _ = kp.shape
     if len(crops) != p:
         raise ValueError(f"crops must have one box per person (P={p}), got {len(crops)}")
-    thr = check_number(replace_threshold, "replace_threshold")
+    thr = (
+        float("inf")
+        if replace_threshold == float("inf")
+        else check_number(replace_threshold, "replace_threshold")
+    )
     dist_max = check_number(agree_distance, "agree_distance", low=0.0)
     agree_min = check_number(min_agreement, "min_agreement", low=0.0, high=1.0)
     if not isinstance(adjust, bool):
