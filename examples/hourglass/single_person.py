@@ -25,6 +25,7 @@ pose-ae-demo's rules (``main.py::refinement``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -40,23 +41,12 @@ if str(HERE) not in sys.path:
 
 from data.synthetic import SyntheticPeople, to_coco
 from evaluate import load_model, mirror, predict, print_stats, to_input
-from model import HourglassConfig, PoseNet, split_outputs
+from model import PRESETS, HourglassConfig, PoseNet, split_outputs
 
 import associative_embedding as ae
 
 # the tiny preset's network, without tag channels, on 64 px person crops (32 px maps)
-SINGLE = HourglassConfig(
-    nstack=2,
-    inp_dim=64,
-    increase=32,
-    depth=3,
-    bn=True,
-    stem_channels=(32, 64),
-    stem_stride=4,
-    head_upsample=2,
-    input_size=64,
-    tag_dim=0,
-)
+SINGLE = dataclasses.replace(PRESETS["tiny"], input_size=64, tag_dim=0)
 SKELETON = ae.COCO_KEYPOINTS
 # crops: pose-ae-demo's padding 1.3; its 60 px floor is for ~640 px COCO images, scaled
 # to the 96 px synthetic images
