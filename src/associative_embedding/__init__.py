@@ -57,6 +57,14 @@ _LAZY: dict[str, str] = {
     "coco_ignore_mask": "coco",
     "evaluate_keypoints": "coco",
     "to_coco_results": "coco",
+    # mpii.py (numpy only)
+    "MPIIResult": "mpii",
+    "evaluate_mpii": "mpii",
+    # refinement.py
+    "PersonCrops": "refinement",
+    "crop_people": "refinement",
+    "merge_single_person": "refinement",
+    "person_crops": "refinement",
     # skeletons.py
     "AIC_KEYPOINTS": "skeletons",
     "COCO_KEYPOINTS": "skeletons",
@@ -89,8 +97,10 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from .instance_decoding import Instances, decode_instances
     from .instance_loss import InstanceGroupingLoss, instance_grouping_loss
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
+    from .mpii import MPIIResult, evaluate_mpii
     from .plot import draw_poses, plot_tags, show_maps
     from .poses import Person, Poses
+    from .refinement import PersonCrops, crop_people, merge_single_person, person_crops
     from .skeletons import (
         AIC_KEYPOINTS,
         COCO_KEYPOINTS,
