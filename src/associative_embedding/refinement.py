@@ -38,7 +38,7 @@ from ._validation import (
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-    from .decoding import Poses
+    from .poses import Poses
 
 __all__ = ["PersonCrops", "crop_people", "merge_single_person", "person_crops"]
 
