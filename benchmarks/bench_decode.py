@@ -1,7 +1,7 @@
 """Time ``ae.decode`` against the literal reference parser on the same maps.
 
 The baseline is ``tests/reference_parser.py``: HigherHRNet's ``group.py`` step by
-step in numpy with the ``munkres`` package (REFERENCE.md §3.3, §7), the parser the
+step in numpy with the ``munkres`` package (``lib/core/group.py``), the parser the
 decoder is tested to equal exactly; every timed image is also checked for equality.
 Scenes come from ``benchmarks/scenes.py`` (COCO stick figures, Gaussian peaks, some
 joints too weak to detect so that missing-joint recovery has work).
@@ -128,8 +128,9 @@ def batched(size, dim, people, batch, repeats, seed, with_prange):
     import numba
     from numba import njit, prange
 
-    from associative_embedding import _kernels as kn
-    from associative_embedding.decoding import DecodeConfig, _capacity, _joint_order, _params
+    from associative_embedding._batch import decode_image
+    from associative_embedding._grouping import People, empty_people
+    from associative_embedding.decoding import DecodeConfig, _capacity, _joint_order, _options
 
     heat, tags = make_batch(seed, batch, people, size, dim)
     n_all = max(1, int(numba.config.NUMBA_NUM_THREADS))
@@ -141,28 +142,22 @@ def batched(size, dim, people, batch, repeats, seed, with_prange):
     if with_prange:
 
         @njit(parallel=True, nogil=True)
-        def decode_prange(heat, tags, order, m, ip, fp, mult, out_kp, out_score, out_tag, out_n):
+        def decode_prange(heat, tags, order, opts, out, out_n):
             for b in prange(heat.shape[0]):
-                out_n[b] = kn.decode_image(
-                    heat[b], tags[b], order, m, ip, fp, mult, out_kp[b], out_score[b], out_tag[b]
-                )
+                people = People(out.kp[b], out.score[b], out.tag[b], out.ref[b], out.det[b])
+                out_n[b] = decode_image(heat[b], tags[b], order, opts, people)
 
         config = DecodeConfig()
         b, k, h, w = heat.shape
-        m, ip, fp, mult = _params(config, h, w, heat.dtype)
-        cap = _capacity(config, k, m)
+        opts = _options(config, h, w, heat.dtype)
+        cap = _capacity(config, k, opts.max_candidates)
         tag5 = tags.reshape(b, k, dim, h, w)
         order = _joint_order(config, k)
-        outs = (
-            np.empty((b, cap, k, 3), heat.dtype),
-            np.empty((b, cap), heat.dtype),
-            np.empty((b, cap, dim), heat.dtype),
-            np.zeros(b, np.int64),
-        )
+        outs = (empty_people((b,), cap, k, dim, heat.dtype), np.zeros(b, np.int64))
         t0 = time.perf_counter()
-        decode_prange(heat, tag5, order, m, ip, fp, mult, *outs)
+        decode_prange(heat, tag5, order, opts, *outs)
         compile_s = time.perf_counter() - t0
-        par = median_time(lambda: decode_prange(heat, tag5, order, m, ip, fp, mult, *outs), repeats)
+        par = median_time(lambda: decode_prange(heat, tag5, order, opts, *outs), repeats)
         results.append((n_all, f"prange (compiled {compile_s:.0f} s, not cached)", par))
     for threads, label, sec in results:
         rows.append(

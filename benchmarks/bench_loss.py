@@ -1,6 +1,6 @@
 """Forward + backward time of the vectorised grouping loss against a per-person loop.
 
-The loop baseline is HigherHRNet's ``AELoss`` structure (REFERENCE.md §3.1): a Python
+The loop baseline is HigherHRNet's ``AELoss`` structure (HigherHRNet ``lib/core/loss.py``): a Python
 loop over images, people and joints gathering one tag at a time, then a per-image
 push matrix; generalised to D-dimensional tags so that D = 4 can be timed too.
 

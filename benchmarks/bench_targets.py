@@ -2,9 +2,10 @@
 
 Baselines, measured in the same run:
 
-- ``loop``: HigherHRNet's ``HeatmapGenerator`` (REFERENCE.md §3.2; pose-ae-train's
-  is the same): per image, per person, per joint, a precomputed ``6σ+3`` patch is
-  maxed into the map; it renders the ``"reference"`` targets, and for
+- ``loop``: HigherHRNet's ``HeatmapGenerator``
+  (``lib/dataset/target_generators/target_generators.py``; pose-ae-train's is the
+  same): per image, per person, per joint, a precomputed ``6σ+3`` patch is maxed into
+  the map; it renders the ``"reference"`` targets, and for
   ``"exact"`` targets the same loop evaluates the Gaussian on the whole map.
 - ``dense``: every person slot's Gaussian evaluated with one ``exp`` per pixel on
   the whole (B, K, H, W) batch (the library's implementation before the

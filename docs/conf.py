@@ -103,7 +103,8 @@ numpydoc_validation_exclude = {
     r"\.__call__$",
     r"\.forward$",  # nn.Module.forward: documented on the class
     r"\.extra_repr$",
-    r"\.(COCO|MPII)_KEYPOINTS$",  # instances: numpydoc would validate Skeleton's docstring
+    # Skeleton instances: numpydoc would validate Skeleton's docstring
+    r"\.(COCO|MPII|CROWDPOSE|AIC)_KEYPOINTS$",
     r"\.PullPush(\.pull|\.push)?$",  # NamedTuple: fields are documented as Attributes
 }
 

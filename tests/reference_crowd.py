@@ -148,7 +148,7 @@ def group(tag_k, loc_k, val_k, n_valid, o, solver):
     k_joints = tag_k.shape[0]
     order = o["joint_order"]
     cap = o["max_people"] if o["match_people"] == "first" else None
-    if o["max_instances"] is not None:
+    if o["max_instances"] is not None and o["max_instances_mode"] == "matching":
         cap = o["max_instances"] if cap is None else min(cap, o["max_instances"])
     people = []
     for k in order:

@@ -1,7 +1,7 @@
 """Slow, obviously-correct grouping losses: loops over images, people and joints.
 
-Written from REFERENCE.md's descriptions (sections 0, 1.3, 3.1, 6.1), not from the
-library code, so that the vectorised loss can be checked against them.
+Written from the upstream code (pose-ae-train ``extensions/AE/AE_loss.py``, HigherHRNet
+``lib/core/loss.py::AELoss``) and the paper's formulas, not from the library code, so that the vectorised loss can be checked against them.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import math
 import torch
 
 
-def _people(tags, keypoints, mask, b, rounding="floor"):
+def _people(tags, keypoints, mask, b, rounding="trunc"):
     """Per person of image b: list of (K_n, D) gathered tag tensors."""
     five = tags.dim() == 5
     h, w = tags.shape[-2], tags.shape[-1]
@@ -24,8 +24,10 @@ def _people(tags, keypoints, mask, b, rounding="floor"):
                 continue
             if rounding == "round":
                 xi, yi = math.floor(x + 0.5), math.floor(y + 0.5)
-            else:
+            elif rounding == "floor":
                 xi, yi = math.floor(x), math.floor(y)
+            else:  # the references' int(x)
+                xi, yi = int(x), int(y)
             if not (0 <= xi < w and 0 <= yi < h):
                 continue
             if mask is not None and not float(mask[b, yi, xi]) > 0:
@@ -46,7 +48,7 @@ def reference_terms(
     sigma=2**-0.5,
     margin=1.0,
     normalization="reference",
-    rounding="floor",
+    rounding="trunc",
 ):
     """Per-image (pull, push) as two (B,) float64 tensors."""
     pulls, pushes = [], []
@@ -102,7 +104,7 @@ def reference_terms(
 
 
 def higherhrnet_single_tag_loss(pred_tag, joints, loss_type="exp"):
-    """HigherHRNet ``singleTagLoss`` as described in REFERENCE.md §3.1 (1-D tags).
+    """HigherHRNet ``singleTagLoss`` from ``lib/core/loss.py`` (1-D tags).
 
     pred_tag: (K*H*W, 1) tensor; joints: (max_people, K, 2) packed index array.
     """

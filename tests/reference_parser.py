@@ -1,12 +1,13 @@
-"""A slow, literal reference parser: REFERENCE.md §1.4, §1.5, §3.3 and §4.2 in plain numpy.
+"""A slow, literal reference parser in plain numpy, after the upstream parsers.
 
 It follows HigherHRNet's ``lib/core/group.py`` (``HeatmapParser.nms``,
 ``top_k``, ``match_by_tag``, ``adjust``, ``refine``, ``parse``) step by step,
 with the same numpy expressions and dtypes, and solves each assignment with the
 ``munkres`` package (1.1.4) on the same float64 cost array. The options of
 ``associative_embedding.DecodeConfig`` switch in the other references' variants
-(pose-ae-train's RMS distance and refine score, mmpose's adjust rule, person cap
-and fill) as REFERENCE.md describes them.
+(pose-ae-train ``utils/group.py``: RMS distance and refine score; mmpose
+``codecs/associative_embedding.py`` and ``codecs/utils/refinement.py``: adjust rule,
+person cap and fill).
 
 Departures from HigherHRNet, shared with the library by design:
 
@@ -61,7 +62,8 @@ def match_by_tag(tag_k, loc_k, val_k, o):
     joint_list = []  # person id -> (K, 3 + D) float64
     tag_list = []  # person id -> list of member tags
     cap = o["max_people"] if o["match_people"] == "first" else None
-    if o["max_instances"] is not None:
+    if o["max_instances"] is not None and o["max_instances_mode"] == "matching":
+        # mmpose 1.0/1.1: only the first max_instances groups are matched against
         cap = o["max_instances"] if cap is None else min(cap, o["max_instances"])
     for i in range(k_joints):
         idx = o["joint_order"][i]
@@ -207,6 +209,7 @@ DEFAULTS = {
     "match_people": "first",
     "ignore_too_much": False,
     "max_instances": None,
+    "max_instances_mode": "final",
 }
 
 

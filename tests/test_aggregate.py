@@ -9,20 +9,10 @@ import torch.nn.functional as F
 
 from associative_embedding import COCO_KEYPOINTS
 from associative_embedding.aggregation import aggregate, flip_maps
+from tests.conftest import DEVICES
 
 FLIP = list(COCO_KEYPOINTS.flip_index)
 K = len(FLIP)
-
-DEVICES = [
-    "cpu",
-    pytest.param(
-        "cuda",
-        marks=[
-            pytest.mark.cuda,
-            pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available"),
-        ],
-    ),
-]
 
 
 # ---------------------------------------------------------------- references (slow loops)
@@ -43,7 +33,7 @@ def flip_maps_loop(maps: np.ndarray, flip_index, shift=False) -> np.ndarray:
 def higherhrnet_aggregate(outputs, outputs_flip, flip_index, size, scale1_index):
     """HigherHRNet valid.py + inference.py with PROJECT2IMAGE, FLIP_TEST, one output stage.
 
-    Written from REFERENCE.md 3.4: per scale the flipped output is flipped back and
+    Written from HigherHRNet ``lib/core/inference.py`` and ``tools/valid.py``: per scale the flipped output is flipped back and
     permuted at the network resolution; each heatmap and tag map is resized to
     base_size; heatmaps are (orig + flip) / 2, summed over scales and divided by the
     number of scales; tags of scale 1 get a trailing axis and are concatenated.
@@ -385,7 +375,6 @@ def test_aggregate_errors(kwargs, exc, match):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 def test_tensors_on_different_devices():
     hm = torch.zeros(1, K, 4, 4)
     with pytest.raises(ValueError, match="is on"):

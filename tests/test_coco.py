@@ -14,14 +14,10 @@ pytest.importorskip("pycocotools")
 
 import associative_embedding as ae
 from associative_embedding.skeletons import COCO_KEYPOINTS
+from tests.conftest import rle_counts
 
 K = 17
 SIGMAS = np.array(COCO_KEYPOINTS.sigmas)
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(7)
 
 
 def make_gt(rng, people_per_image=(2, 1, 3), size=400):
@@ -393,3 +389,197 @@ def test_decoded_people_round_trip(rng):
     stats = ae.evaluate_keypoints(gt, results)
     assert stats["AP50"] == pytest.approx(1.0)
     assert stats["AR50"] == pytest.approx(1.0)
+
+
+# --------------------------------------------------------------------------- coco_ignore_mask
+
+
+def _decode(rle):
+    """pycocotools' decode, without its numpy-2 copy-keyword deprecation warning."""
+    import warnings
+
+    from pycocotools import mask as mask_utils
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+        return mask_utils.decode(rle)
+
+
+def higherhrnet_mask(annotations, height, width):
+    """HigherHRNet ``COCOKeypoints.get_mask`` (lib/dataset/COCOKeypoints.py), line by line."""
+    from pycocotools import mask as mask_utils
+
+    m = np.zeros((height, width))
+    for obj in annotations:
+        if obj["iscrowd"]:
+            rle = mask_utils.frPyObjects(obj["segmentation"], height, width)
+            m += _decode(rle)
+        elif obj["num_keypoints"] == 0:
+            rles = mask_utils.frPyObjects(obj["segmentation"], height, width)
+            for rle in rles:
+                m += _decode(rle)
+    return m < 0.5
+
+
+def rle_region(counts, height, width):
+    """Decode uncompressed RLE counts with a plain loop (the inverse of rle_counts)."""
+    flat = np.zeros(height * width, bool)
+    pos, value = 0, False
+    for n in counts:
+        flat[pos : pos + n] = value
+        pos, value = pos + n, not value
+    return flat.reshape((width, height)).T
+
+
+def star_polygon(rng, height, width):
+    """A random star-shaped polygon (flat x, y list) inside the image."""
+    n = int(rng.integers(3, 9))
+    cx, cy = rng.uniform(0.2, 0.8) * width, rng.uniform(0.2, 0.8) * height
+    angles = np.sort(rng.uniform(0, 2 * np.pi, n))
+    radii = rng.uniform(1, max(1.5, 0.3 * min(height, width)), n)
+    xy = np.stack([cx + radii * np.cos(angles), cy + radii * np.sin(angles)], axis=1)
+    return np.clip(xy, 0, [width, height]).ravel().tolist()
+
+
+def random_annotations(rng, height, width):
+    """People with keypoints, people without (polygons) and crowds (uncompressed RLE)."""
+    anns = []
+    for _ in range(int(rng.integers(0, 6))):
+        kind = rng.choice(["person", "unlabelled", "crowd"])
+        if kind == "crowd":
+            region = np.zeros((height, width), bool)
+            for _ in range(int(rng.integers(1, 3))):
+                y0, x0 = rng.integers(0, height), rng.integers(0, width)
+                region[y0 : y0 + rng.integers(1, 20), x0 : x0 + rng.integers(1, 20)] = True
+            seg = {"counts": rle_counts(region), "size": [height, width]}
+            anns.append({"iscrowd": 1, "num_keypoints": 0, "segmentation": seg})
+        else:
+            polygons = [star_polygon(rng, height, width) for _ in range(rng.integers(1, 3))]
+            labelled = int(rng.integers(1, 17)) if kind == "person" else 0
+            anns.append({"iscrowd": 0, "num_keypoints": labelled, "segmentation": polygons})
+    return anns
+
+
+def test_coco_ignore_mask_follows_higherhrnet(rng):
+    for _ in range(40):
+        height, width = (int(v) for v in rng.integers(1, 60, size=2))
+        anns = random_annotations(rng, height, width)
+        mask = ae.coco_ignore_mask(anns, height, width)
+        assert mask.shape == (height, width) and mask.dtype == np.float32
+        np.testing.assert_array_equal(mask, higherhrnet_mask(anns, height, width))
+
+
+def polygon_region(poly, height, width):
+    """Pixels whose centre (j + 0.5, i + 0.5) is inside ``poly`` (even-odd rule), and the
+    centres' distance to the polygon's boundary, with plain loops over the edges."""
+    xy = np.reshape(poly, (-1, 2))
+    yy, xx = np.mgrid[0:height, 0:width] + 0.5
+    inside = np.zeros((height, width), bool)
+    dist = np.full((height, width), np.inf)
+    for (x0, y0), (x1, y1) in zip(xy, np.roll(xy, -1, axis=0), strict=True):
+        crosses = (y0 > yy) != (y1 > yy)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_at = x0 + (yy - y0) * (x1 - x0) / (y1 - y0)
+        inside ^= crosses & (xx < x_at)
+        length2 = (x1 - x0) ** 2 + (y1 - y0) ** 2
+        t = np.clip(((xx - x0) * (x1 - x0) + (yy - y0) * (y1 - y0)) / max(length2, 1e-12), 0, 1)
+        dist = np.minimum(dist, np.hypot(xx - (x0 + t * (x1 - x0)), yy - (y0 + t * (y1 - y0))))
+    return inside, dist
+
+
+def test_coco_ignore_mask_regions(rng):
+    """Independent of pycocotools: crowds by a plain RLE loop, polygons by pixel centres
+    (compared half a pixel or more from the polygon's edges, where rasterisers agree)."""
+    height, width = 48, 64
+    for _ in range(10):
+        anns = random_annotations(rng, height, width)
+        mask = ae.coco_ignore_mask(anns, height, width)
+        ignored = np.zeros((height, width), bool)
+        unsure = np.zeros((height, width), bool)
+        for a in anns:
+            if a["iscrowd"]:
+                ignored |= rle_region(a["segmentation"]["counts"], height, width)
+            elif a["num_keypoints"] == 0:
+                for poly in a["segmentation"]:
+                    inside, dist = polygon_region(poly, height, width)
+                    ignored |= inside
+                    unsure |= dist < 0.5
+        np.testing.assert_array_equal(mask[~unsure], (~ignored[~unsure]).astype(np.float32))
+        assert unsure.mean() < 0.5  # most pixels are compared
+
+
+def test_coco_ignore_mask_other_segmentation_forms(rng):
+    from pycocotools import mask as mask_utils
+
+    height, width = 30, 40
+    region = np.zeros((height, width), np.uint8, order="F")
+    region[5:12, 20:33] = 1
+    compressed = mask_utils.encode(region)
+    compressed_str = {**compressed, "counts": compressed["counts"].decode()}
+    poly = [[2.0, 2.0, 12.0, 2.0, 12.0, 9.0, 2.0, 9.0]]
+    poly_region = higherhrnet_mask(
+        [{"iscrowd": 0, "num_keypoints": 0, "segmentation": poly}], 30, 40
+    )
+    expected = (~region.astype(bool) & poly_region).astype(np.float32)
+    for crowd_seg in (
+        compressed,
+        compressed_str,
+        {"counts": rle_counts(region.astype(bool)), "size": [30, 40]},
+    ):
+        anns = [
+            {"iscrowd": 1, "segmentation": crowd_seg},
+            {"iscrowd": 0, "num_keypoints": 0, "segmentation": poly},
+        ]
+        np.testing.assert_array_equal(ae.coco_ignore_mask(anns, height, width), expected)
+    # a crowd given as polygons, an unlabelled person given as RLE; num_keypoints read from
+    # the keypoints when absent
+    anns = [
+        {"iscrowd": 1, "segmentation": poly},
+        {"segmentation": compressed, "keypoints": [0] * 51},
+        {"segmentation": [star_polygon(rng, 30, 40)], "keypoints": [5, 5, 2] + [0] * 48},
+        {"iscrowd": 0, "num_keypoints": 0, "segmentation": []},  # nothing to mask
+    ]
+    np.testing.assert_array_equal(ae.coco_ignore_mask(anns, height, width), expected)
+    np.testing.assert_array_equal(ae.coco_ignore_mask([], 3, 2), np.ones((3, 2), np.float32))
+    np.testing.assert_array_equal(ae.coco_ignore_mask((), 3, 2), np.ones((3, 2), np.float32))
+
+
+@pytest.mark.parametrize(
+    ("annotations", "size", "error", "match"),
+    [
+        ([], (0, 5), ValueError, "height must be >= 1"),
+        ([], (5, 2.5), TypeError, "width must be an integer"),
+        ({"iscrowd": 1}, (5, 5), TypeError, "annotations must be a sequence of dicts"),
+        (["x"], (5, 5), TypeError, r"annotations\[0\] must be a dict, got str"),
+        ([{"iscrowd": 1}], (5, 5), ValueError, r"annotations\[0\] .*no 'segmentation'"),
+        ([{"iscrowd": 0, "segmentation": []}], (5, 5), ValueError, "num_keypoints"),
+        (
+            [{"iscrowd": 0, "num_keypoints": 0, "segmentation": [[0, 0, 4, 0, 4]]}],
+            (5, 5),
+            ValueError,
+            r"annotations\[0\]\['segmentation'\]\[0\] .*even number .* at least 6.*got 5",
+        ),
+        (
+            [{"iscrowd": 0, "num_keypoints": 0, "segmentation": [[0, 0, 4, 0, 4, float("nan")]]}],
+            (5, 5),
+            ValueError,
+            "NaN or infinite",
+        ),
+        (
+            [{"iscrowd": 1, "segmentation": {"counts": [25], "size": [5, 6]}}],
+            (5, 5),
+            ValueError,
+            r"size \[5, 6\] .* height, width = \(5, 5\)",
+        ),
+        (
+            [{"iscrowd": 1, "segmentation": {"counts": [20], "size": [5, 5]}}],
+            (5, 5),
+            ValueError,
+            "counts that sum to 20, not to the image.s 25 pixels",
+        ),
+        ([{"iscrowd": 1, "segmentation": "abc"}], (5, 5), TypeError, "polygons .* or an RLE dict"),
+    ],
+)
+def test_coco_ignore_mask_rejects_bad_input(annotations, size, error, match):
+    with pytest.raises(error, match=match):
+        ae.coco_ignore_mask(annotations, *size)

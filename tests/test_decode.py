@@ -13,22 +13,16 @@ from hypothesis import strategies as st
 
 import associative_embedding as ae
 import associative_embedding.decoding as decoding
-from associative_embedding import _kernels as kn
+from associative_embedding import _peaks, _torch_path
+from associative_embedding._peaks import Candidates
 from associative_embedding.decoding import DecodeConfig, Poses, decode, warmup
 from associative_embedding.skeletons import COCO_KEYPOINTS
 from tests.reference_parser import reference_parse
-
-CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 
 
 @pytest.fixture(scope="session", autouse=True)
 def _compiled():
     warmup()
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)
 
 
 def random_scene(rng, k, h, w, d, n_people, dtype=np.float32, coarse=False):
@@ -90,6 +84,7 @@ OPTION_VALUES = {
     "match_people": ["first", "all"],
     "ignore_too_much": [False, True],
     "max_instances": [None, 1, 4],
+    "max_instances_mode": ["final", "matching"],
 }
 
 
@@ -121,6 +116,12 @@ def test_equals_reference_parser_in_crowds(rng):
         {"max_people": 4},
         {"max_people": 4, "ignore_too_much": True},
         {"max_people": 4, "match_people": "all", "max_instances": 6},
+        {
+            "max_people": 4,
+            "match_people": "all",
+            "max_instances": 6,
+            "max_instances_mode": "matching",
+        },
         {"max_people": 3, "matching": "greedy"},
     ):
         for _ in range(15):
@@ -318,6 +319,25 @@ def test_more_people_than_the_cap_is_no_error(rng):
     assert len(poses) == 5
 
 
+def test_mmpose_preset_matches_against_all_people_and_cuts_at_the_end():
+    # mmpose 1.3.2 (PR #2752): a joint can go to a person beyond max_instances, who is
+    # dropped at the end; mmpose 1.0/1.1 matched only against the first max_instances
+    heat = np.zeros((1, 2, 12, 12), np.float32)
+    tags = np.zeros((1, 2, 12, 12), np.float32)
+    heat[0, 0, 2, 2], tags[0, 0, 2, 2] = 0.9, 0.0  # person A
+    heat[0, 0, 8, 8], tags[0, 0, 8, 8] = 0.8, 0.6  # person B
+    heat[0, 1, 5, 5], tags[0, 1, 5, 5] = 0.9, 0.55  # closer to B (0.05) than A (0.55)
+    opts = dict(refine=False, joint_order=(0, 1))
+    (final,) = decode(heat, tags, DecodeConfig.preset("mmpose-1.x", max_instances=1, **opts))
+    assert len(final) == 1 and np.isnan(final.keypoints[0, 1, 0])  # B took it, B was cut
+    (old,) = decode(
+        heat,
+        tags,
+        DecodeConfig.preset("mmpose-1.x", max_instances=1, max_instances_mode="matching", **opts),
+    )
+    assert len(old) == 1 and old.keypoints[0, 1, 2] == np.float32(0.9)  # only A could take it
+
+
 def test_people_are_sorted_by_score(rng):
     heat, tags = random_scene(rng, 6, 30, 30, 1, 12)
     (poses,) = decode(heat[None], tags[None])
@@ -398,7 +418,7 @@ def test_torch_candidates_equal_the_numba_candidates(rng):
         kernel = int(rng.choice([1, 3, 5]))
         vals, idx, cnt, ctag, nb = (
             t.numpy()
-            for t in decoding._torch_candidates(
+            for t in _torch_path.torch_candidates(
                 torch.from_numpy(heat), torch.from_numpy(tags), m, 0.1, kernel
             )
         )
@@ -406,10 +426,11 @@ def test_torch_candidates_equal_the_numba_candidates(rng):
             v2 = np.empty((k, m), np.float32)
             i2 = np.empty((k, m), np.int64)
             c2 = np.empty(k, np.int64)
-            kn.find_candidates(heat[b], 0.1, kernel, v2, i2, c2)
             t2 = np.zeros((k, m, d), np.float32)
             n2 = np.zeros((k, m, 4), np.float32)
-            kn.gather_candidates(heat[b], tags[b], i2, c2, t2, n2)
+            cand = Candidates(v2, i2, c2, t2, n2)
+            _peaks.find_candidates(heat[b], 0.1, kernel, cand)
+            _peaks.gather_candidates(heat[b], tags[b], cand)
             np.testing.assert_array_equal(cnt[b], c2)
             for j in range(k):
                 n = c2[j]
@@ -429,7 +450,7 @@ def test_tensor_path_equals_numpy_path(refine, rng):
         tags = np.stack([s[1] for s in scenes])
         config = DecodeConfig(refine=refine)
         order = decoding._joint_order(config, k)
-        via_torch = decoding._decode_torch(
+        via_torch = _torch_path.decode_tensors(
             torch.from_numpy(heat), torch.from_numpy(tags), config, order, d, 2
         )
         for a, b in zip(decode(heat, tags, config), via_torch, strict=True):
@@ -439,7 +460,6 @@ def test_tensor_path_equals_numpy_path(refine, rng):
 
 
 @pytest.mark.cuda
-@CUDA
 @pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64], ids=str)
 def test_cuda_tensors_equal_the_cpu_path(dtype, rng):
     for _ in range(5):
@@ -478,6 +498,23 @@ T4 = np.zeros((1, 2, 5, 6), np.float32)
 def test_bad_inputs_raise_naming_the_argument(heatmaps, tags, error, match):
     with pytest.raises(error, match=match):
         decode(heatmaps, tags)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("kind", ["float16", "float32", "float64", "torch-bfloat16"])
+def test_one_non_finite_value_anywhere_is_reported(bad, kind, rng):
+    heat = rng.random((2, 3, 7, 9)).astype(np.float32)
+    tags = rng.random((2, 3, 7, 9)).astype(np.float32)
+    i = tuple(int(rng.integers(0, s)) for s in heat.shape)
+    for name, target in (("heatmaps", heat), ("tags", tags)):
+        h, t = heat.copy(), tags.copy()
+        (h if target is heat else t)[i] = bad
+        if kind == "torch-bfloat16":
+            h, t = torch.from_numpy(h).bfloat16(), torch.from_numpy(t).bfloat16()
+        else:
+            h, t = h.astype(kind), t.astype(kind)
+        with pytest.raises(ValueError, match=f"{name} contains 1 NaN or infinite"):
+            decode(h, t)
 
 
 def test_huge_finite_values_are_accepted():

@@ -5,15 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from associative_embedding import _kernels as kn
+from associative_embedding import _grouping, _peaks, _refine, _sums
+from associative_embedding._grouping import People
+from associative_embedding._peaks import Candidates
+from associative_embedding._refine import RefineOptions, Scratch, TileStats
 from tests.reference_parser import quarter, top_k
 
 DTYPES = [np.float32, np.float64]
-
-
-@pytest.fixture
-def rng():
-    return np.random.default_rng(20240611)
 
 
 # --- numpy-compatible sums ------------------------------------------------------------------
@@ -23,7 +21,7 @@ def test_pairwise_sum_matches_numpy_add_reduce(dtype, rng):
     for n in lengths:
         for _ in range(5):
             a = (rng.standard_normal(n + 3) * 10 ** rng.uniform(-3, 3, n + 3)).astype(dtype)
-            got = kn.pairwise_sum(a, 3, n)
+            got = _sums.pairwise_sum(a, 3, n)
             want = np.add.reduce(a[3:])
             assert got == want, (n, got, want)
 
@@ -35,7 +33,7 @@ def test_mean_rows_matches_np_mean_of_a_list(dtype, dim, rng):
         rows = (rng.standard_normal((n + 2, dim)) * 7).astype(dtype)
         out = np.empty(dim, dtype)
         buf = np.empty(n, dtype)
-        kn.mean_rows(rows, n, out, buf)
+        _sums.mean_rows(rows, n, out, buf)
         want = np.mean([rows[i] for i in range(n)], axis=0)
         assert out.dtype == want.dtype
         np.testing.assert_array_equal(out, want)
@@ -47,7 +45,8 @@ def _candidates(heat, threshold, kernel, m):
     val = np.empty((k, m), heat.dtype)
     idx = np.empty((k, m), np.int64)
     cnt = np.empty(k, np.int64)
-    kn.find_candidates(heat, threshold, kernel, val, idx, cnt)
+    unused = np.empty((k, m, 1), heat.dtype), np.empty((k, m, 4), heat.dtype)
+    _peaks.find_candidates(heat, threshold, kernel, Candidates(val, idx, cnt, *unused))
     return val, idx, cnt
 
 
@@ -105,7 +104,9 @@ def test_gather_candidates_reads_tags_and_clipped_neighbours(rng):
     cnt = np.array([3, 2], np.int64)
     ctag = np.zeros((2, 3, 3), np.float32)
     nb = np.zeros((2, 3, 4), np.float32)
-    kn.gather_candidates(heat, tags, idx, cnt, ctag, nb)
+    _peaks.gather_candidates(
+        heat, tags, Candidates(np.zeros((2, 3), np.float32), idx, cnt, ctag, nb)
+    )
     for k in range(2):
         for m in range(cnt[k]):
             y, x = divmod(int(idx[k, m]), 6)
@@ -122,12 +123,12 @@ def test_gather_candidates_reads_tags_and_clipped_neighbours(rng):
 # --- quarter offset -------------------------------------------------------------------------
 @pytest.mark.parametrize("rule", ["reference", "mmpose"])
 def test_quarter_offset_matches_the_reference_rules_everywhere(rule, rng):
-    code = kn.ADJUST_REFERENCE if rule == "reference" else kn.ADJUST_MMPOSE
+    code = _grouping.ADJUST_REFERENCE if rule == "reference" else _grouping.ADJUST_MMPOSE
     for h, w in [(1, 1), (1, 5), (4, 1), (3, 3), (6, 7)]:
         tmp = np.round(rng.random((h, w)) * 3).astype(np.float32)  # many ties
         for y in range(h):
             for x in range(w):
-                got = kn.quarter_offset(
+                got = _grouping.quarter_offset(
                     tmp[y, max(x - 1, 0)],
                     tmp[y, min(x + 1, w - 1)],
                     tmp[max(y - 1, 0), x],
@@ -152,9 +153,9 @@ def _brute_force(hk, tk, ref, mult):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("block", [1, 2, 3, 5, 16])
-@pytest.mark.parametrize("mode", [kn.REFINE_HIGHERHRNET, kn.REFINE_MMPOSE])
+@pytest.mark.parametrize("mode", [_refine.REFINE_HIGHERHRNET, _refine.REFINE_MMPOSE])
 def test_refine_finds_the_full_scan_argmax(dtype, block, mode, rng):
-    mult_value = 100 if mode == kn.REFINE_MMPOSE else 1
+    mult_value = 100 if mode == _refine.REFINE_MMPOSE else 1
     for trial in range(12):
         k, h, w = int(rng.integers(1, 4)), int(rng.integers(1, 30)), int(rng.integers(1, 30))
         dim = int(rng.choice([1, 2, 3, 9]))
@@ -172,13 +173,10 @@ def test_refine_finds_the_full_scan_argmax(dtype, block, mode, rng):
         kp[..., :2] = np.nan
         m = 4
         _val, idx, cnt = _candidates(heat, 0.1, 3, m)
-        ip = np.zeros(kn.IP_SIZE, np.int64)
-        ip[kn.IP_REFINE] = mode
-        ip[kn.IP_ADJUST] = 0
-        ip[kn.IP_BLOCK] = block
-        fp = np.zeros(kn.FP_SIZE)
-        mult = np.full(1, mult_value, dtype)
-        kn.refine_image(heat, tags, np.arange(k), n, ip, fp, mult, idx, cnt, kp, ref, det)
+        opts = RefineOptions(mode, False, 0, block, 0.0, np.dtype(dtype).type(mult_value))
+        cand = Candidates(_val, idx, cnt, np.zeros((k, m, dim), dtype), np.zeros((k, m, 4), dtype))
+        out = People(kp, np.zeros(n, dtype), ref, ref.copy(), det)
+        _refine.refine_image(heat, tags, np.arange(k), n, cand, opts, out)
         for p in range(n):
             for j in range(k):
                 if det[p, j]:
@@ -187,7 +185,7 @@ def test_refine_finds_the_full_scan_argmax(dtype, block, mode, rng):
                 best = _brute_force(heat[j], tags[j], ref[p], mult_value)
                 y, x = divmod(best, w)
                 value = heat[j, y, x]
-                if mode == kn.REFINE_HIGHERHRNET and not value > 0:
+                if mode == _refine.REFINE_HIGHERHRNET and not value > 0:
                     assert np.isnan(kp[p, j, 0])
                     assert kp[p, j, 2] == 0
                 else:
@@ -200,25 +198,15 @@ def test_refine_reads_only_the_slots_of_needed_joints(rng):
     det = np.array([[1, 0, 1]], np.uint8)  # only joint 1 is missing
     ref = np.zeros((1, 1), np.float32)
     kp = np.full((1, 3, 3), np.nan, np.float32)
-    ip = np.zeros(kn.IP_SIZE, np.int64)
-    ip[kn.IP_REFINE] = kn.REFINE_MMPOSE
-    ip[kn.IP_BLOCK] = 4
+    opts = RefineOptions(_refine.REFINE_MMPOSE, False, 0, 4, 0.0, np.float32(100))
     slot = np.array([-1, 0, -1])  # the other joints' maps are not passed at all
     empty = np.zeros((3, 1), np.int64)
-    kn.refine_image(
-        heat[1:2],
-        tags[1:2],
-        slot,
-        1,
-        ip,
-        np.zeros(kn.FP_SIZE),
-        np.full(1, 100, np.float32),
-        empty,
-        np.zeros(3, np.int64),
-        kp,
-        ref,
-        det,
+    no_vals = np.zeros((3, 1), np.float32)
+    cand = Candidates(
+        no_vals, empty, np.zeros(3, np.int64), no_vals[..., None], np.zeros((3, 1, 4), np.float32)
     )
+    out = People(kp, np.zeros(1, np.float32), ref, ref, det)
+    _refine.refine_image(heat[1:2], tags[1:2], slot, 1, cand, opts, out)
     y, x = divmod(_brute_force(heat[1], tags[1], ref[0], 100), 9)
     assert kp[0, 1].tolist() == [x, y, heat[1, y, x]]
 
@@ -231,10 +219,18 @@ def test_block_stats_match_numpy(block, rng):
     nby, nbx = -(-h // block), -(-w // block)
     nb = nby * nbx
     out = [np.empty(nb, np.float32)] + [np.empty((dim, nb), np.float32) for _ in range(4)]
-    scratch = [np.empty(w, np.float32), np.empty((dim, w), np.float32)]
-    scratch += [np.empty((dim, w), np.float32), np.empty(w, np.float32)]
-    consts = np.array([1e15, 0.5], np.float32)
-    kn.block_stats(hk, tk, block, consts, *out, *scratch)
+    stats = TileStats(*out, *(np.empty(nb, np.float32) for _ in range(3)))
+    scratch = Scratch(
+        np.empty(w, np.float32),
+        np.empty((dim, w), np.float32),
+        np.empty((dim, w), np.float32),
+        np.empty(w, np.float32),
+        np.empty(max(nb, w), np.float32),
+        np.empty(block * block, np.float32),
+        np.empty(dim, np.float32),
+        np.array([1e15, 0.5], np.float32),
+    )
+    _refine.block_stats(hk, tk, block, stats, scratch)
     hmax, lo, hi, lo_top, hi_top = out
     for by in range(nby):
         for bx in range(nbx):

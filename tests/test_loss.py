@@ -40,7 +40,7 @@ def test_matches_loop_reference_values_and_grads(rng, push, normalization, d):
         tags, kp = make_batch(rng, b=int(rng.integers(1, 5)), n=int(rng.integers(1, 7)), d=d)
         sigma = float(rng.uniform(0.3, 2.0))
         margin = float(rng.uniform(0.5, 3.0))
-        rounding = str(rng.choice(["floor", "round"]))
+        rounding = str(rng.choice(["trunc", "floor", "round"]))
         opts = dict(
             push=push, sigma=sigma, margin=margin, normalization=normalization, rounding=rounding
         )
@@ -87,13 +87,13 @@ def test_equals_higherhrnet_aeloss_on_packed_indices(rng, loss_type):
         b, n, k, h, w = 3, 5, 6, 8, 8
         tags = torch.from_numpy(rng.normal(size=(b, k, h, w)))
         kp = np.zeros((b, n, k, 3))
-        kp[..., :2] = rng.uniform(0, 10, size=(b, n, k, 2))  # some beyond the map
+        # some beyond the map, some less than a pixel left of or above it (int() -> pixel 0)
+        kp[..., :2] = rng.uniform(-1.5, 10, size=(b, n, k, 2))
         kp[..., 2] = rng.random((b, n, k)) > 0.4
         ours = ae.grouping_loss(
             tags,
             torch.from_numpy(kp),
             push="exp" if loss_type == "exp" else "margin",
-            rounding="floor",
             reduction="none",
         )
         packed = ae.joint_indices(kp, (h, w), max_people=n)
@@ -101,6 +101,26 @@ def test_equals_higherhrnet_aeloss_on_packed_indices(rng, loss_type):
             push, pull = higherhrnet_single_tag_loss(tags[i].reshape(-1, 1), packed[i], loss_type)
             assert float(ours.pull[i]) == pytest.approx(float(pull), rel=1e-9, abs=1e-12)
             assert float(ours.push[i]) == pytest.approx(float(push), rel=1e-9, abs=1e-12)
+
+
+def test_joints_less_than_a_pixel_outside_the_top_left_count_at_pixel_0():
+    # HigherHRNet and mmpose index joints with int(x): x = -0.5 lands on column 0
+    tags = torch.zeros(1, 1, 4, 4)
+    tags[0, 0, 0, 0] = 3.0
+    kp = torch.tensor([[[[-0.5, -0.25, 1.0]], [[2.0, 2.0, 1.0]]]])
+    _, push = ae.grouping_loss(tags, kp)
+    assert float(push) == pytest.approx(0.5 * np.exp(-9.0))  # two people, tags 3 and 0
+    _, push_floor = ae.grouping_loss(tags, kp, rounding="floor")
+    assert float(push_floor) == 0.0  # floor drops the first person: one person left
+    far = torch.tensor([[[[-1.0, 0.5, 1.0]], [[2.0, 2.0, 1.0]]]])
+    assert float(ae.grouping_loss(tags, far).push) == 0.0  # a whole pixel out: dropped
+
+
+def test_flattened_tags_name_the_tags_and_the_layout():
+    with pytest.raises(
+        ValueError, match=r"tags of shape \(2, 34, 8, 8\) has 34 channels.*transpose"
+    ):
+        ae.grouping_loss(torch.zeros(2, 34, 8, 8), torch.zeros(2, 3, 17, 3))
 
 
 def test_known_values_two_people():
@@ -228,7 +248,7 @@ def test_rounding_and_mask():
     two = torch.tensor([[[[0.6, 0.6, 1.0]], [[2.0, 2.0, 1.0]]]])
     # round: person 0 reads (1, 1) = 5; floor: reads (0, 0) = -5; person 1 reads 0
     _, push_round = ae.grouping_loss(tags, two, rounding="round")
-    _, push_floor = ae.grouping_loss(tags, two)  # default: floor
+    _, push_floor = ae.grouping_loss(tags, two)  # default: trunc (= floor inside the map)
     assert float(push_round) == pytest.approx(0.5 * np.exp(-25.0))
     assert float(push_floor) == pytest.approx(0.5 * np.exp(-25.0))
     tags[0, 0, 0, 0] = -1.0

@@ -16,7 +16,7 @@ KINDS = ("integer", "reference", "reference_padded", "float")
 
 
 def test_oracle_version():
-    # the parity target is munkres 1.1.x; 3.x breaks ties differently (REFERENCE.md 6.3)
+    # the parity target is munkres 1.1.x; 3.x breaks ties differently (munkres 1.1.4 vs 3.x, ``munkres.py``)
     assert munkres.__version__ == "1.1.4"
 
 

@@ -28,11 +28,6 @@ def _close_figures():
     plt.close("all")
 
 
-@pytest.fixture
-def rng():
-    return np.random.default_rng(1234)
-
-
 def people(rng, num, size=64, k=K):
     kp = np.empty((num, k, 3))
     kp[..., :2] = rng.uniform(1.0, size - 1.0, size=(num, k, 2))
@@ -153,7 +148,13 @@ def test_draw_poses_images(rng):
         ({"image": np.full((8, 8), np.nan)}, ValueError, "image contains NaN"),
         ({"image": [[0.0]]}, TypeError, "image must be a numpy.ndarray"),
         ({"poses": np.zeros((2, K, 2))}, ValueError, r"poses must have shape \(P, K, 3\)"),
-        ({"poses": np.zeros((2, 5, 3))}, ValueError, "K=5 joint types but skeleton 'coco'"),
+        (
+            {"poses": np.zeros((2, 5, 3)), "skeleton": COCO_KEYPOINTS},
+            ValueError,
+            "K=5 joint types but skeleton 'coco'",
+        ),
+        ({"image": np.full((8, 8, 3), 200.0)}, ValueError, r"image .*\[0, 1\].*200"),
+        ({"image": np.full((8, 8, 4), -0.5)}, ValueError, r"image .*\[0, 1\].*-0\.5"),
         ({"poses": np.zeros((2, K, 3), dtype=int)}, TypeError, "floating-point"),
         ({"poses": [np.zeros((2, K, 3))]}, TypeError, "one element of the list"),
         ({"poses": np.full((1, K, 3), np.inf)}, ValueError, "infinite"),
@@ -171,6 +172,43 @@ def test_draw_poses_rejects_bad_input(kwargs, error, match):
     args = {"image": np.zeros((8, 8)), "poses": np.ones((1, K, 3))} | kwargs
     with pytest.raises(error, match=match):
         ae.draw_poses(args.pop("image"), args.pop("poses"), **args)
+
+
+def test_draw_poses_rgb_float_images_must_be_in_unit_range(rng):
+    # matplotlib clips floats to [0, 1]: a 0-255 float image would be drawn white
+    rgb = rng.uniform(0, 255, size=(6, 7, 3))
+    with pytest.raises(ValueError, match=r"divide it by 255"):
+        ae.draw_poses(rgb, np.zeros((0, K, 3)))
+    ax = ae.draw_poses(rgb / 255, np.zeros((0, K, 3)))
+    np.testing.assert_array_equal(ax.images[0].get_array(), rgb / 255)
+    # grey images are scaled by the colormap: any finite range draws
+    grey = ae.draw_poses(rgb[..., 0], np.zeros((0, K, 3)))
+    np.testing.assert_array_equal(grey.images[0].get_array(), rgb[..., 0])
+
+
+@pytest.mark.parametrize("k", [14, 5])
+def test_plots_of_other_joint_sets_need_no_skeleton(rng, k):
+    kp = people(rng, 2, size=16, k=k)
+    lines, points = person_artists(ae.draw_poses(np.zeros((16, 16)), kp))["person 0"]
+    assert len(lines.get_segments()) == 0  # joints only
+    np.testing.assert_allclose(points.get_offsets(), kp[0, :, :2])
+    ax = ae.plot_tags(np.zeros((k, 16, 16)), kp)
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(j) for j in range(k)]
+    fig = ae.show_maps(np.zeros((k, 16, 16)), np.zeros((k, 16, 16)), joints=[0, 1])
+    assert [a.get_title() for a in fig.axes[2:6]] == ["joint 0", "tag", "joint 1", "tag"]
+    # a skeleton made from K alone draws its edges
+    chain = ae.Skeleton("chain", [f"j{j}" for j in range(k)], edges=[(0, 1), (1, 2)])
+    lines, _ = person_artists(ae.draw_poses(np.zeros((16, 16)), kp, chain))["person 0"]
+    assert len(lines.get_segments()) == 2
+    # the built-in CrowdPose skeleton on 14 joints
+    if k == 14:
+        sk = ae.CROWDPOSE_KEYPOINTS
+        lines, _ = person_artists(ae.draw_poses(np.zeros((16, 16)), kp, sk))["person 0"]
+        assert len(lines.get_segments()) == len(sk.edges)
+        labels = [
+            t.get_text() for t in ae.plot_tags(np.zeros((k, 16, 16)), kp, sk).get_xticklabels()
+        ]
+        assert labels[-2:] == ["top head", "neck"]
 
 
 def test_missing_matplotlib_message(monkeypatch):
@@ -264,6 +302,19 @@ def test_plot_tags_without_mean_and_skeleton(rng):
         ({"heatmaps": np.zeros((K, 8, 9))}, ValueError, "heatmaps must have shape"),
         ({"heatmaps": np.zeros((K, 8, 8)), "nms_kernel": 4}, ValueError, "odd"),
         ({"skeleton": MPII_KEYPOINTS}, ValueError, "skeleton 'mpii' has 16"),
+        # a batch of tag maps: the message names tags, the layout, and the batch
+        (
+            {"tags": np.zeros((2, K, 8, 8))},
+            ValueError,
+            r"tags must hold the tag maps of one image, shape \(K, H, W\) or \(K, D, H, W\) "
+            r"with K=17 .*got shape \(2, 17, 8, 8\).*batch.*tags\[b\]",
+        ),
+        (
+            {"tags": np.zeros((1, K, 2, 8, 8))},
+            ValueError,
+            r"tags must have shape \(K, H, W\) or \(K, D, H, W\).*batch.*tags\[b\]",
+        ),
+        ({"skeleton": "auto", "poses": np.ones((1, 5, 3))}, ValueError, "poses has K=5"),
     ],
 )
 def test_plot_tags_rejects_bad_input(kwargs, error, match):

@@ -7,10 +7,11 @@ import pytest
 import torch
 
 import associative_embedding as ae
+from associative_embedding.targets import default_sigma
 
 
 def brute_reference_heatmaps(joints, h, w, sigma):
-    """HigherHRNet HeatmapGenerator written out per joint and per pixel (REFERENCE.md §1.2, §3.2)."""
+    """HigherHRNet HeatmapGenerator written out per joint and per pixel (HigherHRNet ``lib/dataset/target_generators/target_generators.py``; pose-ae-train ``data/coco_pose/dp.py``)."""
     k = joints.shape[1]
     hms = np.zeros((k, h, w), np.float32)
     size = 6 * sigma + 3
@@ -204,9 +205,9 @@ def test_scale_keypoints():
     out = ae.scale_keypoints(kp, (400, 200), (100, 50))
     np.testing.assert_array_equal(out[0], [2.5, 5.0, 1.0])
     assert np.isnan(out[1, :2]).all()
-    centre = ae.scale_keypoints(kp, (400, 200), (100, 50), pixel_center=0.5)
+    centre = ae.scale_keypoints(kp, (400, 200), (100, 50), center_shift=0.0)
     np.testing.assert_allclose(centre[0], [(10.5 / 4) - 0.5, (20.5 / 4) - 0.5, 1.0])
-    back = ae.scale_keypoints(centre, (100, 50), (400, 200), pixel_center=0.5)
+    back = ae.scale_keypoints(centre, (100, 50), (400, 200), center_shift=0.0)
     np.testing.assert_allclose(back[0], kp[0])
     t = ae.scale_keypoints(torch.from_numpy(kp), (400, 200), (100, 50))
     np.testing.assert_array_equal(t.numpy()[0], out[0])
@@ -216,7 +217,7 @@ def test_scale_keypoints():
 
 
 def brute_joint_indices(joints, res_h, res_w, max_people, tag_per_joint=True):
-    """HigherHRNet JointsGenerator (REFERENCE.md §3.2), per person and joint."""
+    """HigherHRNet ``target_generators.py::JointsGenerator``, per person and joint."""
     out = np.zeros((max_people, joints.shape[1], 2), np.int64)
     for i in range(len(joints)):
         tot = 0
@@ -229,6 +230,16 @@ def brute_joint_indices(joints, res_h, res_w, max_people, tag_per_joint=True):
     return out
 
 
+def test_scale_keypoints_old_pixel_center_keyword_warns_and_means_the_opposite():
+    kp = np.array([[[10.0, 6.0, 1.0]]])
+    want = ae.scale_keypoints(kp, (40, 40), (10, 10), center_shift=0.0)
+    with pytest.warns(DeprecationWarning, match="center_shift=0.5 - c"):
+        old = ae.scale_keypoints(kp, (40, 40), (10, 10), pixel_center=0.5)
+    np.testing.assert_array_equal(old, want)
+    with pytest.raises(TypeError, match="center_shift only"):
+        ae.scale_keypoints(kp, (40, 40), (10, 10), center_shift=0.0, pixel_center=0.5)
+
+
 def test_joint_indices_equal_reference_generator(rng):
     for tag_per_joint in [True, False]:
         for _ in range(10):
@@ -239,3 +250,65 @@ def test_joint_indices_equal_reference_generator(rng):
     assert ae.joint_indices(batch, (7, 9)).shape == (2, 30, 4, 2)
     with pytest.raises(ValueError, match="beyond max_people=2"):
         ae.joint_indices(np.ones((3, 4, 3)), (7, 9), max_people=2)
+
+
+def _separated_people(rng, n, k, h, w, gap):
+    """n people of k joints at random sub-pixel positions, same-type joints >= gap apart."""
+    kp = np.zeros((n, k, 3))
+    kp[..., 2] = 1
+    for j in range(k):
+        placed = []
+        for p in range(n):
+            for _ in range(1000):
+                x, y = rng.uniform(0, w), rng.uniform(0, h)
+                if rng.random() < 0.3:  # integer coordinates: pixel corners
+                    x, y = float(np.floor(x)), float(np.floor(y))
+                if all(np.hypot(x - a, y - b) >= gap for a, b in placed):
+                    break
+            else:
+                raise AssertionError("could not place the people")
+            placed.append((x, y))
+            kp[p, j, :2] = x, y
+    return kp
+
+
+@pytest.mark.parametrize("method", ["reference", "exact"])
+@pytest.mark.parametrize("size", [16, 24, 32, 48, 64, 96, 100, 128, 160, 192, 256, 384, 512])
+def test_rendered_targets_decode_to_exactly_their_people_with_the_defaults(rng, method, size):
+    h, w = size, size + int(rng.integers(0, 3)) * (size // 8)
+    sigma = default_sigma(h, w)
+    k = 3
+    for trial in range(6):
+        n = 1 if trial == 0 or size < 32 else int(rng.integers(1, 4))
+        kp = _separated_people(rng, n, k, h, w, gap=5 * sigma + 4)
+        if trial == 0:
+            kp[0, :, :2] = 10.0 if size > 10 else 5.0  # the issue's case: all joints at (10, 10)
+        heat = ae.render_heatmaps(kp, (h, w), method=method)
+        tags = np.zeros((k, h, w), np.float32)
+        for p in range(n):  # person p's tag 3p around each of its joints
+            for j in range(k):
+                cx, cy = int(kp[p, j, 0]), int(kp[p, j, 1])
+                tags[j, max(cy - 2, 0) : cy + 3, max(cx - 2, 0) : cx + 3] = 3.0 * p
+        (poses,) = ae.decode(heat[None], tags[None])
+        assert len(poses) == n, (method, size, trial, n)
+        for person in poses.keypoints:
+            p = int(np.argmin([np.abs(person[:, :2] - kp[q, :, :2]).max() for q in range(n)]))
+            np.testing.assert_array_less(np.abs(person[:, :2] - kp[p, :, :2]), 1.0)
+
+
+def test_default_sigma_keeps_the_references_at_their_sizes_and_fixes_the_others():
+    assert [default_sigma(s, s) for s in (64, 128, 256, 512)] == [1.0, 2.0, 4.0, 8.0]
+    for s in (16, 32, 96, 160, 100):
+        sigma = default_sigma(s, s)
+        assert sigma >= 2 / 3 and abs(3 * sigma - round(3 * sigma)) < 1e-12
+    # peak 1 on one pixel at 32 px (the references' sigma 0.5 gives a flat 2x2 block of 0.37)
+    hm = ae.render_heatmaps(np.array([[[10.0, 10.0, 1.0]]]), (32, 32))
+    assert hm.max() == 1.0 and (hm == hm.max()).sum() == 1
+    exact = ae.render_heatmaps(np.array([[[10.0, 10.0, 1.0]]]), (32, 32), method="exact")
+    assert (exact == exact.max()).sum() == 1 and np.unravel_index(exact.argmax(), (1, 32, 32)) == (
+        0,
+        10,
+        10,
+    )
+    with pytest.raises(ValueError, match="height must be >= 1"):
+        default_sigma(0, 5)

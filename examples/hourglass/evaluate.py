@@ -1,6 +1,7 @@
 """Evaluate a trained hourglass by COCO OKS AP (synthetic held-out images or COCO).
 
-Test pipeline (pose-ae-train ``test.py`` / HigherHRNet ``valid.py``, REFERENCE.md §1.5):
+Test pipeline (pose-ae-train ``test.py``, HigherHRNet ``tools/valid.py`` and
+``lib/core/inference.py``):
 each image is resized so that its long side fits the square network input
 (``input_size * scale``, rounded up to the network's multiple) and zero-padded;
 the network runs on it and on its mirror image at every scale; ``ae.aggregate``
@@ -240,6 +241,52 @@ def predict(
     ]
 
 
+def score(
+    model,
+    config,
+    batches,
+    gt: dict,
+    *,
+    output: Path | None = None,
+    results_name: str = "results.json",
+    prefix: str = "",
+    verbose: bool = False,
+    **options,
+) -> dict:
+    """The scoring loop of both evaluators: predict, write COCO results, run COCOeval.
+
+    ``batches`` yields ``(image_ids, images, extra)``: COCO image ids, the images
+    (H, W, 3) uint8 and extra keyword arguments of :func:`predict` for that batch
+    (such as ``gt_heatmaps``); ``options`` go to every :func:`predict` call. ``gt``
+    is the COCO ground truth of exactly these images. With ``output``, writes the
+    results as ``results_name`` and the pictures of the first image
+    (``{prefix}skeletons.png``, ``{prefix}tags.png``) there. Returns the
+    ``ae.evaluate_keypoints`` summary.
+    """
+    was_training = model.training
+    model.eval()
+    results, shown = [], None
+    try:
+        for ids, images, extra in batches:
+            preds = predict(model, config, images, **options, **extra)
+            for image_id, image, pred in zip(ids, images, preds, strict=True):
+                results += ae.to_coco_results(pred["poses"], image_id, transform=pred["transform"])
+                if shown is None:
+                    shown = (image, pred)
+    finally:
+        model.train(was_training)
+    stats = ae.evaluate_keypoints(gt, results)
+    if verbose:
+        print_stats(stats)
+    if output is not None:
+        output = Path(output)
+        output.mkdir(parents=True, exist_ok=True)
+        (output / results_name).write_text(json.dumps(results))
+        if shown is not None:
+            save_pictures(shown, output, prefix=prefix)
+    return stats
+
+
 def evaluate_synthetic(
     model,
     config,
@@ -265,43 +312,82 @@ def evaluate_synthetic(
     from data.synthetic import SyntheticPeople, to_coco
 
     ds = SyntheticPeople(seed=seed, size=config.input_size, **(scene or {}))
-    was_training = model.training
-    model.eval()
-    results, shown = [], None
-    for start in range(0, num_images, batch_size):
-        idx = list(range(start, min(num_images, start + batch_size)))
-        scenes = [ds.scene(i) for i in idx]
-        images = [s[0] for s in scenes]
-        gt_maps = None
-        if gt_heatmaps:
-            # ground truth rendered like the training targets, at the output resolution,
-            # then resized like the network's maps
-            h = config.output_size
-            kps = ae.pad_keypoints(
-                [ae.scale_keypoints(s[1], (config.input_size,) * 2, (h, h)) for s in scenes]
+
+    def ground_truth_maps(scenes) -> torch.Tensor:
+        # rendered like the training targets, at the output resolution, then resized
+        # like the network's maps
+        h = config.output_size
+        kps = ae.pad_keypoints(
+            [ae.scale_keypoints(s[1], (config.input_size,) * 2, (h, h)) for s in scenes]
+        )
+        maps = torch.as_tensor(ae.render_heatmaps(kps, (h, h), sigma=sigma, method=render))
+        if project:
+            maps = F.interpolate(
+                maps, size=(config.input_size,) * 2, mode="bilinear", align_corners=False
             )
-            gt_maps = torch.as_tensor(ae.render_heatmaps(kps, (h, h), sigma=sigma, method=render))
-            if project:
-                gt_maps = torch.nn.functional.interpolate(
-                    gt_maps, size=(config.input_size,) * 2, mode="bilinear", align_corners=False
-                )
-        preds = predict(model, config, images, project=project, gt_heatmaps=gt_maps, **options)
-        for i, image, pred in zip(idx, images, preds, strict=True):
-            results += ae.to_coco_results(pred["poses"], i + 1, transform=pred["transform"])
-            if shown is None:
-                shown = (image, pred)
-    model.train(was_training)
+        return maps
+
+    def batches():
+        for start in range(0, num_images, batch_size):
+            idx = list(range(start, min(num_images, start + batch_size)))
+            scenes = [ds.scene(i) for i in idx]
+            extra = {"gt_heatmaps": ground_truth_maps(scenes)} if gt_heatmaps else {}
+            yield [i + 1 for i in idx], [s[0] for s in scenes], extra
+
     gt = to_coco(ds, range(num_images))
-    stats = ae.evaluate_keypoints(gt, results)
-    if verbose:
-        print_stats(stats)
+    stats = score(
+        model, config, batches(), gt, output=output, verbose=verbose, project=project, **options
+    )
     if output is not None:
-        output = Path(output)
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "gt.json").write_text(json.dumps(gt))
-        (output / "results.json").write_text(json.dumps(results))
-        save_pictures(shown, output)
+        (Path(output) / "gt.json").write_text(json.dumps(gt))
     return stats
+
+
+def evaluate_coco(
+    model,
+    config,
+    ann_file,
+    image_dir,
+    *,
+    num_images: int | None = None,
+    batch_size: int = 8,
+    output=None,
+    verbose=False,
+    **options,
+) -> dict:
+    """OKS AP on the first ``num_images`` images of a COCO keypoint annotation file.
+
+    ``options`` go to :func:`predict` (test scales, flip, decoder options, ...).
+    With ``output``, writes ``coco_results.json`` and the pictures
+    ``coco_skeletons.png`` and ``coco_tags.png`` there.
+    """
+    from data.coco import load_coco, read_image
+
+    coco = load_coco(ann_file)
+    img_ids = sorted(coco.getImgIds())
+    if num_images:
+        img_ids = img_ids[:num_images]
+
+    def batches():
+        for start in range(0, len(img_ids), batch_size):
+            ids = img_ids[start : start + batch_size]
+            yield ids, [read_image(coco, image_dir, i) for i in ids], {}
+
+    gt = dict(coco.dataset)
+    keep = set(img_ids)
+    gt["images"] = [im for im in gt["images"] if im["id"] in keep]
+    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
+    return score(
+        model,
+        config,
+        batches(),
+        gt,
+        output=output,
+        results_name="coco_results.json",
+        prefix="coco_",
+        verbose=verbose,
+        **options,
+    )
 
 
 def save_pictures(shown, output: Path, prefix: str = "", min_score: float = 0.1) -> None:
@@ -430,8 +516,6 @@ def main(argv=None) -> dict:
             **common,
         )
     else:
-        from data.coco import evaluate_coco
-
         stats = evaluate_coco(
             model,
             config,

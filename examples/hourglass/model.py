@@ -1,8 +1,7 @@
 """Stacked hourglass for bottom-up multi-person pose (Newell, Huang & Deng, NIPS 2017).
 
 A port of ``princeton-vl/pose-ae-train``'s ``PoseNet`` (``models/posenet.py``,
-``models/layers.py``), written from its description in the project's
-``REFERENCE.md`` §1.1:
+``models/layers.py``):
 
 - stem: 7x7 stride-2 conv, 3x3 conv, 2x2 max-pool, two 3x3 convs -> stride 4;
 - ``nstack`` hourglasses; every level runs one 3x3 conv on the skip branch and

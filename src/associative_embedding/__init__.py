@@ -32,14 +32,21 @@ _LAZY: dict[str, str] = {
     "PullPush": "loss",
     "grouping_loss": "loss",
     "heatmap_loss": "loss",
+    # instance_loss.py / instance_decoding.py: pixels grouped into instances
+    "InstanceGroupingLoss": "instance_loss",
+    "instance_grouping_loss": "instance_loss",
+    "Instances": "instance_decoding",
+    "decode_instances": "instance_decoding",
     # targets.py
     "joint_indices": "targets",
     "pad_keypoints": "targets",
+    "default_sigma": "targets",
     "render_heatmaps": "targets",
     "scale_keypoints": "targets",
     # decoding.py (not decode.py, for the reason above)
     "DecodeConfig": "decoding",
-    "Poses": "decoding",
+    "Person": "poses",
+    "Poses": "poses",
     "decode": "decoding",
     "warmup": "decoding",
     # plot.py (extra "plot": matplotlib)
@@ -47,10 +54,21 @@ _LAZY: dict[str, str] = {
     "plot_tags": "plot",
     "show_maps": "plot",
     # coco.py (extra "coco": pycocotools)
+    "coco_ignore_mask": "coco",
     "evaluate_keypoints": "coco",
     "to_coco_results": "coco",
+    # mpii.py (numpy only)
+    "MPIIResult": "mpii",
+    "evaluate_mpii": "mpii",
+    # refinement.py
+    "PersonCrops": "refinement",
+    "crop_people": "refinement",
+    "merge_single_person": "refinement",
+    "person_crops": "refinement",
     # skeletons.py
+    "AIC_KEYPOINTS": "skeletons",
     "COCO_KEYPOINTS": "skeletons",
+    "CROWDPOSE_KEYPOINTS": "skeletons",
     "MPII_KEYPOINTS": "skeletons",
     "Skeleton": "skeletons",
 }
@@ -74,9 +92,26 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     # ruff: noqa: F401
     from .aggregation import aggregate, flip_maps
-    from .coco import evaluate_keypoints, to_coco_results
-    from .decoding import DecodeConfig, Poses, decode, warmup
+    from .coco import coco_ignore_mask, evaluate_keypoints, to_coco_results
+    from .decoding import DecodeConfig, decode, warmup
+    from .instance_decoding import Instances, decode_instances
+    from .instance_loss import InstanceGroupingLoss, instance_grouping_loss
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
+    from .mpii import MPIIResult, evaluate_mpii
     from .plot import draw_poses, plot_tags, show_maps
-    from .skeletons import COCO_KEYPOINTS, MPII_KEYPOINTS, Skeleton
-    from .targets import joint_indices, pad_keypoints, render_heatmaps, scale_keypoints
+    from .poses import Person, Poses
+    from .refinement import PersonCrops, crop_people, merge_single_person, person_crops
+    from .skeletons import (
+        AIC_KEYPOINTS,
+        COCO_KEYPOINTS,
+        CROWDPOSE_KEYPOINTS,
+        MPII_KEYPOINTS,
+        Skeleton,
+    )
+    from .targets import (
+        default_sigma,
+        joint_indices,
+        pad_keypoints,
+        render_heatmaps,
+        scale_keypoints,
+    )

@@ -23,36 +23,16 @@ the missing-joint score in the maps' dtype.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from numba import njit
 
-from ._kernels import (
-    DIST_RMS,
-    FP_CENTER_SHIFT,
-    FP_DETECTION_THRESHOLD,
-    FP_TAG_THRESHOLD,
-    IP_ADJUST,
-    IP_ADJUST_RULE,
-    IP_DISTANCE,
-    IP_IGNORE_TOO_MUCH,
-    IP_MATCH_CAP,
-    IP_MAX_OUT,
-    IP_MAX_PEOPLE,
-    IP_NMS_KERNEL,
-    IP_REFINE,
-    IP_USE_VALUE,
-    PAD_COST,
-    REFINE_OFF,
-    REFINE_POSE_AE,
-    find_candidates,
-    gather_candidates,
-    mean_rows,
-    pairwise_sum,
-    quarter_offset,
-    refine_image,
-    write_people,
-)
+from ._grouping import PAD_COST, People, quarter_offset, write_people
 from ._munkres import munkres_assign
+from ._peaks import Candidates, find_candidates, gather_candidates
+from ._refine import REFINE_OFF, REFINE_POSE_AE, refine_image
+from ._sums import mean_rows, pairwise_sum
 
 TAG_COST_ROUNDED = 0
 TAG_COST_TIEBREAK = 1
@@ -588,89 +568,85 @@ def select_people(out_kp, out_score, out_tag, n_people, min_score, nms_threshold
 
 
 # --- whole images -------------------------------------------------------------------------
-# positions in the float64 vector ``cp`` of the crowd options (the rest come from ``ip``/``fp``)
-CP_TAG_COST = 0
-CP_REGROUP = 1
-CP_SPATIAL_WEIGHT = 2
-CP_SPATIAL_GATE = 3  # inf: off
-CP_REFINE_WINDOW = 4  # < 0: the whole map
-CP_REFINE_TAG_GATE = 5  # 0 / 1
-CP_CROWD_REFINE = 6  # 1: refine_crowd, 0: the references' refine
-CP_MIN_SCORE = 7
-CP_POSE_NMS = 8  # < 0: off
-CP_SIZE = 9
+class CrowdOptions(NamedTuple):
+    """The crowd options, as the kernels read them (built by ``decoding._crowd_options``).
+
+    ``tag_cost`` a TAG_COST_* code; ``regroup`` rounds; ``spatial_weight``;
+    ``spatial_gate`` (inf: off); ``refine_window`` (< 0: the whole map);
+    ``refine_tag_gate``; ``crowd_refine`` whether :func:`refine_crowd` replaces
+    the references' search; ``min_score``; ``pose_nms`` (< 0: off); ``sigmas``
+    ``(K,)`` float64, the OKS constants of the pose NMS.
+    """
+
+    tag_cost: int
+    regroup: int
+    spatial_weight: float
+    spatial_gate: float
+    refine_window: float
+    refine_tag_gate: bool
+    crowd_refine: bool
+    min_score: float
+    pose_nms: float
+    sigmas: np.ndarray
 
 
 @njit(cache=True, nogil=True)
-def decode_image_crowd(
-    heat, tags, order, m_size, ip, fp, cp, mult_arr, sigmas, out_kp, out_score, out_tag
-):
-    """Decode one image with the crowd options; return the people count.
+def decode_image_crowd(heat, tags, order, opts, copts, out):
+    """Decode one image with the crowd options into the People record ``out``; return P.
 
-    Candidates as ``_kernels.decode_image``; :func:`first_pass`, then
-    :func:`regroup`; ``_kernels.write_people``; the missing-joint search
+    Candidates as ``_batch.decode_image``; :func:`first_pass`, then
+    :func:`regroup`; ``_grouping.write_people``; the missing-joint search
     (:func:`refine_crowd` with a window or tag gate, else
-    ``_kernels.refine_image``); :func:`select_people`.
+    ``_refine.refine_image``); :func:`select_people`.
     """
     n_joints, h_size, w_size = heat.shape
     dim = tags.shape[1]
-    cand_val = np.empty((n_joints, m_size), heat.dtype)
-    cand_idx = np.empty((n_joints, m_size), np.int64)
-    cand_cnt = np.empty(n_joints, np.int64)
-    cand_tag = np.empty((n_joints, m_size, dim), tags.dtype)
-    cand_nb = np.empty((n_joints, m_size, 4), heat.dtype)
-    find_candidates(
-        heat, fp[FP_DETECTION_THRESHOLD], ip[IP_NMS_KERNEL], cand_val, cand_idx, cand_cnt
+    m_size = opts.max_candidates
+    cand = Candidates(
+        np.empty((n_joints, m_size), heat.dtype),
+        np.empty((n_joints, m_size), np.int64),
+        np.empty(n_joints, np.int64),
+        np.empty((n_joints, m_size, dim), tags.dtype),
+        np.empty((n_joints, m_size, 4), heat.dtype),
     )
-    gather_candidates(heat, tags, cand_idx, cand_cnt, cand_tag, cand_nb)
-    use_rms = ip[IP_DISTANCE] == DIST_RMS
-    use_value = ip[IP_USE_VALUE] != 0
-    tag_cost = int(cp[CP_TAG_COST])
-    tag_threshold = fp[FP_TAG_THRESHOLD]
+    find_candidates(heat, opts.detection_threshold, opts.nms_kernel, cand)
+    gather_candidates(heat, tags, cand)
+    g = opts.group
     joint_of = np.empty((max(n_joints * m_size, 1), n_joints), np.int64)
     n = first_pass(
-        cand_val, cand_cnt, cand_tag, order, ip[IP_MATCH_CAP], ip[IP_IGNORE_TOO_MUCH] != 0,
-        ip[IP_MAX_PEOPLE], use_rms, use_value, tag_cost, tag_threshold, joint_of,
+        cand.val, cand.cnt, cand.tag, order, g.match_cap, g.ignore_too_much, g.max_people,
+        g.use_rms, g.use_value, copts.tag_cost, g.tag_threshold, joint_of,
     )  # fmt: skip
-    rounds = int(cp[CP_REGROUP])
-    if rounds > 0:
+    if copts.regroup > 0:
         n = regroup(
-            cand_val, cand_idx, cand_cnt, cand_tag, w_size, order, joint_of, n, rounds, use_rms,
-            use_value, tag_cost, tag_threshold, cp[CP_SPATIAL_WEIGHT], cp[CP_SPATIAL_GATE],
+            cand.val, cand.idx, cand.cnt, cand.tag, w_size, order, joint_of, n, copts.regroup,
+            g.use_rms, g.use_value, copts.tag_cost, g.tag_threshold, copts.spatial_weight,
+            copts.spatial_gate,
         )  # fmt: skip
-    max_out = ip[IP_MAX_OUT]
-    n_keep = n if max_out < 0 else min(n, max_out)
-    cap = out_kp.shape[0]
-    out_ref = np.empty((cap, dim), tags.dtype)
-    out_det = np.empty((cap, n_joints), np.uint8)
-    out_pix = np.empty((cap, n_joints), np.int64)
-    n = write_people(
-        joint_of, n_keep, cand_val, cand_idx, cand_tag, cand_nb, h_size, w_size, order, ip, fp,
-        out_kp, out_score, out_tag, out_ref, out_det, out_pix,
-    )  # fmt: skip
-    if ip[IP_REFINE] != REFINE_OFF:
-        slot = np.arange(n_joints)
-        if cp[CP_CROWD_REFINE] != 0:
+    n_keep = n if g.max_out < 0 else min(n, g.max_out)
+    out_pix = np.empty((out.kp.shape[0], n_joints), np.int64)
+    n = write_people(joint_of, n_keep, cand, h_size, w_size, order, g, out, out_pix)
+    r = opts.refine
+    if r.mode != REFINE_OFF:
+        slot = np.empty(n_joints, np.int64)
+        for k in range(n_joints):
+            slot[k] = k
+        if copts.crowd_refine:
             refine_crowd(
-                heat, tags, slot, n, out_kp, out_pix, out_ref, cp[CP_REFINE_WINDOW],
-                cp[CP_REFINE_TAG_GATE] != 0, tag_threshold, ip[IP_ADJUST] != 0,
-                ip[IP_ADJUST_RULE], fp[FP_CENTER_SHIFT], ip[IP_REFINE] == REFINE_POSE_AE,
+                heat, tags, slot, n, out.kp, out_pix, out.ref, copts.refine_window,
+                copts.refine_tag_gate, g.tag_threshold, r.adjust, r.adjust_rule, r.center_shift,
+                r.mode == REFINE_POSE_AE,
             )  # fmt: skip
         else:
-            refine_image(
-                heat, tags, slot, n, ip, fp, mult_arr, cand_idx, cand_cnt, out_kp, out_ref, out_det
-            )
-    return select_people(out_kp, out_score, out_tag, n, cp[CP_MIN_SCORE], cp[CP_POSE_NMS], sigmas)
+            refine_image(heat, tags, slot, n, cand, r, out)
+    return select_people(
+        out.kp, out.score, out.tag, n, copts.min_score, copts.pose_nms, copts.sigmas
+    )
 
 
 @njit(cache=True, nogil=True)
-def decode_range_crowd(
-    heat, tags, order, m_size, ip, fp, cp, mult_arr, sigmas, start, stop, out_kp, out_score,
-    out_tag, out_n,
-):  # fmt: skip
-    """:func:`decode_image_crowd` on images ``start:stop`` of a batch."""
-    for b in range(start, stop):
-        out_n[b] = decode_image_crowd(
-            heat[b], tags[b], order, m_size, ip, fp, cp, mult_arr, sigmas, out_kp[b],
-            out_score[b], out_tag[b],
-        )  # fmt: skip
+def decode_range_crowd(heat, tags, order, opts, copts, span, out, out_n):
+    """:func:`decode_image_crowd` on images ``span = (start, stop)`` of a batch."""
+    for b in range(span[0], span[1]):
+        people = People(out.kp[b], out.score[b], out.tag[b], out.ref[b], out.det[b])
+        out_n[b] = decode_image_crowd(heat[b], tags[b], order, opts, copts, people)

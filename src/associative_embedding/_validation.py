@@ -1,4 +1,4 @@
-"""Input checks shared by the public functions.
+"""The array boundary: input checks and numpy/torch conversion shared by the public functions.
 
 Every check raises ``TypeError`` for a wrong kind or dtype and ``ValueError``
 for a wrong shape or value, with a message that names the argument, the
@@ -22,8 +22,13 @@ __all__ = [
     "check_layout",
     "check_number",
     "check_pose_keypoints",
+    "check_size",
+    "host",
     "is_tensor",
     "shape_str",
+    "to_numpy",
+    "to_torch",
+    "work_dtype",
 ]
 
 
@@ -181,3 +186,83 @@ def check_pose_keypoints(kp: np.ndarray, label: str) -> np.ndarray:
     if np.isnan(kp[..., 2]).any():
         raise ValueError(f"{label} has NaN scores (missing joints must have score 0)")
     return kp.astype(np.float64, copy=False)
+
+
+def check_finite_fast(x: Any, name: str) -> None:
+    """Raise ValueError on NaN or infinity, cheaply, without a temporary array.
+
+    The largest and smallest values propagate NaN and show +inf and -inf: two
+    reductions that vectorise (``aminmax``, one pass, for tensors). Only when one
+    of them is not finite are the bad values counted for the message.
+    """
+    if is_tensor(x):
+        import torch
+
+        if x.numel() == 0:
+            return
+        lo, hi = torch.aminmax(x.detach())
+        if bool(torch.isfinite(lo)) and bool(torch.isfinite(hi)):
+            return
+    else:
+        if x.size == 0:
+            return
+        with np.errstate(invalid="ignore"):
+            if np.isfinite(x.max()) and np.isfinite(x.min()):
+                return
+    check_finite(x, name)
+
+
+def work_dtype(*dtypes: Any) -> np.dtype:
+    """float64 if any input is float64, else float32 (float16 and bfloat16 widen losslessly)."""
+    for dt in dtypes:
+        if str(dt) in ("float64", "torch.float64"):
+            return np.dtype(np.float64)
+    return np.dtype(np.float32)
+
+
+def to_numpy(x: Any, dtype: np.dtype) -> np.ndarray:
+    if is_tensor(x):
+        import torch
+
+        t = x.detach()
+        t = t.to(torch.float64 if dtype == np.float64 else torch.float32)
+        return np.ascontiguousarray(t.cpu().numpy())
+    arr = np.ascontiguousarray(x, dtype=dtype)
+    if not arr.flags.writeable:  # one compiled variant: kernels take writeable arrays only
+        arr = arr.copy()
+    return arr
+
+
+def check_size(size: Any, name: str = "size") -> tuple[int, int]:
+    """Check a map size ``(H, W)`` of positive integers; return it as a tuple of int."""
+    if isinstance(size, str) or not isinstance(size, Sequence) or len(size) != 2:
+        raise TypeError(f"{name} must be a pair (H, W) of positive integers, got {size!r}")
+    h = check_int(size[0], f"{name}[0] (H)", low=1)
+    w = check_int(size[1], f"{name}[1] (W)", low=1)
+    return h, w
+
+
+def to_torch(x: Any) -> Any:
+    """Return a float tensor sharing ``x``'s memory (a copy if ``x`` is read-only or strided)."""
+    if is_tensor(x):
+        return x
+    import torch
+
+    if x.dtype not in (np.float16, np.float32, np.float64):
+        raise TypeError(f"numpy maps must be float16, float32 or float64, got {x.dtype}")
+    x = np.ascontiguousarray(x)
+    if not x.flags.writeable:
+        x = x.copy()
+    return torch.from_numpy(x)
+
+
+def host(x: Any, dtype: Any = None) -> Any:
+    """Return a tensor as a numpy array on the host (detached), cast to ``dtype`` if given.
+
+    Anything else is returned as it is, or through ``np.asarray(x, dtype)`` when a
+    ``dtype`` is given; callers check the kind of what comes back.
+    """
+    if is_tensor(x):
+        arr = x.detach().cpu().numpy()
+        return arr if dtype is None else arr.astype(dtype, copy=False)
+    return x if dtype is None else np.asarray(x, dtype)

@@ -25,8 +25,10 @@ from ._validation import (
     check_float_array,
     check_int,
     check_layout,
+    check_size,
     is_tensor,
     shape_str,
+    to_torch,
 )
 
 __all__ = ["aggregate", "flip_maps"]
@@ -173,14 +175,6 @@ def _as_pair(entry: Any, name: str) -> tuple[Any, Any]:
     return entry[0], entry[1]
 
 
-def _check_size(size: Any) -> tuple[int, int]:
-    if isinstance(size, str) or not isinstance(size, Sequence) or len(size) != 2:
-        raise TypeError(f"size must be a pair of ints (H, W) or None, got {size!r}")
-    h = check_int(size[0], "size[0] (H)", low=1)
-    w = check_int(size[1], "size[1] (W)", low=1)
-    return h, w
-
-
 def _check_tag_scales(tag_scales: Any, n_scales: int) -> list[int]:
     if isinstance(tag_scales, str):
         if tag_scales != "all":
@@ -198,17 +192,6 @@ def _check_tag_scales(tag_scales: Any, n_scales: int) -> list[int]:
     if len(set(scales)) != len(scales):
         raise ValueError(f"tag_scales must not repeat a scale, got {tuple(scales)}")
     return scales
-
-
-def _to_torch(x: Any) -> torch.Tensor:
-    if is_tensor(x):
-        return x
-    if x.dtype not in (np.float16, np.float32, np.float64):
-        raise TypeError(f"numpy maps must be float16, float32 or float64, got {x.dtype}")
-    x = np.ascontiguousarray(x)
-    if not x.flags.writeable:
-        x = x.copy()
-    return torch.from_numpy(x)
 
 
 def _resize(x: torch.Tensor, size: tuple[int, int], align_corners: bool) -> torch.Tensor:
@@ -404,9 +387,9 @@ def aggregate(
             raise ValueError(f"{name} is on {x.device} but {named[0][0]} is on {device}")
     out_size = (int(pairs[0][0].shape[-2]), int(pairs[0][0].shape[-1]))
     if size is not None:
-        out_size = _check_size(size)
+        out_size = check_size(size)
 
-    tensors = {id(x): _to_torch(x) for _, x in named}
+    tensors = {id(x): to_torch(x) for _, x in named}
     dtype = tensors[id(named[0][1])].dtype
     for t in tensors.values():
         dtype = torch.promote_types(dtype, t.dtype)

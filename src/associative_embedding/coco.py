@@ -6,6 +6,9 @@
 - :func:`evaluate_keypoints` runs pycocotools' ``COCOeval`` with
   ``iouType="keypoints"`` (object keypoint similarity, OKS) and returns its ten
   summary figures as a dict.
+- :func:`coco_ignore_mask` builds the training loss mask of one image from its
+  COCO annotations: crowd regions and people without labelled keypoints are
+  ignored.
 
 This is what pose-ae-train (``test.py::genDtByPred``, ``coco_eval``) and
 HigherHRNet (``COCODataset.evaluate``) do: pycocotools with the default COCO
@@ -23,22 +26,24 @@ import io
 import json
 import numbers
 import os
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._validation import check_choice, check_int, check_pose_keypoints, is_tensor, shape_str
+from ._validation import check_choice, check_int, check_pose_keypoints, host, shape_str
 
-__all__ = ["evaluate_keypoints", "to_coco_results"]
+__all__ = ["coco_ignore_mask", "evaluate_keypoints", "to_coco_results"]
 
 # keys of evaluate_keypoints' result, in COCOeval.stats order for iouType="keypoints"
 _STAT_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 
-def _pycocotools() -> tuple[Any, Any]:
-    """Import ``COCO`` and ``COCOeval``, or explain how to install them."""
+def _pycocotools() -> tuple[Any, Any, Any]:
+    """Import ``COCO``, ``COCOeval`` and ``pycocotools.mask``, or explain how to install them."""
     try:
+        from pycocotools import mask
         from pycocotools.coco import COCO
         from pycocotools.cocoeval import COCOeval
     except ImportError as exc:  # pragma: no cover - exercised only without pycocotools
@@ -46,7 +51,7 @@ def _pycocotools() -> tuple[Any, Any]:
             "associative_embedding.coco needs pycocotools: "
             "pip install 'associative-embedding[coco]'"
         ) from exc
-    return COCO, COCOeval
+    return COCO, COCOeval, mask
 
 
 # --------------------------------------------------------------------------- to_coco_results
@@ -56,8 +61,7 @@ def _as_keypoints(poses: Any) -> np.ndarray:
     has_attr = hasattr(poses, "keypoints")
     kp = poses.keypoints if has_attr else poses
     label = "poses.keypoints" if has_attr else "poses"
-    if is_tensor(kp):
-        kp = kp.detach().cpu().numpy()
+    kp = host(kp)
     if not isinstance(kp, np.ndarray):
         raise TypeError(
             f"poses must be a Poses (one image) or a numpy.ndarray of shape (P, K, 3), "
@@ -80,8 +84,7 @@ def _apply_transform(transform: Any, xy: np.ndarray) -> np.ndarray:
         if not np.isfinite(out).all():
             raise ValueError("transform returned NaN or infinite coordinates")
         return out
-    if is_tensor(transform):
-        transform = transform.detach().cpu().numpy()
+    transform = host(transform)
     if not isinstance(transform, np.ndarray):
         raise TypeError(
             "transform must be None, a numpy.ndarray of shape (2, 3) or a callable, "
@@ -201,9 +204,7 @@ def to_coco_results(
     if scores is None:
         person_scores = kp[..., 2].mean(axis=1) if k_ else np.zeros(p_)
     else:
-        if is_tensor(scores):
-            scores = scores.detach().cpu().numpy()
-        person_scores = np.asarray(scores)
+        person_scores = np.asarray(host(scores))
         if person_scores.dtype.kind not in "fiu":
             raise TypeError(f"{label} must be real numbers, got dtype {person_scores.dtype}")
         if person_scores.shape != (p_,):
@@ -264,19 +265,23 @@ def _load_gt(gt_json: Any, coco_cls: Any) -> Any:
     return gt
 
 
+def _dicts(items: Any, name: str, expected: str) -> list[Mapping[str, Any]]:
+    """Check that ``items`` is a sequence of dicts; ``expected`` describes it in errors."""
+    if not isinstance(items, Sequence) or isinstance(items, str | bytes):
+        raise TypeError(f"{name} must be {expected}, got {type(items).__name__}")
+    for i, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise TypeError(f"{name}[{i}] must be a dict, got {type(item).__name__}")
+    return list(items)
+
+
 def _load_results(results: Any) -> list[dict[str, Any]]:
     if isinstance(results, str | os.PathLike):
         with open(results) as f:
             results = json.load(f)
-    if not isinstance(results, Sequence) or isinstance(results, str | bytes):
-        raise TypeError(
-            "results must be a list of dicts or a path to a JSON file, "
-            f"got {type(results).__name__}"
-        )
+    results = _dicts(results, "results", "a list of dicts or a path to a JSON file")
     out = []
     for i, r in enumerate(results):
-        if not isinstance(r, Mapping):
-            raise TypeError(f"results[{i}] must be a dict, got {type(r).__name__}")
         for key in ("image_id", "category_id", "keypoints", "score"):
             if key not in r:
                 raise ValueError(f"results[{i}] has no {key!r} entry")
@@ -374,7 +379,7 @@ def evaluate_keypoints(
     >>> float(np.isnan(stats["APl"]))  # no large person in this ground truth
     1.0
     """
-    coco_cls, cocoeval_cls = _pycocotools()
+    coco_cls, cocoeval_cls, _ = _pycocotools()
     quiet = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
     with quiet:
         gt = _load_gt(gt_json, coco_cls)
@@ -434,3 +439,152 @@ def evaluate_keypoints(
     return {
         name: (float("nan") if s == -1 else s) for name, s in zip(_STAT_NAMES, stats, strict=True)
     }
+
+
+# --------------------------------------------------------------------------- coco_ignore_mask
+
+
+def _segmentation_rles(seg: Any, label: str, height: int, width: int, mask_utils: Any) -> list:
+    """Return the RLEs of one ``segmentation``: polygons, uncompressed or compressed RLE."""
+    if isinstance(seg, Mapping):
+        if "counts" not in seg or "size" not in seg:
+            raise ValueError(f"{label} must have 'counts' and 'size' entries (an RLE dict)")
+        size = [int(v) for v in seg["size"]]
+        if size != [height, width]:
+            raise ValueError(
+                f"{label} has size {size} but the image has height, width = ({height}, {width})"
+            )
+        counts = seg["counts"]
+        if isinstance(counts, str | bytes):  # compressed RLE, as pycocotools writes it
+            return [{"size": size, "counts": counts}]
+        total = int(np.sum(counts))
+        if total != height * width:
+            raise ValueError(
+                f"{label} has counts that sum to {total}, not to the image's "
+                f"{height * width} pixels"
+            )
+        return [mask_utils.frPyObjects({"size": size, "counts": list(counts)}, height, width)]
+    if not isinstance(seg, Sequence) or isinstance(seg, str | bytes):
+        raise TypeError(
+            f"{label} must be a list of polygons (flat x, y lists) or an RLE dict, "
+            f"got {type(seg).__name__}"
+        )
+    polygons = []
+    for i, poly in enumerate(seg):
+        xy = np.asarray(poly, dtype=np.float64)
+        if xy.ndim != 1 or xy.size < 6 or xy.size % 2:
+            raise ValueError(
+                f"{label}[{i}] must be a flat list of x, y pairs (an even number of values, at "
+                f"least 6), got {xy.size} value(s) of shape {shape_str(xy.shape)}"
+            )
+        if not np.isfinite(xy).all():
+            raise ValueError(f"{label}[{i}] contains NaN or infinite coordinates")
+        polygons.append(xy.tolist())
+    return mask_utils.frPyObjects(polygons, height, width) if polygons else []
+
+
+def _is_ignored(ann: Mapping, label: str) -> bool:
+    """HigherHRNet's rule: a crowd, or a person with no labelled keypoint."""
+    if ann.get("iscrowd", 0):
+        return True
+    if "num_keypoints" in ann:
+        return int(ann["num_keypoints"]) == 0
+    if "keypoints" in ann:
+        return not (np.asarray(ann["keypoints"], dtype=np.float64)[2::3] > 0).any()
+    raise ValueError(
+        f"{label} is not a crowd and has neither 'num_keypoints' nor 'keypoints': cannot "
+        "tell whether its person is labelled"
+    )
+
+
+def coco_ignore_mask(
+    annotations: Sequence[Mapping[str, Any]], height: int, width: int
+) -> np.ndarray:
+    """Build the loss mask of one image from its COCO annotations.
+
+    The pixels of crowd regions (``iscrowd`` annotations) and of people without
+    a labelled keypoint (``num_keypoints == 0``) are ignored: their heatmap
+    targets are zero although people may be there. This is HigherHRNet's
+    ``COCOKeypoints.get_mask`` (``lib/dataset/COCOKeypoints.py``), also
+    mmpose's ``BottomupGetHeatmapMask``: the union of the decoded crowd RLEs
+    and of the keypoint-less people's polygons, rasterised by pycocotools.
+
+    Parameters
+    ----------
+    annotations : sequence of dict
+        The COCO annotations of one image (for example
+        ``coco.loadAnns(coco.getAnnIds(imgIds=image_id))``). Read: ``iscrowd``
+        (default 0), ``num_keypoints`` (else counted from ``keypoints``,
+        labelled where the visibility is above 0) and, for the ignored ones,
+        ``segmentation``: polygons (a list of flat ``x, y`` lists, in image
+        pixels) or an RLE dict (uncompressed ``counts`` list or compressed
+        string) of size ``[height, width]``.
+    height, width : int
+        Image size in pixels.
+
+    Returns
+    -------
+    ndarray of float32, shape (height, width)
+        1.0 where the loss counts, 0.0 on ignored pixels, in image pixels: the
+        ``mask`` convention of :class:`~associative_embedding.HeatmapLoss` and
+        :class:`~associative_embedding.AssociativeEmbeddingLoss`. Warp and
+        resize it like the image to the heatmaps' size, then re-binarise (the
+        references threshold at 0.5).
+
+    Raises
+    ------
+    TypeError
+        If ``annotations`` is not a sequence of dicts, a size is not an
+        integer, or a ``segmentation`` is neither polygons nor an RLE dict.
+    ValueError
+        If a size is below 1, an ignored annotation has no ``segmentation``, a
+        polygon has an odd number of coordinates, fewer than three points or
+        NaN/infinite ones, an RLE's size is not ``[height, width]`` or its
+        counts do not cover the image, or a non-crowd annotation has neither
+        ``num_keypoints`` nor ``keypoints``.
+
+    See Also
+    --------
+    HeatmapLoss : Takes the mask (resized to the heatmaps) as ``mask``.
+
+    Notes
+    -----
+    People with labelled keypoints are never masked, even where they overlap
+    an ignored region's pixels only partly: the union covers exactly the
+    ignored annotations' pixels. A crowd is ignored whatever its
+    ``num_keypoints``. pose-ae-train (``data/coco_pose/ref.py``) masks crowds
+    only; HigherHRNet and mmpose add the keypoint-less people, as here.
+
+    Examples
+    --------
+    >>> import associative_embedding as ae
+    >>> crowd = {"iscrowd": 1, "segmentation": {"counts": [0, 2, 4], "size": [2, 3]}}
+    >>> ae.coco_ignore_mask([crowd], 2, 3)  # the first column is a crowd
+    array([[0., 1., 1.],
+           [0., 1., 1.]], dtype=float32)
+    """
+    height = check_int(height, "height", low=1)
+    width = check_int(width, "width", low=1)
+    annotations = _dicts(
+        annotations, "annotations", "a sequence of dicts (the COCO annotations of one image)"
+    )
+    *_, mask_utils = _pycocotools()
+    rles = []
+    for i, ann in enumerate(annotations):
+        label = f"annotations[{i}]"
+        if not _is_ignored(ann, label):
+            continue
+        if "segmentation" not in ann:
+            raise ValueError(
+                f"{label} is ignored (crowd or no keypoints) but has no 'segmentation'"
+            )
+        rles += _segmentation_rles(
+            ann["segmentation"], f"{label}['segmentation']", height, width, mask_utils
+        )
+    ignored = np.zeros((height, width), dtype=bool)
+    if rles:
+        with warnings.catch_warnings():
+            # pycocotools' decode trips numpy 2's __array__ copy-keyword deprecation
+            warnings.filterwarnings("ignore", "__array__ implementation", DeprecationWarning)
+            ignored = mask_utils.decode(mask_utils.merge(rles)).astype(bool)
+    return (~ignored).astype(np.float32)

@@ -38,12 +38,12 @@ __all__ = [
 Reduction = Literal["mean", "sum", "none"]
 PushKind = Literal["exp", "margin"]
 Normalization = Literal["reference", "paper"]
-Rounding = Literal["round", "floor"]
+Rounding = Literal["trunc", "floor", "round"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 _PUSHES = ("exp", "margin")
 _NORMALIZATIONS = ("reference", "paper")
-_ROUNDINGS = ("floor", "round")
+_ROUNDINGS = ("trunc", "floor", "round")
 
 
 class PullPush(NamedTuple):
@@ -102,7 +102,12 @@ def _gather_person_tags(
 
     xy = keypoints[..., :2]
     labelled = keypoints[..., 2] > 0
-    pix = torch.floor(xy + 0.5) if rounding == "round" else torch.floor(xy)
+    if rounding == "round":
+        pix = torch.floor(xy + 0.5)
+    elif rounding == "floor":
+        pix = torch.floor(xy)
+    else:
+        pix = torch.trunc(xy)
     # non-finite coordinates of unlabelled joints must not poison the index
     pix = torch.where(labelled.unsqueeze(-1), pix, torch.zeros_like(pix))
     xi, yi = pix[..., 0], pix[..., 1]
@@ -133,7 +138,7 @@ def grouping_loss(
     margin: float = 1.0,
     normalization: Normalization = "reference",
     reduction: Reduction = "mean",
-    rounding: Rounding = "floor",
+    rounding: Rounding = "trunc",
 ) -> PullPush:
     r"""Associative-embedding grouping loss (pull and push terms).
 
@@ -151,10 +156,11 @@ def grouping_loss(
         covers ``[j, j+1) × [i, i+1)`` and its centre is ``(j + 0.5, i + 0.5)``
         (the references' convention, the one :func:`decode` reports with its
         default ``center_shift=0.5`` and :func:`render_heatmaps` renders). The
-        tag is read at the pixel that contains the keypoint, column
-        ``floor(x)``, row ``floor(y)`` (the references' ``int(x)``); see
-        ``rounding``. Joints that fall outside the map do not count. Moved to
-        ``tags.device`` if needed.
+        tag is read at column ``int(x)``, row ``int(y)`` (truncation towards
+        zero, as HigherHRNet's and mmpose's joint indices): the pixel that
+        contains the keypoint, and pixel 0 for a keypoint less than one pixel
+        outside the left or top border; see ``rounding``. Joints that fall
+        further outside the map do not count. Moved to ``tags.device`` if needed.
     mask : Tensor, shape (B, H, W), optional
         Ignore mask: joints on pixels where ``mask <= 0`` do not count (the
         references' crowd masks use 1 = valid, 0 = ignore).
@@ -186,10 +192,12 @@ def grouping_loss(
         Reduction over images. ``"none"`` returns per-image terms of shape
         (B,). ``"mean"`` averages over all B images, including those without
         people (as the references average over the batch).
-    rounding : {"floor", "round"}, default "floor"
-        How a continuous keypoint selects its pixel: ``"floor"`` (the pixel
-        that contains it when pixel centres sit at +0.5; pose-ae-train's and
-        HigherHRNet's joint index) or ``"round"`` (the nearest pixel, for
+    rounding : {"trunc", "floor", "round"}, default "trunc"
+        How a continuous keypoint selects its pixel: ``"trunc"`` (``int(x)``,
+        the joint index of pose-ae-train, HigherHRNet and mmpose 0.x: the pixel
+        that contains it, with ``-1 < x < 0`` counted at pixel 0),
+        ``"floor"`` (the pixel that contains it; joints left of or above the
+        map never count) or ``"round"`` (the nearest pixel, for
         coordinates whose integers are pixel centres, as mmpose 1.x rounds).
 
     Returns
@@ -254,6 +262,14 @@ def grouping_loss(
     check_layout(keypoints, "keypoints", ["BNK3"])
     b, k = tags.shape[0], tags.shape[1]
     h, w = tags.shape[-2], tags.shape[-1]
+    kk = keypoints.shape[2]
+    if layout == "BKHW" and keypoints.shape[0] == b and 0 < kk < k and k % kk == 0:
+        raise ValueError(
+            f"tags of shape {shape_str(tags.shape)} has {k} channels, {k // kk} times the "
+            f"K = {kk} joints of keypoints {shape_str(keypoints.shape)}: tags must have shape "
+            f"(B, K, H, W) or (B, K, D, H, W); for tags flattened to (B, D*K, H, W) with "
+            f"channel d*K + k (mmpose), pass tags.view(B, D, K, H, W).transpose(1, 2)"
+        )
     if keypoints.shape[0] != b or keypoints.shape[2] != k or keypoints.shape[3] != 3:
         raise ValueError(
             f"keypoints must have shape (B, N, K, 3) = ({b}, N, {k}, 3) to match tags "
@@ -350,7 +366,7 @@ class AssociativeEmbeddingLoss(nn.Module):
         paper's formula literally.
     reduction : {"mean", "sum", "none"}, default "mean"
         Reduction over images.
-    rounding : {"floor", "round"}, default "floor"
+    rounding : {"trunc", "floor", "round"}, default "trunc"
         How a keypoint selects its tag pixel.
 
     Raises
@@ -391,7 +407,7 @@ class AssociativeEmbeddingLoss(nn.Module):
         margin: float = 1.0,
         normalization: Normalization = "reference",
         reduction: Reduction = "mean",
-        rounding: Rounding = "floor",
+        rounding: Rounding = "trunc",
     ) -> None:
         super().__init__()
         s, m = _check_options(push, sigma, margin, normalization, reduction, rounding)

@@ -20,6 +20,12 @@ convention, say where a pixel's centre is with ``center_shift`` (0.0 for
 pixel centres at integer coordinates), as in
 :class:`~associative_embedding.DecodeConfig`.
 
+Joint sets: by default (``skeleton="auto"``) a result with K = 17 joint types
+is drawn with :data:`~associative_embedding.COCO_KEYPOINTS`; any other K is
+drawn as points with numbered joint types, no skeleton needed. Pass a
+:class:`~associative_embedding.Skeleton` (such as
+:data:`~associative_embedding.CROWDPOSE_KEYPOINTS`) for its limbs and names.
+
 matplotlib is imported when a function is called, not when the module is
 imported; install it with ``pip install associative-embedding[plot]``.
 """
@@ -31,8 +37,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._validation import check_int, check_number, check_pose_keypoints, is_tensor, shape_str
-from .skeletons import COCO_KEYPOINTS, Skeleton
+from ._plotting import (
+    _batch_hint,
+    _candidates,
+    _float_array,
+    _image,
+    _joint_names,
+    _keypoints,
+    _offset,
+    _person_colors,
+    _pyplot,
+    _resolve_skeleton,
+    _tags_at,
+    _visible,
+)
+from ._validation import check_int, check_number, shape_str
+from .skeletons import Skeleton
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -41,113 +61,13 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["draw_poses", "plot_tags", "show_maps"]
 
 
-def _pyplot() -> Any:
-    """Import :mod:`matplotlib.pyplot`, or explain how to install it."""
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError as exc:  # pragma: no cover - exercised only without matplotlib
-        raise ImportError(
-            "associative_embedding.plot needs matplotlib: pip install 'associative-embedding[plot]'"
-        ) from exc
-    return plt
-
-
-# --------------------------------------------------------------------------- inputs
-
-
-def _as_numpy(x: Any, name: str) -> np.ndarray:
-    """Return ``x`` as a numpy array (tensors are detached and copied to the CPU)."""
-    if is_tensor(x):
-        x = x.detach().cpu().numpy()
-    if not isinstance(x, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray or torch.Tensor, got {type(x).__name__}")
-    return x
-
-
-def _float_array(x: Any, name: str, layouts: Sequence[str]) -> np.ndarray:
-    """Return ``x`` as a finite floating-point array with one of ``layouts``."""
-    arr = _as_numpy(x, name)
-    if arr.dtype.kind != "f":
-        raise TypeError(f"{name} must have a floating-point dtype, got {arr.dtype}")
-    if not any(arr.ndim == len(layout) for layout in layouts):
-        wanted = " or ".join("(" + ", ".join(layout) + ")" for layout in layouts)
-        raise ValueError(f"{name} must have shape {wanted}, got shape {shape_str(arr.shape)}")
-    if arr.size and not np.isfinite(arr).all():
-        bad = int((~np.isfinite(arr)).sum())
-        raise ValueError(f"{name} contains {bad} NaN or infinite value(s)")
-    return arr
-
-
-def _keypoints(poses: Any, name: str = "poses") -> np.ndarray:
-    """Keypoints ``(P, K, 3)`` of a ``Poses``-like object or of a plain array.
-
-    Missing joints may have NaN coordinates; their score must then be 0.
-    """
-    kp = poses.keypoints if hasattr(poses, "keypoints") else poses
-    if isinstance(kp, list | tuple):
-        raise TypeError(
-            f"{name} must be a Poses (one image) or an array of shape (P, K, 3), got a "
-            f"{type(kp).__name__}; for a batch, pass one element of the list that decode returns"
-        )
-    label = f"{name}.keypoints" if hasattr(poses, "keypoints") else name
-    return check_pose_keypoints(_as_numpy(kp, label), label)
-
-
-def _visible(kp: np.ndarray, score_threshold: float) -> np.ndarray:
-    """Joints that are drawn: finite coordinates and score above the threshold, ``(P, K)``."""
-    return np.isfinite(kp[..., 0]) & np.isfinite(kp[..., 1]) & (kp[..., 2] > score_threshold)
-
-
-def _check_skeleton(skeleton: Any, num_joints: int, what: str) -> None:
-    if not isinstance(skeleton, Skeleton):
-        raise TypeError(f"skeleton must be a Skeleton, got {type(skeleton).__name__}")
-    if skeleton.num_joints != num_joints:
-        raise ValueError(
-            f"{what} has K={num_joints} joint types but skeleton {skeleton.name!r} has "
-            f"{skeleton.num_joints}"
-        )
-
-
-def _person_colors(num: int, colors: Any) -> list[tuple[float, float, float, float]]:
-    """``num`` RGBA colours: from ``colors`` (a list, or a colormap name) or tab10/tab20."""
-    import matplotlib as mpl
-    from matplotlib.colors import to_rgba
-
-    if colors is None:
-        colors = "tab10" if num <= 10 else "tab20"
-    if isinstance(colors, str):
-        try:
-            cmap = mpl.colormaps[colors]
-        except KeyError as exc:
-            raise ValueError(
-                f"colors must be a colormap name or a list of colours, got {colors!r}"
-            ) from exc
-        n = getattr(cmap, "N", 256)
-        if n <= 20:  # qualitative map: cycle through its entries
-            return [cmap(i % n) for i in range(num)]
-        return [cmap(x) for x in np.linspace(0.0, 1.0, max(num, 1))][:num]
-    colors = list(colors)
-    if not colors:
-        raise ValueError("colors must name at least one colour, got an empty sequence")
-    try:
-        rgba = [to_rgba(c) for c in colors]
-    except ValueError as exc:
-        raise ValueError(f"colors holds an invalid colour: {exc}") from exc
-    return [rgba[i % len(rgba)] for i in range(num)]
-
-
-def _offset(center_shift: float) -> float:
-    """Shift that brings points to the drawing's convention (pixel centres at +0.5)."""
-    return 0.5 - check_number(center_shift, "center_shift")
-
-
 # --------------------------------------------------------------------------- draw_poses
 
 
 def draw_poses(
     image: Any,
     poses: Any,
-    skeleton: Skeleton | None = COCO_KEYPOINTS,
+    skeleton: Skeleton | str | None = "auto",
     *,
     ax: Axes | None = None,
     score_threshold: float = 0.0,
@@ -161,17 +81,21 @@ def draw_poses(
     Parameters
     ----------
     image : ndarray or Tensor, shape (H, W), (H, W, 3) or (H, W, 4)
-        The picture, grey (drawn with the ``gray`` colormap) or RGB(A): floats in
-        [0, 1] or ``uint8``. It sets the drawing's coordinates: draw poses in the
-        pixels of this array (convert heatmap pixels to image pixels first).
+        The picture, grey (drawn with the ``gray`` colormap, scaled from its
+        minimum to its maximum) or RGB(A): ``uint8`` or floats in [0, 1] (a
+        float image in 0-255 is rejected, not drawn white). It sets the
+        drawing's coordinates: draw poses in the pixels of this array (convert
+        heatmap pixels to image pixels first).
     poses : Poses or ndarray, shape (P, K, 3)
         The people of this image: an object with a ``keypoints`` attribute (such
         as one element of the list :func:`~associative_embedding.decode`
         returns) or the keypoints themselves, ``x, y, score`` per joint. Joints
         with NaN coordinates or a score not above ``score_threshold`` are not
         drawn, nor are limbs that touch them.
-    skeleton : Skeleton or None, default COCO_KEYPOINTS
+    skeleton : Skeleton, None or "auto", default "auto"
         Its ``edges`` are drawn as limbs; ``None`` draws joints only.
+        ``"auto"`` uses :data:`~associative_embedding.COCO_KEYPOINTS` for
+        K = 17 and draws joints only for any other K.
     ax : matplotlib.axes.Axes, optional
         Axes to draw on. By default a new figure is made, sized to the image,
         with the axis frame hidden.
@@ -203,11 +127,12 @@ def draw_poses(
     ------
     TypeError
         If ``image`` or ``poses`` is not an array or has an unsupported dtype,
-        or ``skeleton`` is not a :class:`~associative_embedding.Skeleton`.
+        or ``skeleton`` is not a :class:`~associative_embedding.Skeleton`,
+        ``None`` or ``"auto"``.
     ValueError
-        If a shape is wrong, ``image`` holds NaN or infinity, ``poses`` holds
-        infinity or NaN scores, K differs from the skeleton's, or an option is
-        out of range.
+        If a shape is wrong, ``image`` holds NaN or infinity, an RGB(A) float
+        ``image`` leaves [0, 1], ``poses`` holds infinity or NaN scores, K
+        differs from the skeleton's, or an option is out of range.
 
     See Also
     --------
@@ -238,19 +163,9 @@ def draw_poses(
     plt = _pyplot()
     from matplotlib.collections import LineCollection
 
-    img = _as_numpy(image, "image")
-    if img.ndim not in (2, 3) or (img.ndim == 3 and img.shape[2] not in (3, 4)):
-        raise ValueError(
-            "image must have shape (H, W), (H, W, 3) or (H, W, 4), "
-            f"got shape {shape_str(img.shape)}"
-        )
-    if img.dtype != np.uint8 and img.dtype.kind != "f":
-        raise TypeError(f"image must have dtype uint8 or a floating-point dtype, got {img.dtype}")
-    if img.dtype.kind == "f" and img.size and not np.isfinite(img).all():
-        raise ValueError("image contains NaN or infinite values")
+    img = _image(image)
     kp = _keypoints(poses)
-    if skeleton is not None:
-        _check_skeleton(skeleton, kp.shape[1], "poses")
+    skeleton = _resolve_skeleton(skeleton, kp.shape[1], "poses")
     threshold = check_number(score_threshold, "score_threshold")
     lw = check_number(linewidth, "linewidth", low=0.0)
     ms = check_number(markersize, "markersize", low=0.0)
@@ -295,30 +210,10 @@ def draw_poses(
 # --------------------------------------------------------------------------- plot_tags
 
 
-def _tags_at(maps: np.ndarray, kp: np.ndarray, visible: np.ndarray, shift: float) -> np.ndarray:
-    """Per-joint tags ``(P, K, D)`` read from ``maps`` ``(K, D, H, W)``; NaN where hidden."""
-    k_, d_, h, w = maps.shape
-    p_ = kp.shape[0]
-    out = np.full((p_, k_, d_), np.nan)
-    pp, kk = np.nonzero(visible)
-    col = np.clip(np.floor(kp[pp, kk, 0] + shift).astype(np.int64), 0, w - 1)
-    row = np.clip(np.floor(kp[pp, kk, 1] + shift).astype(np.int64), 0, h - 1)
-    out[pp, kk] = maps[kk, :, row, col]
-    return out
-
-
-def _candidates(heat: np.ndarray, threshold: float, kernel: int) -> tuple[np.ndarray, ...]:
-    """Local maxima of each heatmap above ``threshold``: joint, row and column indices."""
-    from scipy.ndimage import maximum_filter
-
-    peak = maximum_filter(heat, size=(1, kernel, kernel), mode="constant", cval=-np.inf)
-    return np.nonzero((heat == peak) & (heat > threshold))
-
-
 def plot_tags(
     tags: Any,
     poses: Any,
-    skeleton: Skeleton | None = COCO_KEYPOINTS,
+    skeleton: Skeleton | str | None = "auto",
     *,
     dim: int | tuple[int, int] = 0,
     ax: Axes | None = None,
@@ -340,15 +235,18 @@ def plot_tags(
     Parameters
     ----------
     tags : ndarray or Tensor, shape (K, H, W) or (K, D, H, W)
-        The tag maps of one image, as given to the decoder.
+        The tag maps of one image (one element of the batch given to the
+        decoder).
     poses : Poses or ndarray, shape (P, K, 3)
         People in tag-map pixels: decoded ones (an object with a ``keypoints``
         attribute, such as one element of the list
         :func:`~associative_embedding.decode` returns) or ground truth
         ``x, y, score`` (use the visibility flag as score). Joints with NaN
         coordinates or a score not above ``score_threshold`` are left out.
-    skeleton : Skeleton or None, default COCO_KEYPOINTS
-        Names the joint types on the x axis; ``None`` numbers them.
+    skeleton : Skeleton, None or "auto", default "auto"
+        Names the joint types on the x axis; ``None`` numbers them. ``"auto"``
+        uses :data:`~associative_embedding.COCO_KEYPOINTS` for K = 17 and
+        numbers the joints for any other K.
     dim : int or (int, int), default 0
         Tag component(s) to plot. An int plots that component against the joint
         type. A pair ``(i, j)`` makes a 2-D scatter of component ``i``
@@ -423,19 +321,26 @@ def plot_tags(
     """
     plt = _pyplot()
     maps = _float_array(tags, "tags", ["KHW", "KDHW"])
+    kp = _keypoints(poses)
+    k_ = kp.shape[1]
+    if maps.ndim == 4 and maps.shape[0] != k_ and maps.shape[1] == k_:
+        # (B, K, H, W) would otherwise be read as (K, D, H, W) with the wrong K
+        raise ValueError(
+            "tags must hold the tag maps of one image, shape (K, H, W) or (K, D, H, W) with "
+            f"K={k_} joint types like poses, got shape {shape_str(maps.shape)}"
+            + _batch_hint("tags")
+        )
+    if maps.shape[0] != k_:
+        raise ValueError(
+            f"poses has K={k_} joint types but tags has K={maps.shape[0]} (tags shape "
+            f"{shape_str(maps.shape)})"
+        )
     if maps.ndim == 3:
         maps = maps[:, None]
     k_, d_, h, w = maps.shape
     if h == 0 or w == 0:
         raise ValueError(f"tags must have H, W >= 1, got shape {shape_str(np.shape(tags))}")
-    kp = _keypoints(poses)
-    if kp.shape[1] != k_:
-        raise ValueError(
-            f"poses has K={kp.shape[1]} joint types but tags has K={k_} (tags shape "
-            f"{shape_str(maps.shape)})"
-        )
-    if skeleton is not None:
-        _check_skeleton(skeleton, k_, "tags")
+    skeleton = _resolve_skeleton(skeleton, k_, "tags")
     if isinstance(dim, tuple):
         if len(dim) != 2:
             raise ValueError(f"dim must be an int or a pair of ints, got {dim!r}")
@@ -506,13 +411,8 @@ def plot_tags(
                 )
 
     if len(dims) == 1:
-        names = (
-            [str(k) for k in range(k_)]
-            if skeleton is None
-            else [n.replace("_", " ") for n in skeleton.keypoints]
-        )
         ax.set_xticks(range(k_))
-        ax.set_xticklabels(names, rotation=60, ha="right")
+        ax.set_xticklabels(_joint_names(skeleton, k_), rotation=60, ha="right")
         ax.set_xlim(-0.5, k_ - 0.5)
         ax.set_xlabel("joint type")
         ax.set_ylabel("tag" if d_ == 1 else f"tag component {dims[0]}")
@@ -529,7 +429,7 @@ def plot_tags(
 def show_maps(
     heatmaps: Any,
     tags: Any,
-    skeleton: Skeleton | None = COCO_KEYPOINTS,
+    skeleton: Skeleton | str | None = "auto",
     *,
     joints: Sequence[int] | None = None,
     dim: int = 0,
@@ -551,8 +451,10 @@ def show_maps(
         Detection heatmaps of one image.
     tags : ndarray or Tensor, shape (K, H, W) or (K, D, H, W)
         Tag maps of the same image.
-    skeleton : Skeleton or None, default COCO_KEYPOINTS
-        Names the panels; ``None`` numbers them.
+    skeleton : Skeleton, None or "auto", default "auto"
+        Names the panels; ``None`` numbers them. ``"auto"`` uses
+        :data:`~associative_embedding.COCO_KEYPOINTS` for K = 17 and numbers
+        the panels for any other K.
     joints : sequence of int, optional
         Joint types that get a cell, in order. Default: all K.
     dim : int, default 0
@@ -620,8 +522,7 @@ def show_maps(
     k_, h, w = heat.shape
     if h == 0 or w == 0:
         raise ValueError(f"heatmaps must have H, W >= 1, got shape {shape_str(heat.shape)}")
-    if skeleton is not None:
-        _check_skeleton(skeleton, k_, "heatmaps")
+    names = _joint_names(_resolve_skeleton(skeleton, k_, "heatmaps"), k_, prefix="joint ")
     if joints is None:
         joint_list = list(range(k_))
     else:
@@ -649,11 +550,8 @@ def show_maps(
         summary_heat = heat.max(axis=0)
     else:
         summary_tag = summary_heat = np.zeros((h, w))
-    names = ["joint " + str(k) for k in range(k_)] if skeleton is None else None
     panels = [("all joints", summary_heat, "tag of strongest joint", summary_tag)]
-    for k in joint_list:
-        name = names[k] if names is not None else skeleton.keypoints[k].replace("_", " ")
-        panels.append((name, heat[k], "tag", maps[k]))
+    panels += [(names[k], heat[k], "tag", maps[k]) for k in joint_list]
 
     extent = (0, w, h, 0)
     panel_axes = []

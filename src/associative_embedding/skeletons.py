@@ -1,15 +1,17 @@
 """Keypoint skeletons: joint names, flip indices, limbs, OKS sigmas, parsing order.
 
-Two skeletons ship with the library, :data:`COCO_KEYPOINTS` (17 joints) and
-:data:`MPII_KEYPOINTS` (16 joints). Build your own :class:`Skeleton` for other
-data sets; every function that needs a flip index or a joint order takes one.
+Four skeletons ship with the library: :data:`COCO_KEYPOINTS` (17 joints),
+:data:`MPII_KEYPOINTS` (16 joints), :data:`CROWDPOSE_KEYPOINTS` (14 joints) and
+:data:`AIC_KEYPOINTS` (AI Challenger, 14 joints). Build your own :class:`Skeleton`
+for other data sets (only a name and the joint names are required); every
+function that needs a flip index or a joint order takes one.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["COCO_KEYPOINTS", "MPII_KEYPOINTS", "Skeleton"]
+__all__ = ["AIC_KEYPOINTS", "COCO_KEYPOINTS", "CROWDPOSE_KEYPOINTS", "MPII_KEYPOINTS", "Skeleton"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,36 +22,58 @@ class Skeleton:
     ----------
     name : str
         Short name of the layout, e.g. ``"coco"``.
-    keypoints : tuple of str, length K
+    keypoints : sequence of str, length K
         Joint names in channel order.
-    flip_index : tuple of int, length K
+    flip_index : sequence of int, length K, optional
         ``flip_index[k]`` is the joint that joint ``k`` becomes in a horizontally
         mirrored image (left and right swap). Applying it twice is the identity.
-    edges : tuple of (int, int)
-        Limbs as pairs of 0-based joint indices, used for drawing.
-    joint_order : tuple of int, length K
+        Default: the identity ``(0, 1, ..., K - 1)``, right for joint sets
+        without left/right pairs; give the pairs otherwise, or flip tests and
+        flip augmentation will mix up the sides.
+    edges : sequence of (int, int), optional
+        Limbs as pairs of 0-based joint indices, used for drawing. Default:
+        none (joints are drawn as points).
+    joint_order : sequence of int, length K, optional
         The order in which the decoder walks the joint types: a permutation of
-        ``range(K)``, head and torso first, limbs last.
-    sigmas : tuple of float or None, length K
+        ``range(K)``, head and torso first, limbs last for people. Default: the
+        natural order ``(0, 1, ..., K - 1)``, as mmpose 0.x's bottom-up parser
+        (``mmpose/core/post_processing/group.py``, ``_Params``) uses for every
+        joint set but COCO's.
+    sigmas : sequence of float, length K, optional
         Per-joint OKS falloff constants (COCO's ``kpt_oks_sigmas``), or ``None``
-        when the data set defines none.
+        (the default) when the data set defines none.
 
     Raises
     ------
     ValueError
         If the lengths disagree, ``flip_index`` is not an involutive permutation,
         ``joint_order`` is not a permutation, or an edge names an unknown joint.
+
+    Notes
+    -----
+    All sequences are stored as tuples, so a skeleton is hashable.
     """
 
     name: str
     keypoints: tuple[str, ...]
-    flip_index: tuple[int, ...]
-    edges: tuple[tuple[int, int], ...]
-    joint_order: tuple[int, ...]
+    flip_index: tuple[int, ...] = None  # type: ignore[assignment]  # identity
+    edges: tuple[tuple[int, int], ...] = ()
+    joint_order: tuple[int, ...] = None  # type: ignore[assignment]  # natural order
     sigmas: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         k = len(self.keypoints)
+        natural = tuple(range(k))
+        # frozen dataclass: normalise the fields through object.__setattr__
+        normalised = {
+            "keypoints": tuple(self.keypoints),
+            "flip_index": natural if self.flip_index is None else tuple(self.flip_index),
+            "edges": tuple((a, b) for a, b in self.edges),
+            "joint_order": natural if self.joint_order is None else tuple(self.joint_order),
+            "sigmas": None if self.sigmas is None else tuple(self.sigmas),
+        }
+        for field, value in normalised.items():
+            object.__setattr__(self, field, value)
         if k == 0:
             raise ValueError("keypoints must name at least one joint, got an empty tuple")
         for field in ("flip_index", "joint_order"):
@@ -190,3 +214,94 @@ MPII_KEYPOINTS = Skeleton(
     sigmas=None,
 )
 """MPII human pose keypoints (16 joints). MPII defines no OKS sigmas."""
+
+CROWDPOSE_KEYPOINTS = Skeleton(
+    name="crowdpose",
+    # joint names, flip pairs ("swap"), limbs and sigmas of mmpose
+    # configs/_base_/datasets/crowdpose.py (CrowdPose, Li et al., CVPR 2019)
+    # COCO's 12 body joints in COCO's order, then the top of the head and the neck
+    keypoints=(*COCO_KEYPOINTS.keypoints[5:], "top_head", "neck"),
+    flip_index=(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 12, 13),
+    edges=(
+        (10, 8),
+        (8, 6),
+        (11, 9),
+        (9, 7),
+        (6, 7),
+        (0, 6),
+        (1, 7),
+        (0, 1),
+        (0, 2),
+        (1, 3),
+        (2, 4),
+        (3, 5),
+        (12, 13),
+        (1, 13),
+        (0, 13),
+    ),
+    # mmpose 0.x's parser walks every joint set but COCO's in channel order
+    joint_order=tuple(range(14)),
+    # mmpose's list: COCO's sigmas of the 12 body joints, then 0.079 for top_head and neck
+    sigmas=(*COCO_KEYPOINTS.sigmas[5:], 0.079, 0.079),
+)
+"""CrowdPose keypoints (14 joints), with the flip pairs, limbs and OKS sigmas of
+mmpose's CrowdPose data set configuration."""
+
+AIC_KEYPOINTS = Skeleton(
+    name="aic",
+    # joint names, flip pairs ("swap"), limbs and sigmas of mmpose
+    # configs/_base_/datasets/aic.py (AI Challenger, Wu et al., 2017)
+    keypoints=(
+        "right_shoulder",
+        "right_elbow",
+        "right_wrist",
+        "left_shoulder",
+        "left_elbow",
+        "left_wrist",
+        "right_hip",
+        "right_knee",
+        "right_ankle",
+        "left_hip",
+        "left_knee",
+        "left_ankle",
+        "head_top",
+        "neck",
+    ),
+    flip_index=(3, 4, 5, 0, 1, 2, 9, 10, 11, 6, 7, 8, 12, 13),
+    edges=(
+        (2, 1),
+        (1, 0),
+        (0, 13),
+        (13, 3),
+        (3, 4),
+        (4, 5),
+        (8, 7),
+        (7, 6),
+        (6, 9),
+        (9, 10),
+        (10, 11),
+        (12, 13),
+        (0, 6),
+        (3, 9),
+    ),
+    joint_order=tuple(range(14)),
+    # AI Challenger's keypoint_eval.py deltas halved (mmpose: "delta = 2 x sigma")
+    sigmas=(
+        0.01388152,
+        0.01515228,
+        0.01057665,
+        0.01417709,
+        0.01497891,
+        0.01402144,
+        0.03909642,
+        0.03686941,
+        0.01981803,
+        0.03843971,
+        0.03412318,
+        0.02415081,
+        0.01291456,
+        0.01236173,
+    ),
+)
+"""AI Challenger keypoints (14 joints), with the flip pairs, limbs and OKS
+sigmas of mmpose's AI Challenger data set configuration."""

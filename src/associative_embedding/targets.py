@@ -9,6 +9,7 @@ Keypoint arrays have a last axis ``(x, y, v)``; a joint is labelled when
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -21,6 +22,8 @@ from ._validation import (
     check_int,
     check_layout,
     check_number,
+    check_size,
+    host,
     is_tensor,
     shape_str,
 )
@@ -28,14 +31,6 @@ from ._validation import (
 __all__ = ["joint_indices", "pad_keypoints", "render_heatmaps", "scale_keypoints"]
 
 RenderMethod = Literal["reference", "exact"]
-
-
-def _check_size(size: Any, name: str = "size") -> tuple[int, int]:
-    if not isinstance(size, Sequence) or isinstance(size, str) or len(size) != 2:
-        raise TypeError(f"{name} must be a pair (H, W) of positive integers, got {size!r}")
-    h = check_int(size[0], f"{name}[0] (H)", low=1)
-    w = check_int(size[1], f"{name}[1] (W)", low=1)
-    return h, w
 
 
 def _check_keypoints(keypoints: Any, name: str, layouts: list[str]) -> str:
@@ -77,8 +72,11 @@ def render_heatmaps(
         Output size ``(H, W)`` in pixels.
     sigma : float, optional
         Gaussian standard deviation in heatmap pixels. Default
-        :math:`\sqrt{HW}/64` (pose-ae-train and HigherHRNet's ``output_res/64``,
-        2 at 128×128; mmpose 1.x's :math:`\sqrt{WH}/64`).
+        :func:`default_sigma`: the references' :math:`\sqrt{HW}/64`
+        (pose-ae-train and HigherHRNet's ``output_res/64``, mmpose 1.x's
+        :math:`\sqrt{WH}/64`; 1, 2, 4, 8 at 64, 128, 256, 512 px) rounded to a
+        multiple of 1/3 and at least 2/3, so that every default target has a
+        single-pixel peak the decoder detects (see Notes).
     method : {"reference", "exact"}, default "reference"
         ``"reference"``: pose-ae-train / HigherHRNet's ``HeatmapGenerator``.
         The joint snaps to the truncated pixel ``(int(x), int(y))`` (so the
@@ -96,7 +94,10 @@ def render_heatmaps(
         untruncated Gaussian
         :math:`\exp(-((j + c - x)^2 + (i + c - y)^2)/(2σ^2))` at every pixel
         (row i, column j), with ``c = center_shift``, for joints whose
-        nearest pixel is on the map.
+        nearest pixel is on the map; a joint within 0.001 px of the boundary
+        between two pixels (an integer coordinate with ``center_shift=0.5``)
+        is moved 0.001 px into its nearest pixel (the one containing it), so
+        that its peak is one pixel and not a tie of two or four.
     center_shift : float, default 0.5
         ``"exact"`` only: where the centre of pixel j lies, ``j + center_shift``.
         The default 0.5 is the library's convention (pixel j covers
@@ -118,6 +119,18 @@ def render_heatmaps(
     ValueError
         If shapes or options are invalid, or labelled joints hold NaN/Inf.
 
+    Notes
+    -----
+    The decoder's non-maximum suppression keeps every pixel of a plateau, as
+    the references' does: a target whose top is a flat 2×2 block decodes as
+    four people. The references' renderer makes such blocks whenever ``3σ``
+    is not an integer (their default σ is 0.5 at 32 px, 1.5 at 96 px); the
+    exact Gaussian makes them for joints on pixel boundaries; and a σ below
+    about 0.6 px leaves a joint on a pixel corner with a peak below the
+    detection threshold (``exp(-0.25/σ²)``: 0.018 at σ = 0.25, the references'
+    default at 16 px). The defaults avoid all three, so rendered targets decode
+    to exactly their people at every map size.
+
     Examples
     --------
     >>> import numpy as np
@@ -131,16 +144,16 @@ def render_heatmaps(
     ([3, 5], 0.0)
     """
     layout = _check_keypoints(keypoints, "keypoints", ["NK3", "BNK3"])
-    h, w = _check_size(size)
+    h, w = check_size(size)
     check_choice(method, "method", ("reference", "exact"))
     c = check_number(center_shift, "center_shift")
     s = (
-        math.sqrt(h * w) / 64.0
+        default_sigma(h, w)
         if sigma is None
         else check_number(sigma, "sigma", low=0.0, low_inclusive=False)
     )
     tensor = is_tensor(keypoints)
-    kp = keypoints.detach().cpu().double().numpy() if tensor else np.asarray(keypoints, np.float64)
+    kp = host(keypoints, np.float64)
     if layout == "NK3":
         kp = kp[None]
     _check_labelled_finite(kp, "keypoints")
@@ -152,6 +165,46 @@ def render_heatmaps(
 
         return torch.from_numpy(out).to(keypoints.device)
     return out
+
+
+# how far inside its nearest pixel an exact target's centre is kept, in pixels: the two
+# pixels beside it then differ by a factor exp(_TIE_GAP / sigma**2), distinct in float32
+# for every sigma below 30 px
+_TIE_GAP = 1e-3
+
+
+def default_sigma(height: int, width: int) -> float:
+    r"""Return the default Gaussian σ of :func:`render_heatmaps` for an ``H x W`` map.
+
+    The references' :math:`\sqrt{HW}/64` rounded to the nearest multiple of 1/3
+    (half to even) and at least 2/3: with ``3σ`` an integer the references' patch
+    is centred on a pixel (peak 1 on one pixel), and σ >= 2/3 keeps the peak of an
+    exact target on a pixel corner at ``exp(-0.25/σ²) >= 0.57``.
+
+    Parameters
+    ----------
+    height, width : int
+        Map size in heatmap pixels (>= 1).
+
+    Returns
+    -------
+    float
+        σ in heatmap pixels.
+
+    Raises
+    ------
+    ValueError
+        If a size is below 1.
+
+    Examples
+    --------
+    >>> from associative_embedding import default_sigma
+    >>> [round(default_sigma(s, s), 4) for s in (16, 32, 64, 96, 128, 512)]
+    [0.6667, 0.6667, 1.0, 1.3333, 2.0, 8.0]
+    """
+    h = check_int(height, "height", low=1)
+    w = check_int(width, "width", low=1)
+    return max(round(3.0 * math.sqrt(h * w) / 64.0) / 3.0, 2.0 / 3.0)
 
 
 # float32 rounds exp(-t) to 0 for t > 103.97 (half the smallest subnormal, e^-103.28):
@@ -186,7 +239,13 @@ def _render(
         near_x = np.floor(x - center_shift + 0.5)
         near_y = np.floor(y - center_shift + 0.5)
         valid = lab & (near_x >= 0) & (near_x < w) & (near_y >= 0) & (near_y < h)
-        ox, oy = x, y
+        # keep each joint _TIE_GAP inside its nearest pixel: a single-pixel peak
+        lo_x, lo_y = (
+            near_x + (center_shift - 0.5 + _TIE_GAP),
+            near_y + (center_shift - 0.5 + _TIE_GAP),
+        )
+        ox = np.clip(x, lo_x, lo_x + (1.0 - 2 * _TIE_GAP))
+        oy = np.clip(y, lo_y, lo_y + (1.0 - 2 * _TIE_GAP))
         reach = sigma * math.sqrt(2.0 * _EXP_ZERO) + 1.0  # in pixels, with a pixel to spare
         c0 = np.maximum(np.floor(x - center_shift - reach), 0)
         r0 = np.maximum(np.floor(y - center_shift - reach), 0)
@@ -309,9 +368,7 @@ def pad_keypoints(
         _check_keypoints(p, name, ["NK3"])
         if is_tensor(p):
             device = p.device if device is None else device
-            arrays.append(p.detach().cpu().float().numpy())
-        else:
-            arrays.append(np.asarray(p, np.float32))
+        arrays.append(host(p, np.float32))
     ks = {a.shape[1] for a in arrays}
     if num_joints is not None:
         ks.add(check_int(num_joints, "num_joints", low=1))
@@ -349,7 +406,8 @@ def scale_keypoints(
     from_size: tuple[int, int],
     to_size: tuple[int, int],
     *,
-    pixel_center: float = 0.0,
+    center_shift: float = 0.5,
+    pixel_center: float | None = None,
 ) -> Any:
     """Map keypoints between two resolutions of the same view, e.g. image to heatmap.
 
@@ -359,13 +417,18 @@ def scale_keypoints(
         ``x, y, v``; only ``x`` and ``y`` change (NaN stays NaN).
     from_size, to_size : tuple of int
         ``(H, W)`` of the source and destination grids in pixels.
-    pixel_center : float, default 0.0
-        Where a pixel's centre sits in the coordinate convention of
-        ``keypoints``. With 0.0 (continuous coordinates whose origin is the
-        top-left corner of the first pixel, as the references' affine warps
-        produce), ``x' = x · W_to / W_from``. With 0.5 the coordinates are
-        taken to name pixel centres at integers and
-        ``x' = (x + 0.5) · W_to / W_from - 0.5``. Likewise for ``y`` with H.
+    center_shift : float, default 0.5
+        Where the centre of pixel ``j`` sits in ``keypoints``' convention,
+        ``j + center_shift``, as in :class:`DecodeConfig` and
+        :func:`render_heatmaps`. With 0.5 (continuous coordinates whose origin
+        is the top-left corner of the first pixel, as the references' affine
+        warps produce and :func:`decode` reports), ``x' = x · W_to / W_from``.
+        With 0.0 integers name pixel centres and ``x' = (x + 0.5) · W_to /
+        W_from - 0.5``. Likewise for ``y`` with H.
+    pixel_center : float, optional
+        Deprecated (it meant the opposite: ``pixel_center = 0.5 -
+        center_shift``); use ``center_shift``. Still accepted, with a
+        :class:`DeprecationWarning`, until the next release.
 
     Returns
     -------
@@ -393,9 +456,20 @@ def scale_keypoints(
             "keypoints must have a last axis (x, y, v) of length 3, "
             f"got shape {shape_str(keypoints.shape)}"
         )
-    fh, fw = _check_size(from_size, "from_size")
-    th, tw = _check_size(to_size, "to_size")
-    c = check_number(pixel_center, "pixel_center")
+    fh, fw = check_size(from_size, "from_size")
+    th, tw = check_size(to_size, "to_size")
+    shift = check_number(center_shift, "center_shift")
+    if pixel_center is not None:
+        if shift != 0.5:
+            raise TypeError("pass center_shift only; pixel_center is its deprecated opposite")
+        warnings.warn(
+            "scale_keypoints(pixel_center=c) is deprecated: use center_shift=0.5 - c "
+            "(the convention decode and render_heatmaps name center_shift)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        shift = 0.5 - check_number(pixel_center, "pixel_center")
+    c = 0.5 - shift
     out = keypoints.clone() if is_tensor(keypoints) else keypoints.copy()
     out[..., 0] = (keypoints[..., 0] + c) * (tw / fw) - c
     out[..., 1] = (keypoints[..., 1] + c) * (th / fh) - c
@@ -450,15 +524,11 @@ def joint_indices(
     [[[23, 1], [0, 0]], [[0, 0], [0, 0]]]
     """
     layout = _check_keypoints(keypoints, "keypoints", ["NK3", "BNK3"])
-    h, w = _check_size(size)
+    h, w = check_size(size)
     cap = check_int(max_people, "max_people", low=0)
     if not isinstance(tag_per_joint, (bool, np.bool_)):
         raise TypeError(f"tag_per_joint must be a bool, got {type(tag_per_joint).__name__}")
-    kp = (
-        keypoints.detach().cpu().double().numpy()
-        if is_tensor(keypoints)
-        else np.asarray(keypoints, np.float64)
-    )
+    kp = host(keypoints, np.float64)
     if layout == "NK3":
         kp = kp[None]
     _check_labelled_finite(kp, "keypoints")

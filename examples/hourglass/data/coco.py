@@ -1,13 +1,14 @@
-"""COCO person keypoints for training and evaluation (pycocotools).
+"""COCO person keypoints for training (pycocotools); ``evaluate.py`` scores on COCO.
 
 Training samples follow pose-ae-train's ``data/coco_pose/dp.py`` and HigherHRNet's
-``COCOKeypoints`` (REFERENCE.md §1.2, §3.2):
+``lib/dataset/COCOKeypoints.py``:
 
 - images with at least one person annotation with ``num_keypoints > 0``;
-- ignore mask = 0 inside crowd regions (``iscrowd`` RLEs) and inside the segmentation
-  of people with no labelled keypoint (HigherHRNet), 1 elsewhere; rendered with
-  pycocotools at image resolution, warped like the image to the output
-  resolution and re-binarised at 0.5; it masks the heatmap loss only;
+- ignore mask from ``ae.coco_ignore_mask`` (HigherHRNet's ``COCOKeypoints.get_mask``):
+  0 inside crowd regions (``iscrowd`` RLEs) and inside the segmentation of people
+  with no labelled keypoint, 1 elsewhere; rendered with pycocotools at image
+  resolution, warped like the image to the output resolution and re-binarised at
+  0.5; it masks the heatmap loss only;
 - augmentation: one affine warp to the square input: random scale
   ``max(h, w) / 200 * U(0.75, 1.25)`` (of 200 px "person scale" units, as in
   pose-ae-train), rotation ``U(-30, 30)`` degrees, centre jitter ``U(-40, 40) * scale``
@@ -24,21 +25,27 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["CocoKeypoints", "evaluate_coco"]
+__all__ = ["CocoKeypoints", "load_coco", "read_image"]
 
 
-def _load_coco(ann_file):
+def load_coco(ann_file):
+    """A pycocotools ``COCO`` index of ``ann_file``, without its progress messages."""
     from pycocotools.coco import COCO
 
     with contextlib.redirect_stdout(io.StringIO()):
         return COCO(str(ann_file))
+
+
+def read_image(coco, image_dir, image_id: int) -> np.ndarray:
+    """Image ``image_id`` of the ``COCO`` index as (H, W, 3) uint8 RGB."""
+    info = coco.loadImgs(image_id)[0]
+    return np.asarray(Image.open(Path(image_dir) / info["file_name"]).convert("RGB"))
 
 
 def affine_matrix(center, scale_px: float, rotation_deg: float, out_size: int, flip: bool):
@@ -101,7 +108,7 @@ class CocoKeypoints(torch.utils.data.Dataset):
     ):
         from associative_embedding import COCO_KEYPOINTS
 
-        self.coco = _load_coco(ann_file)
+        self.coco = load_coco(ann_file)
         self.image_dir = Path(image_dir)
         self.input_size, self.output_size = input_size, output_size
         self.train, self.seed = train, seed
@@ -126,35 +133,24 @@ class CocoKeypoints(torch.utils.data.Dataset):
         return len(self.ids)
 
     def load(self, i: int):
-        """Image (H, W, 3) uint8, keypoints (N, 17, 3) continuous image px, ignore mask (H, W)."""
-        from pycocotools import mask as mask_utils
+        """Image (H, W, 3) uint8, keypoints (N, 17, 3) continuous image px, valid mask (H, W)."""
+        import associative_embedding as ae
 
         img_id = self.ids[i]
-        info = self.coco.loadImgs(img_id)[0]
-        image = np.asarray(Image.open(self.image_dir / info["file_name"]).convert("RGB"))
+        image = read_image(self.coco, self.image_dir, img_id)
         h, w = image.shape[:2]
         anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=img_id))
-        kps, ignore = [], np.zeros((h, w), bool)
+        valid = ae.coco_ignore_mask(anns, h, w)  # 0 on crowds and keypoint-less people
+        kps = []
         for a in anns:
-            if a.get("iscrowd") or (a.get("num_keypoints", 0) == 0 and a.get("segmentation")):
-                with warnings.catch_warnings():
-                    # pycocotools' mask code warns about numpy 2's copy keyword
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    seg = a["segmentation"]
-                    if isinstance(seg, dict) and isinstance(seg.get("counts"), list):
-                        seg = mask_utils.frPyObjects(seg, h, w)
-                    elif isinstance(seg, list):  # polygons
-                        seg = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-                    ignore |= mask_utils.decode(seg).astype(bool)
-            elif a.get("num_keypoints", 0) == 0:
+            if a.get("iscrowd") or a.get("num_keypoints", 0) == 0:
                 continue
-            else:
-                kp = np.asarray(a["keypoints"], np.float32).reshape(-1, 3)
-                kp[:, :2] += 0.5  # COCO integer pixel centres -> continuous
-                kp[kp[:, 2] == 0] = 0
-                kps.append(kp)
+            kp = np.asarray(a["keypoints"], np.float32).reshape(-1, 3)
+            kp[:, :2] += 0.5  # COCO integer pixel centres -> continuous
+            kp[kp[:, 2] == 0] = 0
+            kps.append(kp)
         kps = np.stack(kps) if kps else np.zeros((0, 17, 3), np.float32)
-        return image, kps, (~ignore).astype(np.float32)
+        return image, kps, valid
 
     def __getitem__(self, i: int):
         image, kps, valid = self.load(i)
@@ -190,62 +186,3 @@ class CocoKeypoints(torch.utils.data.Dataset):
             kp[outside] = 0
             kp = kp[(kp[..., 2] > 0).any(1)]
         return out, kp.astype(np.float32), mask
-
-
-def evaluate_coco(
-    model,
-    config,
-    ann_file,
-    image_dir,
-    *,
-    num_images: int | None = None,
-    batch_size: int = 8,
-    output=None,
-    verbose=False,
-    **options,
-) -> dict:
-    """OKS AP on the first ``num_images`` images of a COCO keypoint annotation file.
-
-    ``options`` go to ``evaluate.predict`` (test scales, flip, decoder options, ...).
-    """
-    import json
-
-    from evaluate import predict, print_stats, save_pictures
-
-    import associative_embedding as ae
-
-    coco = _load_coco(ann_file)
-    img_ids = sorted(coco.getImgIds())
-    if num_images:
-        img_ids = img_ids[:num_images]
-    was_training = model.training
-    model.eval()
-    results, shown = [], None
-    for start in range(0, len(img_ids), batch_size):
-        ids = img_ids[start : start + batch_size]
-        images = [
-            np.asarray(
-                Image.open(Path(image_dir) / coco.loadImgs(i)[0]["file_name"]).convert("RGB")
-            )
-            for i in ids
-        ]
-        preds = predict(model, config, images, **options)
-        for img_id, image, pred in zip(ids, images, preds, strict=True):
-            results += ae.to_coco_results(pred["poses"], img_id, transform=pred["transform"])
-            if shown is None:
-                shown = (image, pred)
-    model.train(was_training)
-    gt = dict(coco.dataset)
-    keep = set(img_ids)
-    gt["images"] = [im for im in gt["images"] if im["id"] in keep]
-    gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
-    stats = ae.evaluate_keypoints(gt, results)
-    if verbose:
-        print_stats(stats)
-    if output is not None:
-        output = Path(output)
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "coco_results.json").write_text(json.dumps(results))
-        if shown is not None:
-            save_pictures(shown, output, prefix="coco_")
-    return stats

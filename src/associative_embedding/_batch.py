@@ -1,0 +1,98 @@
+"""Batch drivers of the decoder: one image end to end, and ranges of a batch (numba).
+
+:func:`decode_range` runs peaks, grouping and refine on images ``start:stop``
+of a numpy batch; :func:`group_range` and :func:`refine_range` run the two
+later steps on candidates found elsewhere (the torch path finds them on the
+tensors' device). The Python side (``decoding.py``) calls these from a pool of
+threads on disjoint ranges; every kernel releases the GIL.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from ._grouping import GroupOptions, People, group_image
+from ._peaks import Candidates, find_candidates, gather_candidates
+from ._refine import REFINE_OFF, RefineOptions, refine_image
+
+
+class DecodeOptions(NamedTuple):
+    """Every option of one decode call, as the kernels read them.
+
+    ``detection_threshold`` and ``nms_kernel`` for the peaks, ``max_candidates``
+    (M, the top-k per joint type), and the :class:`GroupOptions` and
+    :class:`RefineOptions` records.
+    """
+
+    detection_threshold: float
+    nms_kernel: int
+    max_candidates: int
+    group: GroupOptions
+    refine: RefineOptions
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _image_candidates(cand, b):
+    return Candidates(cand.val[b], cand.idx[b], cand.cnt[b], cand.tag[b], cand.nb[b])
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _image_people(out, b):
+    return People(out.kp[b], out.score[b], out.tag[b], out.ref[b], out.det[b])
+
+
+@njit(inline="always", cache=True, nogil=True)
+def decode_image(heat, tags, order, opts, out):
+    """Decode one image (``heat (K, H, W)``, ``tags (K, D, H, W)``) into ``out``; return P."""
+    n_joints, h_size, w_size = heat.shape
+    dim = tags.shape[1]
+    m_size = opts.max_candidates
+    cand = Candidates(
+        np.empty((n_joints, m_size), heat.dtype),
+        np.empty((n_joints, m_size), np.int64),
+        np.empty(n_joints, np.int64),
+        np.empty((n_joints, m_size, dim), tags.dtype),
+        np.empty((n_joints, m_size, 4), heat.dtype),
+    )
+    find_candidates(heat, opts.detection_threshold, opts.nms_kernel, cand)
+    gather_candidates(heat, tags, cand)
+    n = group_image(cand, h_size, w_size, order, opts.group, out)
+    if opts.refine.mode != REFINE_OFF:
+        slot = np.empty(n_joints, np.int64)
+        for k in range(n_joints):
+            slot[k] = k
+        refine_image(heat, tags, slot, n, cand, opts.refine, out)
+    return n
+
+
+@njit(cache=True, nogil=True)
+def decode_range(heat, tags, order, opts, span, out, out_n):
+    """Decode images ``span = (start, stop)`` of a batch.
+
+    ``heat`` is ``(B, K, H, W)``, ``tags`` ``(B, K, D, H, W)``; ``out`` is a
+    :class:`People` record with a leading B axis; ``out_n[b]`` receives image
+    b's number of people.
+    """
+    for b in range(span[0], span[1]):
+        out_n[b] = decode_image(heat[b], tags[b], order, opts, _image_people(out, b))
+
+
+@njit(cache=True, nogil=True)
+def group_range(cand, h_size, w_size, order, opts, span, out, out_n):
+    """Group images ``span = (start, stop)`` of a batch of candidates (leading axis B)."""
+    for b in range(span[0], span[1]):
+        out_n[b] = group_image(
+            _image_candidates(cand, b), h_size, w_size, order, opts, _image_people(out, b)
+        )
+
+
+@njit(cache=True, nogil=True)
+def refine_range(heat, tags, slot, cand, opts, span, out, out_n):
+    """Recover missing joints of images ``span = (start, stop)``; ``slot (B, K)`` indexes heat."""
+    for b in range(span[0], span[1]):
+        refine_image(
+            heat, tags, slot[b], out_n[b], _image_candidates(cand, b), opts, _image_people(out, b)
+        )

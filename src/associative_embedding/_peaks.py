@@ -1,0 +1,160 @@
+"""Peak finding of the decoder: max-pool NMS, top-k and the candidates' tags (numba).
+
+Every kernel takes the maps of one image, ``heat (K, H, W)`` and ``tags (K, D,
+H, W)`` of one float dtype (the "work dtype", float32 or float64), and writes
+the candidates into a :class:`Candidates` record of preallocated arrays.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit, uint64
+
+# strip height and tile width of the peak search
+FIND_BLOCK = 16
+
+
+class Candidates(NamedTuple):
+    """The detection candidates of one image (or of a batch, with a leading B axis).
+
+    ``val (K, M)`` their heat (work dtype), ``idx (K, M)`` int64 flat index ``y *
+    W + x``, ``cnt (K,)`` int64 how many of the M slots are used, ``tag (K, M,
+    D)`` their tags, ``nb (K, M, 4)`` the original heatmap's left, right, upper
+    and lower neighbour of each candidate (indices clipped to the map).
+    """
+
+    val: np.ndarray
+    idx: np.ndarray
+    cnt: np.ndarray
+    tag: np.ndarray
+    nb: np.ndarray
+
+
+def empty_candidates(lead: tuple[int, ...], k: int, m: int, d: int, dtype: np.dtype) -> Candidates:
+    """Allocate a :class:`Candidates` record with leading axes ``lead`` (``()`` or ``(B,)``)."""
+    return Candidates(
+        np.zeros((*lead, k, m), dtype),
+        np.zeros((*lead, k, m), np.int64),
+        np.zeros((*lead, k), np.int64),
+        np.zeros((*lead, k, m, d), dtype),
+        np.zeros((*lead, k, m, 4), dtype),
+    )
+
+
+@njit(cache=True, nogil=True, fastmath={"nnan", "nsz"})
+def strip_max(hk, y0, y1, col):
+    """``col[x] = max(hk[y0:y1, x])``: the column maxima of a strip of rows (vectorised)."""
+    w_size = hk.shape[1]
+    row = hk[y0]
+    for x in range(w_size):
+        col[x] = row[x]
+    for y in range(y0 + 1, y1):
+        row = hk[y]
+        for x in range(w_size):
+            v = row[x]
+            c = col[x]
+            col[x] = v if v > c else c
+
+
+@njit(cache=True, nogil=True, fastmath={"nnan", "nsz"})
+def find_candidates(heat, threshold, kernel, cand):
+    """Peaks of each joint's heatmap above ``threshold``, the strongest first.
+
+    A pixel is a peak when no pixel of the ``kernel x kernel`` window centred
+    on it (clipped at the borders) is larger: the references' max-pool NMS
+    (``max_pool2d(h, kernel, 1, kernel // 2) == h``), which keeps every pixel of
+    a plateau. Peaks with value ``> threshold`` are ranked by value, descending,
+    ties by flat index ``y * W + x`` ascending, and the first ``M =
+    cand.val.shape[1]`` are written to ``cand.val[k]`` / ``cand.idx[k]``; their
+    number to ``cand.cnt[k]``.
+
+    Rows are visited in strips of ``FIND_BLOCK``; a vectorised column maximum
+    over the strip tells which ``FIND_BLOCK``-wide tiles hold any value above
+    the threshold, and only those are examined pixel by pixel.
+    """
+    n_joints, h_size, w_size = heat.shape
+    cand_val = cand.val
+    cand_idx = cand.idx
+    cand_cnt = cand.cnt
+    m_size = cand_val.shape[1]
+    r = kernel // 2
+    block = FIND_BLOCK
+    nbx = (w_size + block - 1) // block
+    col = np.empty(w_size, heat.dtype)
+    hot = np.empty(nbx, np.bool_)
+    for k in range(n_joints):
+        hk = heat[k]
+        cnt = 0
+        for y0 in range(0, h_size, block):
+            y1 = min(y0 + block, h_size)
+            strip_max(hk, y0, y1, col)
+            any_hot = False
+            for bx in range(nbx):
+                x0 = uint64(bx * block)
+                n = uint64(min(bx * block + block, w_size) - bx * block)
+                m = col[x0]
+                for i in range(n):
+                    v = col[x0 + i]
+                    m = v if v > m else m
+                hot[bx] = m > threshold
+                any_hot = any_hot or hot[bx]
+            if not any_hot:
+                continue
+            for y in range(y0, y1):
+                wy0 = max(y - r, 0)
+                wy1 = min(y + r + 1, h_size)
+                for bx in range(nbx):
+                    if not hot[bx]:
+                        continue
+                    for x in range(bx * block, min(bx * block + block, w_size)):
+                        v = hk[y, x]
+                        if not v > threshold:
+                            continue
+                        if cnt == m_size and not v > cand_val[k, m_size - 1]:
+                            continue
+                        wx0 = max(x - r, 0)
+                        wx1 = min(x + r + 1, w_size)
+                        peak = True
+                        for yy in range(wy0, wy1):
+                            for xx in range(wx0, wx1):
+                                if hk[yy, xx] > v:
+                                    peak = False
+                                    break
+                            if not peak:
+                                break
+                        if not peak:
+                            continue
+                        if cnt < m_size:
+                            cnt += 1
+                        pos = cnt - 1
+                        while pos > 0 and cand_val[k, pos - 1] < v:
+                            cand_val[k, pos] = cand_val[k, pos - 1]
+                            cand_idx[k, pos] = cand_idx[k, pos - 1]
+                            pos -= 1
+                        cand_val[k, pos] = v
+                        cand_idx[k, pos] = y * w_size + x
+        cand_cnt[k] = cnt
+
+
+@njit(cache=True, nogil=True)
+def gather_candidates(heat, tags, cand):
+    """Fill ``cand.tag`` and ``cand.nb``: tags and the four clipped neighbours of each candidate."""
+    cand_idx = cand.idx
+    cand_cnt = cand.cnt
+    cand_tag = cand.tag
+    cand_nb = cand.nb
+    n_joints, h_size, w_size = heat.shape
+    dim = tags.shape[1]
+    for k in range(n_joints):
+        for m in range(cand_cnt[k]):
+            idx = cand_idx[k, m]
+            y = idx // w_size
+            x = idx % w_size
+            for d in range(dim):
+                cand_tag[k, m, d] = tags[k, d, y, x]
+            cand_nb[k, m, 0] = heat[k, y, max(x - 1, 0)]
+            cand_nb[k, m, 1] = heat[k, y, min(x + 1, w_size - 1)]
+            cand_nb[k, m, 2] = heat[k, max(y - 1, 0), x]
+            cand_nb[k, m, 3] = heat[k, min(y + 1, h_size - 1), x]

@@ -1,0 +1,507 @@
+"""Missing-joint recovery of the decoder ("refine"), an exact bounded search (numba).
+
+For a person missing joint k, the references (HigherHRNet ``lib/core/group.py``
+``refine``, pose-ae-train ``utils/group.py``, mmpose ``codecs/associative_embedding.py``)
+take the pixel of the whole map maximising ``heat_k - mult * round(||tag_k -
+ref||)``. Here one pass per joint computes tile statistics, and per person only
+the tiles whose upper bound can still beat the best score found so far are
+scanned; the answer is the same pixel, ties included.
+
+Loops over rows of pixels and over blocks are written for LLVM's vectoriser. Their only
+fast-math flags are "no NaN" and "no signed zeros" (the inputs are checked finite): no
+reassociation, no contraction into fused multiply-adds, so every value is the IEEE result
+of the same operations numpy performs, and min/max reductions may use SIMD.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit, uint64
+
+from ._grouping import quarter_offset
+from ._peaks import strip_max
+from ._sums import pairwise_sum
+
+REFINE_OFF = 0
+REFINE_HIGHERHRNET = 1
+REFINE_POSE_AE = 2
+REFINE_MMPOSE = 3
+
+_FM = {"nnan", "nsz"}
+_BIG = 1e15  # an empty tag range [BIG, -BIG]: its distance bound is huge but finite
+
+
+class RefineOptions(NamedTuple):
+    """The missing-joint search's options, as the kernels read them.
+
+    ``mode`` one of the REFINE_* codes; ``adjust`` / ``adjust_rule`` the
+    quarter-pixel move of a recovered joint; ``block`` the side of the search
+    tiles; ``center_shift``; ``mult`` the weight of the rounded distance, a
+    scalar of the work dtype (1 for HigherHRNet and pose-ae-train, 100 for
+    mmpose 1.x, whose argmin of ``round(dist) * 100 - heat`` is the same pixel).
+    """
+
+    mode: int
+    adjust: bool
+    adjust_rule: int
+    block: int
+    center_shift: float
+    mult: float
+
+
+class TileStats(NamedTuple):
+    """Per-tile statistics of one joint's maps (``nb`` tiles, D tag dimensions).
+
+    ``hmax (nb,)`` the largest heat; ``lo``, ``hi (D, nb)`` the range of each tag
+    dimension; ``lo_top``, ``hi_top (D, nb)`` the range over the pixels with heat
+    ``>= hmax / 2``; ``ub``, ``cost_all``, ``cost_top (nb,)`` the per-person bound
+    and its two parts.
+    """
+
+    hmax: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    lo_top: np.ndarray
+    hi_top: np.ndarray
+    ub: np.ndarray
+    cost_all: np.ndarray
+    cost_top: np.ndarray
+
+
+class Scratch(NamedTuple):
+    """Work arrays of the search, all of the work dtype.
+
+    ``col (W,)``, ``col_lo``, ``col_hi (D, W)``, ``col_top (W,)``, ``acc (max(nb, W),)``,
+    ``buf (block**2,)``, ``sq (D,)`` and ``consts`` = ``[BIG, 0.5]``.
+    """
+
+    col: np.ndarray
+    col_lo: np.ndarray
+    col_hi: np.ndarray
+    col_top: np.ndarray
+    acc: np.ndarray
+    buf: np.ndarray
+    sq: np.ndarray
+    consts: np.ndarray
+
+
+@njit(inline="always", cache=True, nogil=True, fastmath=_FM)
+def _tile_scores(hk, tk, ref, mult, tile, scratch):
+    """``buf[...] = h - mult * round(||t - ref||)`` over ``tile = (y0, y1, x0, x1)``, row-major.
+
+    Returns the number of pixels written to ``scratch.buf``.
+
+    The squared distance is summed over D as numpy does along a last axis:
+    one by one for D < 8, pairwise beyond. Column indices are unsigned so
+    that numba emits no negative-index check and the row loops vectorise.
+    """
+    y0, y1, x0, x1 = tile
+    buf = scratch.buf
+    acc = scratch.acc
+    sq = scratch.sq
+    n = uint64(x1 - x0)
+    ux0 = uint64(x0)
+    dim = ref.shape[0]
+    cnt = uint64(0)
+    for y in range(y0, y1):
+        hrow = hk[y]
+        if dim == 1:
+            r0 = ref[0]
+            t0 = tk[0, y]
+            for i in range(n):
+                x = ux0 + i
+                a = t0[x] - r0
+                buf[cnt + i] = hrow[x] - mult * np.rint(np.sqrt(a * a))
+        elif dim == 2:
+            r0 = ref[0]
+            r1 = ref[1]
+            t0 = tk[0, y]
+            t1 = tk[1, y]
+            for i in range(n):
+                x = ux0 + i
+                a = t0[x] - r0
+                b = t1[x] - r1
+                buf[cnt + i] = hrow[x] - mult * np.rint(np.sqrt(a * a + b * b))
+        elif dim < 8:
+            r0 = ref[0]
+            t0 = tk[0, y]
+            for i in range(n):
+                a = t0[ux0 + i] - r0
+                acc[i] = a * a
+            for d in range(1, dim):
+                rd = ref[d]
+                td = tk[d, y]
+                for i in range(n):
+                    a = td[ux0 + i] - rd
+                    acc[i] = acc[i] + a * a
+            for i in range(n):
+                buf[cnt + i] = hrow[ux0 + i] - mult * np.rint(np.sqrt(acc[i]))
+        else:
+            for i in range(n):
+                for d in range(dim):
+                    a = tk[d, y, ux0 + i] - ref[d]
+                    sq[d] = a * a
+                buf[cnt + i] = hrow[ux0 + i] - mult * np.rint(np.sqrt(pairwise_sum(sq, 0, dim)))
+        cnt += n
+    return cnt
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _scan_block(hk, tk, ref, mult, tile, best, best_idx, scratch):
+    """Fold a tile's pixels into the running first-occurrence maximum ``(best, best_idx)``.
+
+    If the tile's maximum score can beat ``best`` (or equal it at a smaller
+    flat index), its first pixel in row-major order, which has the smallest
+    flat index of the tile, is taken.
+    """
+    y0, _, x0, x1 = tile
+    w_size = hk.shape[1]
+    buf = scratch.buf
+    cnt = _tile_scores(hk, tk, ref, mult, tile, scratch)
+    m = buf[0]
+    for i in range(cnt):
+        v = buf[i]
+        m = v if v > m else m
+    if best_idx >= 0 and m < best:
+        return best, best_idx
+    i = 0
+    while buf[i] != m:
+        i += 1
+    n = x1 - x0
+    idx = (y0 + i // n) * w_size + x0 + i % n
+    if best_idx < 0 or m > best or idx < best_idx:
+        return m, idx
+    return best, best_idx
+
+
+@njit(inline="always", cache=True, nogil=True, fastmath=_FM)
+def _fold_tiles(col, block, nbx, out, row_of_tiles, take_max):
+    """``out[row_of_tiles * nbx + bx]`` = max (or min) of ``col`` over each tile's columns."""
+    w_size = col.shape[0]
+    for bx in range(nbx):
+        x0 = uint64(bx * block)
+        n = uint64(min(bx * block + block, w_size) - bx * block)
+        m = col[x0]
+        if take_max:
+            for i in range(n):
+                v = col[x0 + i]
+                m = v if v > m else m
+        else:
+            for i in range(n):
+                v = col[x0 + i]
+                m = v if v < m else m
+        out[row_of_tiles * nbx + bx] = m
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def block_stats(hk, tk, block, stats, scratch):
+    """Tile statistics of one joint's maps for the missing-joint search.
+
+    Per ``block x block`` tile (numbered row-major, ``b = by * nbx + bx``): the
+    largest heat ``hmax``, the range ``[lo, hi]`` of every tag dimension over
+    the tile, and the range ``[lo_top, hi_top]`` over the tile's pixels with
+    heat ``>= hmax / 2`` (the core of a peak, whose tags belong to one person).
+    Results go to ``stats`` (:class:`TileStats`); ``scratch`` (:class:`Scratch`)
+    holds the work rows. Each row of tiles takes vectorisable column-wise passes,
+    then one fold per tile.
+    """
+    hmax = stats.hmax
+    lo = stats.lo
+    hi = stats.hi
+    lo_top = stats.lo_top
+    hi_top = stats.hi_top
+    col = scratch.col
+    col_lo = scratch.col_lo
+    col_hi = scratch.col_hi
+    col_top = scratch.col_top
+    consts = scratch.consts
+    h_size, w_size = hk.shape
+    dim = tk.shape[0]
+    big = consts[0]
+    half = consts[1]
+    nby = (h_size + block - 1) // block
+    nbx = (w_size + block - 1) // block
+    for by in range(nby):
+        y0 = by * block
+        y1 = min(y0 + block, h_size)
+        strip_max(hk, y0, y1, col)
+        _fold_tiles(col, block, nbx, hmax, by, True)
+        for bx in range(nbx):
+            x0 = uint64(bx * block)
+            n = uint64(min(bx * block + block, w_size) - bx * block)
+            t = hmax[by * nbx + bx] * half
+            for i in range(n):
+                col_top[x0 + i] = t
+        for d in range(dim):
+            cl = col_lo[d]
+            ch = col_hi[d]
+            row = tk[d, y0]
+            for x in range(w_size):
+                cl[x] = row[x]
+                ch[x] = row[x]
+            for y in range(y0 + 1, y1):
+                row = tk[d, y]
+                for x in range(w_size):
+                    v = row[x]
+                    a = cl[x]
+                    z = ch[x]
+                    cl[x] = v if v < a else a
+                    ch[x] = v if v > z else z
+            _fold_tiles(cl, block, nbx, lo[d], by, False)
+            _fold_tiles(ch, block, nbx, hi[d], by, True)
+            for x in range(w_size):
+                cl[x] = big
+                ch[x] = -big
+            for y in range(y0, y1):
+                row = tk[d, y]
+                hrow = hk[y]
+                for x in range(w_size):
+                    top = hrow[x] >= col_top[x]
+                    v = row[x]
+                    a = cl[x]
+                    z = ch[x]
+                    cl[x] = v if (top and v < a) else a
+                    ch[x] = v if (top and v > z) else z
+            _fold_tiles(cl, block, nbx, lo_top[d], by, False)
+            _fold_tiles(ch, block, nbx, hi_top[d], by, True)
+
+
+@njit(inline="always", cache=True, nogil=True, fastmath=_FM)
+def _range_cost(lo, hi, ref, mult, out, acc):
+    """Lower-bound the cost of every tag box: ``out[b] = mult * round(sqrt(sum_d gap_d**2))``.
+
+    ``gap_d`` is the distance from ``ref[d]`` to ``[lo[d, b], hi[d, b]]`` (0
+    inside). It bounds ``mult * round(||t - ref||)`` from below for every tag
+    ``t`` in the box, being computed with the same (monotone) float operations
+    as the cost itself.
+    """
+    nb = out.shape[0]
+    dim = ref.shape[0]
+    z = ref[0] - ref[0]
+    r0 = ref[0]
+    lo0 = lo[0]
+    hi0 = hi[0]
+    if dim == 1:
+        for b in range(nb):
+            g = max(max(lo0[b] - r0, r0 - hi0[b]), z)
+            out[b] = mult * np.rint(np.sqrt(g * g))
+        return
+    if dim == 2:
+        r1 = ref[1]
+        lo1 = lo[1]
+        hi1 = hi[1]
+        for b in range(nb):
+            g = max(max(lo0[b] - r0, r0 - hi0[b]), z)
+            e = max(max(lo1[b] - r1, r1 - hi1[b]), z)
+            out[b] = mult * np.rint(np.sqrt(g * g + e * e))
+        return
+    if dim < 8:
+        for b in range(nb):
+            g = max(max(lo0[b] - r0, r0 - hi0[b]), z)
+            acc[b] = g * g
+        for d in range(1, dim):
+            rd = ref[d]
+            lod = lo[d]
+            hid = hi[d]
+            for b in range(nb):
+                g = max(max(lod[b] - rd, rd - hid[b]), z)
+                acc[b] = acc[b] + g * g
+        for b in range(nb):
+            out[b] = mult * np.rint(np.sqrt(acc[b]))
+        return
+    sq = np.empty(dim, acc.dtype)
+    for b in range(nb):
+        for d in range(dim):
+            g = max(max(lo[d, b] - ref[d], ref[d] - hi[d, b]), z)
+            sq[d] = g * g
+        out[b] = mult * np.rint(np.sqrt(pairwise_sum(sq, 0, dim)))
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _bounds(stats, ref, mult, scratch):
+    """Upper bound of ``heat - mult * round(dist)`` in each tile.
+
+    A pixel in the tile's top (heat >= hmax / 2) scores at most ``hmax - cost``
+    over the top's tag box; any other pixel at most ``hmax / 2 - cost`` over
+    the whole tile's box (float subtraction is monotone in both operands).
+    """
+    hmax = stats.hmax
+    ub = stats.ub
+    cost_all = stats.cost_all
+    cost_top = stats.cost_top
+    _range_cost(stats.lo, stats.hi, ref, mult, cost_all, scratch.acc)
+    _range_cost(stats.lo_top, stats.hi_top, ref, mult, cost_top, scratch.acc)
+    half = scratch.consts[1]
+    for b in range(hmax.shape[0]):
+        a = hmax[b] - cost_top[b]
+        c = hmax[b] * half - cost_all[b]
+        ub[b] = a if a > c else c
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _block_start(b, nbx, block, w_size):
+    """Flat index of the top-left pixel of tile ``b`` (the smallest index in it)."""
+    return (b // nbx) * block * w_size + (b % nbx) * block
+
+
+@njit(cache=True, nogil=True)
+def refine_image(heat, tags, slot, n_people, cand, opts, out):
+    """Recover the missing joints of the ``n_people`` people of one image, in place.
+
+    For person p and a joint k it misses, the pixel maximising ``heat_k -
+    mult * round(||tag_k - ref_p||)`` over the whole map (first in row-major
+    order on ties) is found; ``mult`` is 1 for HigherHRNet and pose-ae-train
+    and 100 for mmpose 1.x, whose argmin of ``round(dist) * 100 - heat`` is
+    the same pixel. ``heat (S, H, W)`` and ``tags (S, D, H, W)`` hold the maps
+    of the joints some person misses, joint k at ``slot[k]``; ``cand`` holds
+    the candidates of ``find_candidates``, ``out`` the :class:`People` of
+    ``group_image`` (``kp``, ``ref`` and ``det`` are read; ``kp`` is written).
+
+    The search is exact and avoids a full pass per person: per joint, one pass
+    over its maps computes tile statistics (``block_stats``); per person, the
+    best score at the joint's candidates (usually the answer) gives a first
+    bound, and only tiles whose upper bound can still beat it are scanned, the
+    most promising first.
+    """
+    _, h_size, w_size = heat.shape
+    dim = tags.shape[1]
+    out_kp = out.kp
+    out_ref = out.ref
+    out_det = out.det
+    cand_idx = cand.idx
+    cand_cnt = cand.cnt
+    n_joints = out_kp.shape[1]
+    mode = opts.mode
+    adjust = opts.adjust
+    rule = opts.adjust_rule
+    block = opts.block
+    shift = opts.center_shift
+    mult = opts.mult
+    if mode == REFINE_OFF or n_people == 0:
+        return
+    nby = (h_size + block - 1) // block
+    nbx = (w_size + block - 1) // block
+    nb = nby * nbx
+    dt = heat.dtype
+    stats = TileStats(
+        np.empty(nb, dt),
+        np.empty((dim, nb), dt),
+        np.empty((dim, nb), dt),
+        np.empty((dim, nb), dt),
+        np.empty((dim, nb), dt),
+        np.empty(nb, dt),
+        np.empty(nb, dt),
+        np.empty(nb, dt),
+    )
+    consts = np.empty(2, dt)
+    consts[0] = _BIG
+    consts[1] = 0.5
+    scratch = Scratch(
+        np.empty(w_size, dt),
+        np.empty((dim, w_size), dt),
+        np.empty((dim, w_size), dt),
+        np.empty(w_size, dt),
+        np.empty(max(nb, w_size), dt),
+        np.empty(block * block, dt),
+        np.empty(max(dim, 1), dt),
+        consts,
+    )
+    sq = scratch.sq
+    ub = stats.ub
+    open_blocks = np.empty(nb, np.int64)
+    for k in range(n_joints):
+        needed = False
+        for p in range(n_people):
+            if out_det[p, k] == 0:
+                needed = True
+                break
+        if not needed:
+            continue
+        hk = heat[slot[k]]
+        tk = tags[slot[k]]
+        block_stats(hk, tk, block, stats, scratch)
+        for p in range(n_people):
+            if out_det[p, k] != 0:
+                continue
+            ref = out_ref[p]
+            # the joint's candidates: a cheap first answer
+            best = hk[0, 0]
+            best_idx = -1
+            for c in range(cand_cnt[k]):
+                idx = cand_idx[k, c]
+                y = idx // w_size
+                x = idx % w_size
+                for d in range(dim):
+                    a = tk[d, y, x] - ref[d]
+                    sq[d] = a * a
+                score = hk[y, x] - mult * np.rint(np.sqrt(pairwise_sum(sq, 0, dim)))
+                if best_idx < 0 or score > best or (score == best and idx < best_idx):
+                    best = score
+                    best_idx = idx
+            _bounds(stats, ref, mult, scratch)
+            n_open = 0
+            for b in range(nb):
+                if (
+                    best_idx < 0
+                    or ub[b] > best
+                    or (ub[b] == best and _block_start(b, nbx, block, w_size) < best_idx)
+                ):
+                    open_blocks[n_open] = b
+                    n_open += 1
+            # scan the open tiles, largest bound first (ties: smallest tile first), until
+            # no bound can beat the best score
+            for i in range(1, n_open):
+                b = open_blocks[i]
+                u = ub[b]
+                j = i
+                while j > 0 and ub[open_blocks[j - 1]] < u:
+                    open_blocks[j] = open_blocks[j - 1]
+                    j -= 1
+                open_blocks[j] = b
+            for i in range(n_open):
+                b = open_blocks[i]
+                if best_idx >= 0 and (
+                    ub[b] < best
+                    or (ub[b] == best and _block_start(b, nbx, block, w_size) >= best_idx)
+                ):
+                    if ub[b] < best:
+                        break
+                    continue
+                by = b // nbx
+                bx = b % nbx
+                y0 = by * block
+                x0 = bx * block
+                tile = (y0, min(y0 + block, h_size), x0, min(x0 + block, w_size))
+                best, best_idx = _scan_block(hk, tk, ref, mult, tile, best, best_idx, scratch)
+            y = best_idx // w_size
+            x = best_idx % w_size
+            val = hk[y, x]
+            if mode == REFINE_MMPOSE:
+                out_kp[p, k, 0] = x
+                out_kp[p, k, 1] = y
+                out_kp[p, k, 2] = val
+                continue
+            if not val > 0:
+                continue
+            dx = 0.0
+            dy = 0.0
+            if adjust:
+                dx, dy = quarter_offset(
+                    hk[y, max(x - 1, 0)],
+                    hk[y, min(x + 1, w_size - 1)],
+                    hk[max(y - 1, 0), x],
+                    hk[min(y + 1, h_size - 1), x],
+                    x,
+                    y,
+                    h_size,
+                    w_size,
+                    rule,
+                )
+            out_kp[p, k, 0] = (x + dx) + shift
+            out_kp[p, k, 1] = (y + dy) + shift
+            if mode == REFINE_POSE_AE:
+                out_kp[p, k, 2] = 1
+            else:
+                out_kp[p, k, 2] = val
