@@ -103,6 +103,27 @@ def assign(tag_k, val_k, k, n_rows, means, o, solver):
     return solve(cost, solver), dist
 
 
+def assign_feasible(val_k, k, total, feasible, o, solver):
+    """Assignment over the rows and columns with a feasible pair: {row: person}.
+
+    Cost ``cost_of(total)`` where feasible, 1e10 elsewhere; a row is matched
+    only to a feasible column.
+    """
+    rows = [r for r in range(total.shape[0]) if feasible[r].any()]
+    cols = [c for c in range(total.shape[1]) if feasible[:, c].any()]
+    match = {}
+    if rows:
+        cost = np.full((len(rows), max(len(rows), len(cols))), 1e10)
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                if feasible[r, c]:
+                    cost[i, j] = cost_of(total[r, c], float(val_k[k, r]), o)
+        for i, j in enumerate(solve(cost, solver)):
+            if 0 <= j < len(cols) and feasible[rows[i], cols[j]]:
+                match[rows[i]] = cols[j]
+    return match
+
+
 def scales(people, loc_k):
     """Person scale: the larger side of its joints' box, at least the median side over
     the people with 3 or more joints, and at least 1 pixel."""
@@ -134,7 +155,9 @@ def near(person, k, x, y, loc_k, scale):
 def group(tag_k, loc_k, val_k, n_valid, o, solver):
     """People as arrays of candidate rows per joint type (-1: missing).
 
-    First pass: the references' joint-by-joint matching with ``tag_cost``.
+    First pass: the references' joint-by-joint matching with ``tag_cost``; with
+    a cost other than ``"rounded"`` the assignment runs over the feasible pairs
+    (``d < tag_threshold``) only (:func:`assign_feasible`).
     Then up to ``regroup`` rounds: with the people of the previous round fixed
     (their means, scales and joints), every joint type's candidates are
     assigned afresh to them. A pair is feasible if ``d < tag_threshold`` and
@@ -162,11 +185,19 @@ def group(tag_k, loc_k, val_k, n_valid, o, solver):
             continue
         n_cols = len(people) if cap is None else min(len(people), cap)
         means = [person_mean(people[c], tag_k, order) for c in range(n_cols)]
-        col_of_row, dist = assign(tag_k, val_k, k, n_rows, means, o, solver)
+        if o["tag_cost"] == "rounded":  # the references: every pair takes part
+            col_of_row, dist = assign(tag_k, val_k, k, n_rows, means, o, solver)
+            match = {
+                r: c
+                for r, c in enumerate(col_of_row)
+                if 0 <= c < n_cols and dist[r, c] < o["tag_threshold"]
+            }
+        else:  # only the feasible pairs, d < tag_threshold
+            dist = np.array([[distance(tag_k[k, r], m, o) for m in means] for r in range(n_rows)])
+            match = assign_feasible(val_k, k, dist, dist < o["tag_threshold"], o, solver)
         for r in range(n_rows):
-            c = col_of_row[r]
-            if 0 <= c < n_cols and dist[r, c] < o["tag_threshold"]:
-                people[c][k] = r
+            if r in match:
+                people[match[r]][k] = r
             else:
                 people.append(new_person(k_joints, k, r))
     gate = np.inf if o["spatial_gate"] is None else o["spatial_gate"]
@@ -188,19 +219,10 @@ def group(tag_k, loc_k, val_k, n_valid, o, solver):
                     s = near(old[c], k, *loc_k[k, r], loc_k, sc[c]) if spatial else 0.0
                     feasible[r, c] = d < o["tag_threshold"] and s < gate
                     total[r, c] = d + o["spatial_weight"] * s
-            rows = [r for r in range(n_rows) if feasible[r].any()]
-            cols = [c for c in range(len(old)) if feasible[:, c].any()]
-            matched = set()
-            if rows:
-                cost = np.full((len(rows), max(len(rows), len(cols))), 1e10)
-                for i, r in enumerate(rows):
-                    for j, c in enumerate(cols):
-                        if feasible[r, c]:
-                            cost[i, j] = cost_of(total[r, c], float(val_k[k, r]), o)
-                for i, j in enumerate(solve(cost, solver)):
-                    if 0 <= j < len(cols) and feasible[rows[i], cols[j]]:
-                        fresh[cols[j]][k] = rows[i]
-                        matched.add(rows[i])
+            match = assign_feasible(val_k, k, total, feasible, o, solver)
+            for r, c in match.items():
+                fresh[c][k] = r
+            matched = set(match)
             fresh += [new_person(k_joints, k, r) for r in range(n_rows) if r not in matched]
         people = [p for p in fresh if (p >= 0).any()]
         if len(people) == len(old) and all(

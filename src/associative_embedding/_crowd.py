@@ -100,6 +100,67 @@ def person_means(joint_of, n_people, cand_tag, order, means, rows, buf):
 
 
 @njit(cache=True, nogil=True)
+def _work(m_size, n_cols):
+    """Scratch arrays of :func:`assign_feasible` for up to M rows and ``n_cols`` columns."""
+    m = max(m_size, 1)
+    return (
+        np.zeros(max(n_cols, 1), np.bool_),
+        np.empty(m, np.int64),
+        np.empty(max(n_cols, 1), np.int64),
+        np.empty(m, np.int64),
+        np.empty(m, np.int64),
+    )
+
+
+@njit(cache=True, nogil=True)
+def assign_feasible(cand_val, k, n_rows, n_cols, total, feasible, use_value, tag_cost, work):
+    """Assign joint k's candidates to people over the feasible pairs only.
+
+    The munkres 1.1.4 method runs on the rows and columns that have a
+    feasible pair (``feasible (>= R, >= C)``), in order, with cost
+    ``match_cost(total[r, c], v)`` where feasible and ``PAD_COST`` elsewhere.
+    ``work`` is ``(col_used, sub_row, sub_col, col_of_row, match)``; ``match[r]``
+    receives the person of row r, -1 if it has no feasible match.
+    """
+    col_used, sub_row, sub_col, col_of_row, match = work
+    n_sub_r = 0
+    n_sub_c = 0
+    for c in range(n_cols):
+        col_used[c] = False
+    for r in range(n_rows):
+        match[r] = -1
+        any_ok = False
+        for c in range(n_cols):
+            if feasible[r, c]:
+                any_ok = True
+                col_used[c] = True
+        if any_ok:
+            sub_row[n_sub_r] = r
+            n_sub_r += 1
+    for c in range(n_cols):
+        if col_used[c]:
+            sub_col[n_sub_c] = c
+            n_sub_c += 1
+    if n_sub_r == 0:
+        return
+    width = max(n_sub_r, n_sub_c)
+    cost = np.empty((n_sub_r, width), np.float64)
+    for i in range(n_sub_r):
+        r = sub_row[i]
+        val = np.float64(cand_val[k, r])
+        for jj in range(width):
+            cost[i, jj] = PAD_COST
+            if jj < n_sub_c and feasible[r, sub_col[jj]]:
+                cost[i, jj] = match_cost(total[r, sub_col[jj]], val, use_value, tag_cost)
+    munkres_assign(cost, col_of_row[:n_sub_r])
+    for i in range(n_sub_r):
+        jj = col_of_row[i]
+        r = sub_row[i]
+        if 0 <= jj < n_sub_c and feasible[r, sub_col[jj]]:
+            match[r] = sub_col[jj]
+
+
+@njit(cache=True, nogil=True)
 def first_pass(
     cand_val,
     cand_cnt,
@@ -116,11 +177,14 @@ def first_pass(
 ):
     """Group joint by joint as the references do, with ``match_cost``; return the count.
 
-    As ``_kernels.group_image``: the first joint type (in ``order``) with
+    As ``_grouping.group_image``: the first joint type (in ``order``) with
     candidates starts one person per candidate; each later one is assigned to
     the first ``match_cap`` people (all if < 0) and a candidate joins its
-    person if ``d < tag_threshold``, else starts a new one. ``joint_of (>= K *
-    M, K)`` receives the candidate rows (-1 where missing).
+    person if ``d < tag_threshold``, else starts a new one. With
+    ``TAG_COST_ROUNDED`` the assignment runs over every pair, as the
+    references'; otherwise over the feasible pairs (``d < tag_threshold``)
+    only (:func:`assign_feasible`). ``joint_of (>= K * M, K)`` receives the
+    candidate rows (-1 where missing).
     """
     n_joints, m_size = cand_val.shape
     dim = cand_tag.shape[2]
@@ -129,7 +193,7 @@ def first_pass(
     rows = np.empty((max(n_joints, 1), dim), cand_tag.dtype)
     buf = np.empty(max(n_joints, 1), cand_tag.dtype)
     sq = np.empty(max(dim, 1), np.float64)
-    col_of_row = np.empty(max(m_size, 1), np.int64)
+    work = _work(m_size, cap)
     for p in range(cap):
         for k in range(n_joints):
             joint_of[p, k] = -1
@@ -149,20 +213,33 @@ def first_pass(
         n_cols = n_people if match_cap < 0 else min(n_people, match_cap)
         person_means(joint_of, n_cols, cand_tag, order, means, rows, buf)
         dist = np.empty((n_rows, n_cols), np.float64)
-        width = max(n_rows, n_cols)
-        cost = np.empty((n_rows, width), np.float64)
         for r in range(n_rows):
-            val = np.float64(cand_val[k, r])
             for c in range(n_cols):
                 dist[r, c] = tag_distance(cand_tag[k, r], means[c], use_rms, sq)
-                cost[r, c] = match_cost(dist[r, c], val, use_value, tag_cost)
-            for c in range(n_cols, width):
-                cost[r, c] = PAD_COST
-        munkres_assign(cost, col_of_row[:n_rows])
+        match = work[4]
+        if tag_cost == TAG_COST_ROUNDED:  # the references' assignment over every pair
+            width = max(n_rows, n_cols)
+            cost = np.empty((n_rows, width), np.float64)
+            for r in range(n_rows):
+                val = np.float64(cand_val[k, r])
+                for c in range(n_cols):
+                    cost[r, c] = match_cost(dist[r, c], val, use_value, tag_cost)
+                for c in range(n_cols, width):
+                    cost[r, c] = PAD_COST
+            munkres_assign(cost, match[:n_rows])
+            for r in range(n_rows):
+                c = match[r]
+                if not (0 <= c < n_cols and dist[r, c] < tag_threshold):
+                    match[r] = -1
+        else:
+            feasible = np.empty((n_rows, n_cols), np.bool_)
+            for r in range(n_rows):
+                for c in range(n_cols):
+                    feasible[r, c] = dist[r, c] < tag_threshold
+            assign_feasible(cand_val, k, n_rows, n_cols, dist, feasible, use_value, tag_cost, work)
         for r in range(n_rows):
-            c = col_of_row[r]
-            if 0 <= c < n_cols and dist[r, c] < tag_threshold:
-                joint_of[c, k] = r
+            if match[r] >= 0:
+                joint_of[match[r], k] = r
             else:
                 joint_of[n_people, k] = r
                 n_people += 1
@@ -280,13 +357,9 @@ def regroup(
     py = np.zeros((size, n_joints), np.float64)
     has = np.zeros((size, n_joints), np.bool_)
     scale = np.ones(size, np.float64)
-    col_of_row = np.empty(max(m_size, 1), np.int64)
     dist = np.empty((max(m_size, 1), size), np.float64)
     feasible = np.zeros((max(m_size, 1), size), np.bool_)
-    col_used = np.zeros(size, np.bool_)
-    matched = np.zeros(max(m_size, 1), np.bool_)
-    sub_row = np.empty(max(m_size, 1), np.int64)
-    sub_col = np.empty(size, np.int64)
+    work = _work(m_size, size)
     n_old = n_people
     for _ in range(rounds):
         if n_old == 0:
@@ -311,14 +384,9 @@ def regroup(
             if n_rows == 0:
                 continue
             # feasible pairs: d < tag_threshold and s < spatial_gate
-            n_sub_r = 0
-            n_sub_c = 0
-            for c in range(n_old):
-                col_used[c] = False
             for r in range(n_rows):
                 x = np.float64(cand_idx[k, r] % w_size)
                 y = np.float64(cand_idx[k, r] // w_size)
-                any_ok = False
                 for c in range(n_old):
                     d = tag_distance(cand_tag[k, r], means[c], use_rms, sq)
                     ok = d < tag_threshold
@@ -327,38 +395,14 @@ def regroup(
                         s = _near(px, py, has, c, k, x, y, scale[c])
                         ok = s < spatial_gate
                     feasible[r, c] = ok
-                    if ok:
-                        dist[r, c] = d + spatial_weight * s
-                        any_ok = True
-                        col_used[c] = True
-                if any_ok:
-                    sub_row[n_sub_r] = r
-                    n_sub_r += 1
-            for c in range(n_old):
-                if col_used[c]:
-                    sub_col[n_sub_c] = c
-                    n_sub_c += 1
+                    dist[r, c] = d + spatial_weight * s
+            assign_feasible(cand_val, k, n_rows, n_old, dist, feasible, use_value, tag_cost, work)
             for r in range(n_rows):
-                matched[r] = False
-            if n_sub_r > 0:
-                width = max(n_sub_r, n_sub_c)
-                cost = np.empty((n_sub_r, width), np.float64)
-                for i in range(n_sub_r):
-                    r = sub_row[i]
-                    val = np.float64(cand_val[k, r])
-                    for jj in range(width):
-                        cost[i, jj] = PAD_COST
-                        if jj < n_sub_c and feasible[r, sub_col[jj]]:
-                            cost[i, jj] = match_cost(dist[r, sub_col[jj]], val, use_value, tag_cost)
-                munkres_assign(cost, col_of_row[:n_sub_r])
-                for i in range(n_sub_r):
-                    jj = col_of_row[i]
-                    r = sub_row[i]
-                    if 0 <= jj < n_sub_c and feasible[r, sub_col[jj]]:
-                        fresh[sub_col[jj], k] = r
-                        matched[r] = True
+                c = work[4][r]
+                if c >= 0:
+                    fresh[c, k] = r
             for r in range(n_rows):
-                if not matched[r]:
+                if work[4][r] < 0:
                     for kk in range(n_joints):
                         fresh[n_fresh, kk] = -1
                     fresh[n_fresh, k] = r
