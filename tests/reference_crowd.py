@@ -104,15 +104,36 @@ def assign(tag_k, val_k, k, n_rows, means, o, solver):
 
 
 def assign_feasible(val_k, k, total, feasible, o, solver):
-    """Assignment over the rows and columns with a feasible pair: {row: person}.
+    """Assignment over the feasible pairs: {row: person}.
 
-    Cost ``cost_of(total)`` where feasible, 1e10 elsewhere; a row is matched
-    only to a feasible column.
+    The feasible pairs form a bipartite graph; each connected component
+    (numbered by its first row) is solved alone, its rows and columns in
+    order, with cost ``cost_of(total)`` where feasible and 1e10 elsewhere; a
+    row is matched only to a feasible column.
     """
-    rows = [r for r in range(total.shape[0]) if feasible[r].any()]
-    cols = [c for c in range(total.shape[1]) if feasible[:, c].any()]
+    n_rows, n_cols = total.shape
+    row_comp = [-1] * n_rows
+    col_comp = [-1] * n_cols
+    n_comp = 0
+    for r0 in range(n_rows):
+        if row_comp[r0] >= 0 or not feasible[r0].any():
+            continue
+        row_comp[r0] = n_comp
+        todo = [r0]
+        while todo:
+            r = todo.pop()
+            for c in range(n_cols):
+                if feasible[r, c] and col_comp[c] < 0:
+                    col_comp[c] = n_comp
+                    for r2 in range(n_rows):
+                        if feasible[r2, c] and row_comp[r2] < 0:
+                            row_comp[r2] = n_comp
+                            todo.append(r2)
+        n_comp += 1
     match = {}
-    if rows:
+    for comp in range(n_comp):
+        rows = [r for r in range(n_rows) if row_comp[r] == comp]
+        cols = [c for c in range(n_cols) if col_comp[c] == comp]
         cost = np.full((len(rows), max(len(rows), len(cols))), 1e10)
         for i, r in enumerate(rows):
             for j, c in enumerate(cols):

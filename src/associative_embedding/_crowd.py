@@ -103,12 +103,14 @@ def person_means(joint_of, n_people, cand_tag, order, means, rows, buf):
 def _work(m_size, n_cols):
     """Scratch arrays of :func:`assign_feasible` for up to M rows and ``n_cols`` columns."""
     m = max(m_size, 1)
+    c = max(n_cols, 1)
     return (
-        np.zeros(max(n_cols, 1), np.bool_),
-        np.empty(m, np.int64),
-        np.empty(max(n_cols, 1), np.int64),
-        np.empty(m, np.int64),
-        np.empty(m, np.int64),
+        np.empty(c, np.int64),  # component of each column
+        np.empty(m, np.int64),  # component of each row
+        np.empty(m, np.int64),  # rows of a component / the search stack
+        np.empty(c, np.int64),  # columns of a component
+        np.empty(m, np.int64),  # munkres' answer
+        np.empty(m, np.int64),  # match: the person of each row, -1
     )
 
 
@@ -116,48 +118,71 @@ def _work(m_size, n_cols):
 def assign_feasible(cand_val, k, n_rows, n_cols, total, feasible, use_value, tag_cost, work):
     """Assign joint k's candidates to people over the feasible pairs only.
 
-    The munkres 1.1.4 method runs on the rows and columns that have a
-    feasible pair (``feasible (>= R, >= C)``), in order, with cost
-    ``match_cost(total[r, c], v)`` where feasible and ``PAD_COST`` elsewhere.
-    ``work`` is ``(col_used, sub_row, sub_col, col_of_row, match)``; ``match[r]``
-    receives the person of row r, -1 if it has no feasible match.
+    The feasible pairs (``feasible (>= R, >= C)``) form a bipartite graph;
+    each of its connected components (numbered by their first row) is solved
+    on its own by the munkres 1.1.4 method, rows and columns in order, with
+    cost ``match_cost(total[r, c], v)`` where feasible and ``PAD_COST``
+    elsewhere. ``work`` comes from :func:`_work`; its last array, ``match``,
+    receives the person of each row, -1 if it has no feasible match.
     """
-    col_used, sub_row, sub_col, col_of_row, match = work
-    n_sub_r = 0
-    n_sub_c = 0
+    col_comp, row_comp, sub_row, sub_col, col_of_row, match = work
     for c in range(n_cols):
-        col_used[c] = False
+        col_comp[c] = -1
     for r in range(n_rows):
+        row_comp[r] = -1
         match[r] = -1
-        any_ok = False
+    n_comp = 0
+    for r0 in range(n_rows):
+        if row_comp[r0] >= 0:
+            continue
+        has_pair = False
         for c in range(n_cols):
-            if feasible[r, c]:
-                any_ok = True
-                col_used[c] = True
-        if any_ok:
-            sub_row[n_sub_r] = r
-            n_sub_r += 1
-    for c in range(n_cols):
-        if col_used[c]:
-            sub_col[n_sub_c] = c
-            n_sub_c += 1
-    if n_sub_r == 0:
-        return
-    width = max(n_sub_r, n_sub_c)
-    cost = np.empty((n_sub_r, width), np.float64)
-    for i in range(n_sub_r):
-        r = sub_row[i]
-        val = np.float64(cand_val[k, r])
-        for jj in range(width):
-            cost[i, jj] = PAD_COST
-            if jj < n_sub_c and feasible[r, sub_col[jj]]:
-                cost[i, jj] = match_cost(total[r, sub_col[jj]], val, use_value, tag_cost)
-    munkres_assign(cost, col_of_row[:n_sub_r])
-    for i in range(n_sub_r):
-        jj = col_of_row[i]
-        r = sub_row[i]
-        if 0 <= jj < n_sub_c and feasible[r, sub_col[jj]]:
-            match[r] = sub_col[jj]
+            if feasible[r0, c]:
+                has_pair = True
+                break
+        if not has_pair:
+            continue
+        row_comp[r0] = n_comp
+        sub_row[0] = r0
+        top = 1
+        while top > 0:
+            top -= 1
+            r = sub_row[top]
+            for c in range(n_cols):
+                if feasible[r, c] and col_comp[c] < 0:
+                    col_comp[c] = n_comp
+                    for r2 in range(n_rows):
+                        if feasible[r2, c] and row_comp[r2] < 0:
+                            row_comp[r2] = n_comp
+                            sub_row[top] = r2
+                            top += 1
+        n_comp += 1
+    for comp in range(n_comp):
+        n_sub_r = 0
+        for r in range(n_rows):
+            if row_comp[r] == comp:
+                sub_row[n_sub_r] = r
+                n_sub_r += 1
+        n_sub_c = 0
+        for c in range(n_cols):
+            if col_comp[c] == comp:
+                sub_col[n_sub_c] = c
+                n_sub_c += 1
+        width = max(n_sub_r, n_sub_c)
+        cost = np.empty((n_sub_r, width), np.float64)
+        for i in range(n_sub_r):
+            r = sub_row[i]
+            val = np.float64(cand_val[k, r])
+            for jj in range(width):
+                cost[i, jj] = PAD_COST
+                if jj < n_sub_c and feasible[r, sub_col[jj]]:
+                    cost[i, jj] = match_cost(total[r, sub_col[jj]], val, use_value, tag_cost)
+        munkres_assign(cost, col_of_row[:n_sub_r])
+        for i in range(n_sub_r):
+            jj = col_of_row[i]
+            r = sub_row[i]
+            if 0 <= jj < n_sub_c and feasible[r, sub_col[jj]]:
+                match[r] = sub_col[jj]
 
 
 @njit(cache=True, nogil=True)
@@ -216,7 +241,7 @@ def first_pass(
         for r in range(n_rows):
             for c in range(n_cols):
                 dist[r, c] = tag_distance(cand_tag[k, r], means[c], use_rms, sq)
-        match = work[4]
+        match = work[5]
         if tag_cost == TAG_COST_ROUNDED:  # the references' assignment over every pair
             width = max(n_rows, n_cols)
             cost = np.empty((n_rows, width), np.float64)
@@ -398,11 +423,11 @@ def regroup(
                     dist[r, c] = d + spatial_weight * s
             assign_feasible(cand_val, k, n_rows, n_old, dist, feasible, use_value, tag_cost, work)
             for r in range(n_rows):
-                c = work[4][r]
+                c = work[5][r]
                 if c >= 0:
                     fresh[c, k] = r
             for r in range(n_rows):
-                if work[4][r] < 0:
+                if work[5][r] < 0:
                     for kk in range(n_joints):
                         fresh[n_fresh, kk] = -1
                     fresh[n_fresh, k] = r
