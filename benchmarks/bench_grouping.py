@@ -327,6 +327,7 @@ MODES = {
     "crowd-no-gate": library_mode(**{**_CROWD, "refine_tag_gate": False}),
     "crowd-no-window": library_mode(**{**_CROWD, "refine_window": None}),
     "crowd-no-nms": library_mode(**{**_CROWD, "pose_nms": None}),
+    "crowd-no-min-score": library_mode(**{**_CROWD, "min_score": 0.0}),
 }
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from associative_embedding.decoding import DecodeConfig, decode, warmup
 from tests.reference_crowd import crowd_parse
+from tests.reference_parser import reference_parse
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -62,6 +63,16 @@ def oracle_options(config):
 
 
 CROWD = DecodeConfig.preset("crowd")
+CROWD_KEYS = {
+    "tag_cost",
+    "regroup",
+    "spatial_weight",
+    "spatial_gate",
+    "refine_window",
+    "refine_tag_gate",
+    "min_score",
+    "pose_nms",
+}
 
 OPTION_SETS = [
     {"tag_cost": "tiebreak"},
@@ -104,13 +115,123 @@ def test_equals_the_slow_oracle(options, seed):
         assert_same(poses, crowd_parse(heat, tags, **options))
 
 
-CROWD_KEYS = {
-    "tag_cost",
-    "regroup",
-    "spatial_weight",
-    "spatial_gate",
-    "refine_window",
-    "refine_tag_gate",
-    "min_score",
-    "pose_nms",
-}
+@pytest.mark.parametrize("seed", range(3))
+def test_rounded_cost_without_extras_equals_the_references(seed):
+    """The crowd kernels with the references' cost give the references' people."""
+    rng = np.random.default_rng(100 + seed)
+    for trial in range(4):
+        dtype = [np.float32, np.float64][trial % 2]
+        heat, tags = crowd_scene(rng, 17, 32, int(rng.integers(1, 4)), 8, dtype, trial == 3)
+        for options in ({}, {"match_people": "all"}, {"refine_mode": "mmpose"}):
+            (poses,) = decode(heat[None], tags[None], min_score=-1.0, **options)
+            assert_same(poses, reference_parse(heat, tags, **options))
+
+
+def _person(heat, tags, k_joints, centre, tag, amp=1.0):
+    """Write one person: a peak per joint on a small circle around ``centre``."""
+    for k in range(k_joints):
+        angle = 2 * np.pi * k / k_joints
+        x = round(centre[0] + 8 * np.cos(angle))
+        y = round(centre[1] + 8 * np.sin(angle))
+        heat[k, y, x] = amp
+        tags[k, :, y, x] = tag
+    return heat, tags
+
+
+def _pixels(poses, k):
+    kp = poses.keypoints[:, k, :2]
+    return [tuple(p) for p in kp[np.isfinite(kp[:, 0])].tolist()]
+
+
+@pytest.mark.parametrize("ghost_tag", [5.0, 0.1])
+def test_no_ghost_people_in_crowd_mode(ghost_tag):
+    """A weak extra detection must not become a person made of other people's joints.
+
+    Two people, tags 0 and 2, and one weak extra nose near the first person;
+    with a foreign tag (5) it is unmatched, with the first person's tag (0.1)
+    it loses the first person's nose slot. Either way the references start a
+    person from it and fill its other joints by copying the real people's
+    joints at full score. In the crowd preset the tag gate stops the first
+    kind, and the person-score threshold drops the second (its copies are
+    people's joints inside its window, too few for the pose NMS).
+    """
+    k_joints = 17
+    heat = np.zeros((k_joints, 40, 60), np.float32)
+    tags = np.full((k_joints, 1, 40, 60), 9.0, np.float32)
+    _person(heat, tags, k_joints, (15, 20), 0.0)
+    _person(heat, tags, k_joints, (45, 20), 2.0)
+    heat[0, 30, 15] = 0.15  # the weak extra detection
+    tags[0, :, 30, 15] = ghost_tag
+    (ref,) = decode(heat[None], tags[None])
+    assert len(ref) == 3
+    shared = sum(
+        _pixels(ref, k).count(p) > 1 for k in range(k_joints) for p in set(_pixels(ref, k))
+    )
+    assert shared > 0  # the references' ghost: a joint held by two people
+    (crowd,) = decode(heat[None], tags[None], DecodeConfig.preset("crowd"))
+    for k in range(k_joints):
+        pixels = _pixels(crowd, k)
+        assert len(pixels) == len(set(pixels))  # no joint held by two people
+    real = [p for p in range(len(crowd)) if np.isfinite(crowd.keypoints[p, :, 0]).all()]
+    assert len(real) == 2  # both people whole
+
+
+def test_tag_offset_does_not_change_the_people(rng):
+    """Adding a constant to every tag moves the person tags by it and changes nothing else."""
+    for _ in range(5):
+        heat, tags = crowd_scene(rng, 17, 32, 2, 8, np.float64)
+        tags = np.round(tags * 64) / 64  # exact sums after the offset
+        (a,) = decode(heat[None], tags[None], CROWD)
+        (b,) = decode(heat[None], (tags + 16.0)[None], CROWD)
+        np.testing.assert_array_equal(a.keypoints, b.keypoints)
+        np.testing.assert_array_equal(a.scores, b.scores)
+        np.testing.assert_allclose(b.tags, a.tags + 16.0, atol=1e-9)
+
+
+def test_people_order_in_the_image_does_not_change_the_people(rng):
+    """Mirroring the maps left-right mirrors the people: the result does not depend on
+    which person comes first in row-major order."""
+    for _ in range(5):
+        heat, tags = crowd_scene(rng, 17, 31, 2, 8, np.float64)
+        options = {**CROWD_OPTIONS, "adjust": False, "center_shift": 0.5}
+        (a,) = decode(heat[None], tags[None], **options)
+        (b,) = decode(heat[None, :, :, ::-1], tags[None, :, :, :, ::-1], **options)
+        assert len(a) == len(b)
+        mirrored = b.keypoints.copy()
+        mirrored[..., 0] = heat.shape[2] - mirrored[..., 0]
+        key = lambda kp: sorted(np.nan_to_num(kp, nan=-1.0).round(6).reshape(len(kp), -1).tolist())  # noqa: E731
+        assert key(a.keypoints) == key(mirrored)
+        np.testing.assert_array_equal(np.sort(a.scores), np.sort(b.scores))
+
+
+CROWD_OPTIONS = oracle_options(CROWD)
+
+
+def test_crowd_preset_and_defaults():
+    assert DecodeConfig().tag_cost == "rounded" and DecodeConfig().regroup == 0
+    cfg = DecodeConfig.preset("crowd", regroup=1)
+    assert cfg.regroup == 1 and cfg.tag_cost == CROWD.tag_cost
+    assert CROWD.pose_nms is not None and CROWD.refine_window is not None
+    assert CROWD.min_score > 0
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"tag_cost": "fuzzy"}, ValueError, "tag_cost"),
+        ({"tag_cost": "exact", "matching": "greedy"}, ValueError, "tag_cost"),
+        ({"regroup": -1}, ValueError, "regroup"),
+        ({"regroup": 1.5}, TypeError, "regroup"),
+        ({"spatial_weight": -1.0}, ValueError, "spatial_weight"),
+        ({"spatial_gate": 0.0}, ValueError, "spatial_gate"),
+        ({"refine_window": -0.5}, ValueError, "refine_window"),
+        ({"refine_tag_gate": 1}, TypeError, "refine_tag_gate"),
+        ({"refine_window": 0.5, "refine_mode": "mmpose"}, ValueError, "refine_mode"),
+        ({"min_score": float("nan")}, ValueError, "min_score"),
+        ({"pose_nms": 1.5}, ValueError, "pose_nms"),
+        ({"pose_nms": "high"}, TypeError, "pose_nms"),
+    ],
+)
+def test_bad_crowd_options_raise_naming_the_option(options, error, match):
+    with pytest.raises(error, match=match):
+        DecodeConfig(**options)

@@ -58,6 +58,7 @@ CROWD_PRESET: dict[str, Any] = {
     "spatial_gate": 0.7,
     "refine_window": 0.5,
     "refine_tag_gate": True,
+    "min_score": 0.02,
     "pose_nms": 0.9,
 }
 
