@@ -25,7 +25,8 @@ Usage::
 
     python benchmarks/bench_grouping.py            # 300 scenes per level, D = 1 and 2
     python benchmarks/bench_grouping.py --scenes 100
-    python benchmarks/bench_grouping.py --smoke    # seconds, for CI
+    python benchmarks/bench_grouping.py --smoke    # 4 scenes, parity and crowd, for CI
+    python benchmarks/bench_grouping.py --levels crowded --dims 2 --modes parity,crowd
 """
 
 from __future__ import annotations
@@ -44,28 +45,9 @@ sys.path.insert(0, str(ROOT))
 
 import associative_embedding as ae  # noqa: E402
 
-# a standing person in unit coordinates (x right, y down; height 1.8), COCO joint order
-TEMPLATE = np.array(
-    [
-        [0.0, -0.9],
-        [-0.05, -0.95],
-        [0.05, -0.95],
-        [-0.1, -0.9],
-        [0.1, -0.9],
-        [-0.2, -0.65],
-        [0.2, -0.65],
-        [-0.3, -0.35],
-        [0.3, -0.35],
-        [-0.32, -0.05],
-        [0.32, -0.05],
-        [-0.12, 0.0],
-        [0.12, 0.0],
-        [-0.14, 0.45],
-        [0.14, 0.45],
-        [-0.15, 0.9],
-        [0.15, 0.9],
-    ]
-)
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from scenes import _TEMPLATE as TEMPLATE  # noqa: E402  (a standing person, COCO order)
+
 # limbs that bend: (parent, child) in COCO indices; the child and its descendants rotate
 BENDS = ((5, 7), (7, 9), (6, 8), (8, 10), (11, 13), (13, 15), (12, 14), (14, 16))
 CHILDREN = {7: (9,), 8: (10,), 13: (15,), 14: (16,)}
@@ -338,12 +320,12 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true", help="a few scenes, for CI")
     parser.add_argument("--levels", default=",".join(LEVELS))
     parser.add_argument("--dims", default="1,2")
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--modes", default=None, help="default: all (--smoke: parity,crowd)")
     args = parser.parse_args(argv)
     n_scenes = 4 if args.smoke else args.scenes
     levels = args.levels.split(",")
     dims = [int(d) for d in args.dims.split(",")]
-    modes = args.modes.split(",")
+    modes = (args.modes or ("parity,crowd" if args.smoke else ",".join(MODES))).split(",")
     ae.warmup()
     print(f"{n_scenes} scenes per level, {args.size}x{args.size} heatmaps, K=17; AP (ms/image)")
     header = ["level", "D", *modes]

@@ -15,7 +15,7 @@ import numpy as np
 from numba import njit
 
 from ._grouping import GroupOptions, People, group_image
-from ._peaks import Candidates, find_candidates, gather_candidates
+from ._peaks import Candidates, image_candidates
 from ._refine import REFINE_OFF, RefineOptions, refine_image
 
 
@@ -48,17 +48,9 @@ def _image_people(out, b):
 def decode_image(heat, tags, order, opts, out):
     """Decode one image (``heat (K, H, W)``, ``tags (K, D, H, W)``) into ``out``; return P."""
     n_joints, h_size, w_size = heat.shape
-    dim = tags.shape[1]
-    m_size = opts.max_candidates
-    cand = Candidates(
-        np.empty((n_joints, m_size), heat.dtype),
-        np.empty((n_joints, m_size), np.int64),
-        np.empty(n_joints, np.int64),
-        np.empty((n_joints, m_size, dim), tags.dtype),
-        np.empty((n_joints, m_size, 4), heat.dtype),
+    cand = image_candidates(
+        heat, tags, opts.max_candidates, opts.detection_threshold, opts.nms_kernel
     )
-    find_candidates(heat, opts.detection_threshold, opts.nms_kernel, cand)
-    gather_candidates(heat, tags, cand)
     n = group_image(cand, h_size, w_size, order, opts.group, out)
     if opts.refine.mode != REFINE_OFF:
         slot = np.empty(n_joints, np.int64)

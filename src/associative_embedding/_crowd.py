@@ -28,11 +28,11 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ._grouping import PAD_COST, People, quarter_offset, write_people
+from ._grouping import PAD_COST, People, _distance, quarter_at, write_people
 from ._munkres import munkres_assign
-from ._peaks import Candidates, find_candidates, gather_candidates
+from ._peaks import image_candidates
 from ._refine import REFINE_OFF, REFINE_POSE_AE, refine_image
-from ._sums import mean_rows, pairwise_sum
+from ._sums import mean_rows
 
 TAG_COST_ROUNDED = 0
 TAG_COST_TIEBREAK = 1
@@ -64,23 +64,6 @@ def match_cost(dist, value, use_value, tag_cost):
     if tag_cost == TAG_COST_TIEBREAK:
         return (np.rint(dist) * 100.0 + dist) - v
     return dist * 100.0 - v
-
-
-@njit(cache=True, nogil=True)
-def tag_distance(a, b, use_rms, sq):
-    """Return the float64 distance of two tags ``a (D,)`` and ``b (D,)``.
-
-    Squares summed as numpy's ``np.sum`` (pairwise), ``/ D`` for RMS, then the
-    square root.
-    """
-    dim = a.shape[0]
-    for d in range(dim):
-        diff = np.float64(a[d]) - np.float64(b[d])
-        sq[d] = diff * diff
-    s = pairwise_sum(sq, 0, dim)
-    if use_rms:
-        s = s / dim
-    return np.sqrt(s)
 
 
 @njit(cache=True, nogil=True)
@@ -240,7 +223,7 @@ def first_pass(
         dist = np.empty((n_rows, n_cols), np.float64)
         for r in range(n_rows):
             for c in range(n_cols):
-                dist[r, c] = tag_distance(cand_tag[k, r], means[c], use_rms, sq)
+                dist[r, c] = _distance(cand_tag, k, r, means, c, use_rms, sq)
         match = work[5]
         if tag_cost == TAG_COST_ROUNDED:  # the references' assignment over every pair
             width = max(n_rows, n_cols)
@@ -271,6 +254,24 @@ def first_pass(
     return n_people
 
 
+@njit(inline="always", cache=True, nogil=True)
+def _joint_box(px, py, has, p):
+    """Box ``(x0, x1, y0, y1)`` of person p's joints and their number."""
+    x0 = np.inf
+    x1 = -np.inf
+    y0 = np.inf
+    y1 = -np.inf
+    cnt = 0
+    for k in range(has.shape[1]):
+        if has[p, k]:
+            x0 = min(x0, px[p, k])
+            x1 = max(x1, px[p, k])
+            y0 = min(y0, py[p, k])
+            y1 = max(y1, py[p, k])
+            cnt += 1
+    return x0, x1, y0, y1, cnt
+
+
 @njit(cache=True, nogil=True)
 def person_scales(px, py, has, n_people, out):
     """Write each person's scale to ``out``.
@@ -279,22 +280,10 @@ def person_scales(px, py, has, n_people, out):
     ``(P, K)`` float64 where ``has``), at least the median of that side over
     the people with 3 or more joints, and at least 1.
     """
-    n_joints = has.shape[1]
     big = np.empty(max(n_people, 1), np.float64)
     n_big = 0
     for p in range(n_people):
-        x0 = np.inf
-        x1 = -np.inf
-        y0 = np.inf
-        y1 = -np.inf
-        cnt = 0
-        for k in range(n_joints):
-            if has[p, k]:
-                x0 = min(x0, px[p, k])
-                x1 = max(x1, px[p, k])
-                y0 = min(y0, py[p, k])
-                y1 = max(y1, py[p, k])
-                cnt += 1
+        x0, x1, y0, y1, cnt = _joint_box(px, py, has, p)
         out[p] = max(x1 - x0, y1 - y0)
         if cnt >= 3:
             big[n_big] = out[p]
@@ -413,7 +402,7 @@ def regroup(
                 x = np.float64(cand_idx[k, r] % w_size)
                 y = np.float64(cand_idx[k, r] // w_size)
                 for c in range(n_old):
-                    d = tag_distance(cand_tag[k, r], means[c], use_rms, sq)
+                    d = _distance(cand_tag, k, r, means, c, use_rms, sq)
                     ok = d < tag_threshold
                     s = 0.0
                     if ok and use_spatial:
@@ -512,16 +501,7 @@ def refine_crowd(
         y1 = h_size - 1
         if window >= 0:
             m = window * scale[p]
-            lx = np.inf
-            hx = -np.inf
-            ly = np.inf
-            hy = -np.inf
-            for k in range(n_joints):
-                if has[p, k]:
-                    lx = min(lx, px[p, k])
-                    hx = max(hx, px[p, k])
-                    ly = min(ly, py[p, k])
-                    hy = max(hy, py[p, k])
+            lx, hx, ly, hy, _ = _joint_box(px, py, has, p)
             x0 = max(int(np.floor(lx - m)), 0)
             x1 = min(int(np.ceil(hx + m)), w_size - 1)
             y0 = max(int(np.floor(ly - m)), 0)
@@ -558,17 +538,7 @@ def refine_crowd(
             dx = 0.0
             dy = 0.0
             if adjust:
-                dx, dy = quarter_offset(
-                    hk[by, max(bx - 1, 0)],
-                    hk[by, min(bx + 1, w_size - 1)],
-                    hk[max(by - 1, 0), bx],
-                    hk[min(by + 1, h_size - 1), bx],
-                    bx,
-                    by,
-                    h_size,
-                    w_size,
-                    rule,
-                )
+                dx, dy = quarter_at(hk, bx, by, rule)
             out_kp[p, k, 0] = (bx + dx) + shift
             out_kp[p, k, 1] = (by + dy) + shift
             out_kp[p, k, 2] = 1 if unit_score else val
@@ -669,17 +639,8 @@ def decode_image_crowd(heat, tags, order, opts, copts, out):
     ``_refine.refine_image``); :func:`select_people`.
     """
     n_joints, h_size, w_size = heat.shape
-    dim = tags.shape[1]
     m_size = opts.max_candidates
-    cand = Candidates(
-        np.empty((n_joints, m_size), heat.dtype),
-        np.empty((n_joints, m_size), np.int64),
-        np.empty(n_joints, np.int64),
-        np.empty((n_joints, m_size, dim), tags.dtype),
-        np.empty((n_joints, m_size, 4), heat.dtype),
-    )
-    find_candidates(heat, opts.detection_threshold, opts.nms_kernel, cand)
-    gather_candidates(heat, tags, cand)
+    cand = image_candidates(heat, tags, m_size, opts.detection_threshold, opts.nms_kernel)
     g = opts.group
     joint_of = np.empty((max(n_joints * m_size, 1), n_joints), np.int64)
     n = first_pass(

@@ -109,6 +109,23 @@ def quarter_offset(left, right, up, down, x, y, h_size, w_size, rule):
     return dx, dy
 
 
+@njit(inline="always", cache=True, nogil=True)
+def quarter_at(hk, x, y, rule):
+    """:func:`quarter_offset` of pixel ``(x, y)`` of one heatmap ``hk (H, W)``."""
+    h_size, w_size = hk.shape
+    return quarter_offset(
+        hk[y, max(x - 1, 0)],
+        hk[y, min(x + 1, w_size - 1)],
+        hk[max(y - 1, 0), x],
+        hk[min(y + 1, h_size - 1), x],
+        x,
+        y,
+        h_size,
+        w_size,
+        rule,
+    )
+
+
 # --- grouping -----------------------------------------------------------------------------
 @njit(inline="always", cache=True, nogil=True)
 def _distance(cand_tag, k, r, means, c, use_rms, sq):

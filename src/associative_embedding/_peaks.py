@@ -138,6 +138,23 @@ def find_candidates(heat, threshold, kernel, cand):
         cand_cnt[k] = cnt
 
 
+@njit(inline="always", cache=True, nogil=True)
+def image_candidates(heat, tags, m_size, threshold, kernel):
+    """Allocate, find and gather the :class:`Candidates` of one image (``m_size`` per joint)."""
+    n_joints = heat.shape[0]
+    dim = tags.shape[1]
+    cand = Candidates(
+        np.empty((n_joints, m_size), heat.dtype),
+        np.empty((n_joints, m_size), np.int64),
+        np.empty(n_joints, np.int64),
+        np.empty((n_joints, m_size, dim), tags.dtype),
+        np.empty((n_joints, m_size, 4), heat.dtype),
+    )
+    find_candidates(heat, threshold, kernel, cand)
+    gather_candidates(heat, tags, cand)
+    return cand
+
+
 @njit(cache=True, nogil=True)
 def gather_candidates(heat, tags, cand):
     """Fill ``cand.tag`` and ``cand.nb``: tags and the four clipped neighbours of each candidate."""

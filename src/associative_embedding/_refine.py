@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, uint64
 
-from ._grouping import quarter_offset
+from ._grouping import quarter_at
 from ._peaks import strip_max
 from ._sums import pairwise_sum
 
@@ -488,17 +488,7 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
             dx = 0.0
             dy = 0.0
             if adjust:
-                dx, dy = quarter_offset(
-                    hk[y, max(x - 1, 0)],
-                    hk[y, min(x + 1, w_size - 1)],
-                    hk[max(y - 1, 0), x],
-                    hk[min(y + 1, h_size - 1), x],
-                    x,
-                    y,
-                    h_size,
-                    w_size,
-                    rule,
-                )
+                dx, dy = quarter_at(hk, x, y, rule)
             out_kp[p, k, 0] = (x + dx) + shift
             out_kp[p, k, 1] = (y + dy) + shift
             if mode == REFINE_POSE_AE:

@@ -580,11 +580,14 @@ def decode(
     Every candidate that does not match starts a person, so an image can hold
     up to ``K * max_people`` people; with ``match_people="first"`` only the
     first ``max_people`` receive further joints. Nothing is dropped unless
-    ``max_instances`` is set.
+    ``max_instances``, ``min_score`` or ``pose_nms`` is set. The options after
+    ``max_instances_mode`` (``DecodeConfig.preset("crowd")``) change the
+    grouping beyond the references: :doc:`grouping_modes`.
 
     For CUDA tensors, NMS and top-k run on the GPU with torch; the candidates
     and, for the missing-joint search, the maps of the joint types some person
-    misses are copied to the CPU once per batch.
+    misses are copied to the CPU once per batch. With any of the crowd options
+    set, the maps are copied to the CPU and decoded there.
 
     The images of a batch are decoded on a pool of ``num_threads`` threads
     calling compiled kernels that release the GIL. A numba ``prange`` loop over
