@@ -154,7 +154,7 @@ class DecodeConfig:
         (ties of the rounded distance broken by the distance) or ``d * 100 -
         v`` (the distance itself). ``v`` is left out when
         ``use_detection_value=False``. Only ``"rounded"`` is a reference
-        setting; see :doc:`grouping_modes`.
+        setting; see :doc:`/grouping_modes`.
     regroup : int, default 0
         Rounds of re-assignment after the first pass: every candidate is
         matched again, per joint type, to the people of the previous round
@@ -216,7 +216,7 @@ class DecodeConfig:
       1.3.2 computes its matching distances in float64, as here. For mmpose 1.0
       and 1.1 add ``max_instances_mode="matching"``.
     - ``DecodeConfig.preset("crowd")`` is no reference: HigherHRNet's settings
-      with the grouping measured best in crowds (:doc:`grouping_modes`). The
+      with the grouping measured best in crowds (:doc:`/grouping_modes`). The
       options after ``max_instances_mode`` are this library's; at their
       defaults the results equal the references'.
 
@@ -582,7 +582,7 @@ def decode(
     first ``max_people`` receive further joints. Nothing is dropped unless
     ``max_instances``, ``min_score`` or ``pose_nms`` is set. The options after
     ``max_instances_mode`` (``DecodeConfig.preset("crowd")``) change the
-    grouping beyond the references: :doc:`grouping_modes`.
+    grouping beyond the references: :doc:`/grouping_modes`.
 
     For CUDA tensors, NMS and top-k run on the GPU with torch; the candidates
     and, for the missing-joint search, the maps of the joint types some person
