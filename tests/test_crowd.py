@@ -235,3 +235,12 @@ def test_crowd_preset_and_defaults():
 def test_bad_crowd_options_raise_naming_the_option(options, error, match):
     with pytest.raises(error, match=match):
         DecodeConfig(**options)
+
+
+def test_tensors_decode_like_arrays_with_crowd_options(rng):
+    import torch
+
+    heat, tags = crowd_scene(rng, 17, 24, 2, 6, np.float32)
+    (a,) = decode(heat[None], tags[None], CROWD)
+    (b,) = decode(torch.from_numpy(heat[None]), torch.from_numpy(tags[None]), CROWD)
+    assert_same(b, (a.keypoints, a.scores, a.tags))
