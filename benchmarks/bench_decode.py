@@ -310,24 +310,26 @@ def batched(size, dim, people, batch, repeats, seed, with_prange):
 
     results = [(1, "thread pool (decode)", one), (n_all, "thread pool (decode)", pool)]
     if with_prange:
+        config = DecodeConfig()
+        b, k, h, w = heat.shape
+        opts = _options(config, h, w, heat.dtype)
 
+        # a parfor cannot take the nested options tuple as an argument: numba freezes it
+        # as a constant of the closure instead (the pool's kernels take it as an argument)
         @njit(parallel=True, nogil=True)
-        def decode_prange(heat, tags, order, opts, out, out_n):
+        def run_prange(heat, tags, order, out, out_n):
             for b in prange(heat.shape[0]):
                 people = People(out.kp[b], out.score[b], out.tag[b], out.ref[b], out.det[b])
                 out_n[b] = decode_image(heat[b], tags[b], order, opts, people)
 
-        config = DecodeConfig()
-        b, k, h, w = heat.shape
-        opts = _options(config, h, w, heat.dtype)
         cap = _capacity(config, k, opts.max_candidates)
         tag5 = tags.reshape(b, k, dim, h, w)
         order = _joint_order(config, k)
         outs = (empty_people((b,), cap, k, dim, heat.dtype), np.zeros(b, np.int64))
         t0 = time.perf_counter()
-        decode_prange(heat, tag5, order, opts, *outs)
+        run_prange(heat, tag5, order, *outs)
         compile_s = time.perf_counter() - t0
-        par = median_time(lambda: decode_prange(heat, tag5, order, opts, *outs), repeats)
+        par = median_time(lambda: run_prange(heat, tag5, order, *outs), repeats)
         results.append((n_all, f"prange (compiled {compile_s:.0f} s, not cached)", par))
     for threads, label, sec in results:
         rows.append(
