@@ -41,6 +41,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_decode import table  # noqa: E402
 
 CHILD = """
 import json, time
@@ -118,14 +121,6 @@ def permissions_apply(folder: Path) -> bool:
         return True
     probe.unlink()
     return False
-
-
-def table(title, header, rows):
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
-    print(f"\n{title}")
-    print("  ".join(h.rjust(w) for h, w in zip(header, widths, strict=True)))
-    for r in rows:
-        print("  ".join(str(x).rjust(w) for x, w in zip(r, widths, strict=True)))
 
 
 def main(argv=None):
