@@ -132,3 +132,20 @@ def test_gpu_check_runs_every_part_on_the_cpu():
     assert "0 scene(s) differ" in out
     training = next(line for line in out.splitlines() if line.startswith("training (AMP)"))
     assert " ok " in training and "images/s" in training and "% of a step" in training
+
+
+def test_gpu_check_reports_a_failing_part_and_exits_1(monkeypatch, capsys):
+    gpu_check = load("gpu_check")
+
+    def broken(device, sizes):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(
+        gpu_check, "PARTS", [("works", lambda device, sizes: (True, "fine")), ("broken", broken)]
+    )
+    assert gpu_check.main(["--device", "cpu", "--smoke"]) == 1
+    rows = capsys.readouterr().out.splitlines()
+    assert next(r for r in rows if r.startswith("works")).split()[1] == "ok"
+    broken_row = next(r for r in rows if r.startswith("broken"))
+    assert "FAILED" in broken_row and "RuntimeError: out of memory" in broken_row
+    assert next(r for r in rows if r.startswith("total")).split()[1] == "FAILED"
