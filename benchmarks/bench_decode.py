@@ -238,7 +238,7 @@ def against_baselines(label, size, dim, people, n_images, n_reference, repeats, 
         f"{ours_mm_ms:.2f}",
         *mm_cols,
         f"{floor_ms:.3f}",
-        f"{ours_ms / floor_ms:.0f}x",
+        f"{ours_ms / floor_ms:.1f}x",
     )
 
 
