@@ -178,3 +178,83 @@ def test_single_person_crops_and_refine(rng):
     assert len(views) == 2 and views[0].shape == (len(people), 17, 32, 32)
     merged = sp.refine(net, sp.SINGLE, image, people, np.ones(len(people)), thresholds=(0.15, 1e9))
     assert [m.keypoints.shape for m in merged] == [people.shape] * 2
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_on_mpii_files(tmp_path, rng):
+    """``train.py --data mpii`` and ``evaluate.py --data mpii`` on generated MPII files."""
+    from PIL import Image
+
+    from tests.test_examples_hourglass import _run, _train_args
+
+    images = _images(rng, 4)
+    for im in images:
+        im.train = True  # the released file has no test joints: score a train subset
+        Image.fromarray(rng.integers(0, 255, (200, 220, 3), dtype=np.uint8)).save(
+            tmp_path / im.name
+        )
+    mpii.write_annotations(tmp_path / "mpii_human_pose_v1_u12_1.mat", images)
+    mpii.write_groups(tmp_path / "groups_v12.mat", [[list(range(len(im.people)))] for im in images])
+    files = [
+        "--mpii-annotations",
+        str(tmp_path / "mpii_human_pose_v1_u12_1.mat"),
+        "--mpii-groups",
+        str(tmp_path / "groups_v12.mat"),
+        "--mpii-images",
+        str(tmp_path),
+        "--mpii-eval-split",
+        "train",
+    ]
+    out = _run(_train_args(tmp_path / "run", "--data", "mpii", *files)).stdout
+    assert "MPII multi-person AP" in out and "Total" in out
+    checkpoint = tmp_path / "run" / "checkpoint.pt"
+    out = _run(
+        [
+            str(HG / "evaluate.py"),
+            "--checkpoint",
+            str(checkpoint),
+            "--data",
+            "mpii",
+            "--device",
+            "cpu",
+            *files,
+        ]
+    ).stdout
+    assert "Head" in out and "Ankle" in out and "AP " in out
+
+
+@pytest.mark.slow
+def test_evaluate_with_a_single_person_network(tmp_path):
+    """``evaluate.py --single-person CHECKPOINT`` prints the paper's Table 5 rows."""
+    from tests.test_examples_hourglass import _run, _train_args
+
+    _run(_train_args(tmp_path / "multi"))
+    _run(
+        [
+            str(HG / "single_person.py"),
+            "train",
+            "--output",
+            str(tmp_path / "sp"),
+            "--minutes",
+            "0.05",
+            "--threads",
+            "1",
+            "--batch-size",
+            "2",
+        ]
+    )
+    sp = next((tmp_path / "sp").glob("*.pt"))
+    out = _run(
+        [
+            str(HG / "evaluate.py"),
+            "--checkpoint",
+            str(tmp_path / "multi" / "checkpoint.pt"),
+            "--single-person",
+            str(sp),
+            "--num-images",
+            "2",
+            "--device",
+            "cpu",
+        ]
+    ).stdout
+    assert "refine" in out

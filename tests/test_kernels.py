@@ -222,8 +222,7 @@ def test_block_stats_match_numpy(block, rng):
     stats = TileStats(*out, *(np.empty(nb, np.float32) for _ in range(3)))
     scratch = Scratch(
         np.empty(w, np.float32),
-        np.empty((dim, w), np.float32),
-        np.empty((dim, w), np.float32),
+        np.empty((4, w), np.float32),
         np.empty(w, np.float32),
         np.empty(max(nb, w), np.float32),
         np.empty(block * block, np.float32),

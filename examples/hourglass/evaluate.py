@@ -43,6 +43,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from model import HourglassConfig, PoseNet, split_outputs
+from options import add_mpii_arguments
 
 import associative_embedding as ae
 
@@ -439,7 +440,7 @@ def load_model(checkpoint: str | Path, device="cpu") -> tuple[PoseNet, Hourglass
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", choices=("synthetic", "coco"), default="synthetic")
+    p.add_argument("--data", choices=("synthetic", "coco", "mpii"), default="synthetic")
     p.add_argument("--val-json", help="COCO person_keypoints_*.json (with --data coco)")
     p.add_argument("--val-images", help="COCO images folder (with --data coco)")
     p.add_argument("--num-images", type=int, default=500)
@@ -480,11 +481,43 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--amp", choices=("none", "bf16", "fp16"), default="none")
     p.add_argument("--output", type=Path, default=None)
+    p.add_argument(
+        "--single-person",
+        metavar="CHECKPOINT",
+        help="refine every decoded person with this single-person network (single_person.py "
+        "train) and print the paper's Table 5 rows on held-out synthetic images",
+    )
+    add_mpii_arguments(p)
     return p.parse_args(argv)
+
+
+def evaluate_mpii_groups(model, config, args, **options) -> dict:
+    """MPII multi-person AP (``ae.evaluate_mpii``) on the groups of ``args.mpii_eval_split``.
+
+    Prints the paper's Table 1 line; returns ``{"AP": Total / 100, "mpii": columns}``.
+    """
+    from data.mpii import evaluate_groups, load_annotations, load_groups, multi_person_groups
+
+    images = load_annotations(args.mpii_annotations)
+    groups = load_groups(args.mpii_groups)
+    pairs = multi_person_groups(images, groups, train=args.mpii_eval_split == "train")
+    if not pairs:
+        raise SystemExit(f"no multi-person groups in the {args.mpii_eval_split} split")
+    result, _ = evaluate_groups(model, config, images, pairs, args.mpii_images, **options)
+    print(result.format_table("MPII multi-person AP"))
+    return {"AP": result.columns["Total"] / 100, "mpii": dict(result.columns)}
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.single_person:
+        import single_person
+
+        return single_person.main(
+            ["evaluate", "--checkpoint", args.checkpoint, "--single-person", args.single_person]
+            + ["--num-images", str(args.num_images), "--seed", str(args.seed)]
+            + (["--output", str(args.output)] if args.output else [])
+        )
     model, config, train_args = load_model(args.checkpoint, args.device)
     project = args.project if args.project is not None else bool(train_args.get("project", False))
     threshold = args.detection_threshold
@@ -515,6 +548,12 @@ def main(argv=None) -> dict:
             verbose=True,
             **common,
         )
+    elif args.data == "mpii":
+        if not (args.mpii_annotations and args.mpii_groups and args.mpii_images):
+            raise SystemExit("--data mpii needs --mpii-annotations, --mpii-groups, --mpii-images")
+        common.pop("flip")  # network_maps mirrors with COCO's flip index: no flip for 16 joints
+        common.pop("flip_shift")
+        stats = evaluate_mpii_groups(model, config, args, batch_size=args.batch_size, **common)
     else:
         stats = evaluate_coco(
             model,

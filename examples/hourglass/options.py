@@ -93,10 +93,11 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=DESCRIPTION)
     p.add_argument("--preset", choices=sorted(PRESETS), default="tiny")
-    p.add_argument("--data", choices=("synthetic", "coco"), default="synthetic")
+    p.add_argument("--data", choices=("synthetic", "coco", "mpii"), default="synthetic")
     p.add_argument("--output", type=Path, required=True, help="folder for logs, checkpoints, PNGs")
     p.add_argument("--train-json"), p.add_argument("--train-images")
     p.add_argument("--val-json"), p.add_argument("--val-images")
+    add_mpii_arguments(p)
     g = p.add_argument_group("schedule (defaults from the preset)")
     g.add_argument("--minutes", type=float, help="wall-clock budget for training (0: none)")
     g.add_argument("--steps", type=int, help="maximum optimiser steps")
@@ -190,6 +191,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def add_mpii_arguments(p: argparse.ArgumentParser) -> None:
+    """The MPII files (``--data mpii``), shared by train.py and evaluate.py."""
+    g = p.add_argument_group("MPII (--data mpii; 16 joints, ae.MPII_KEYPOINTS)")
+    g.add_argument("--mpii-annotations", help="mpii_human_pose_v1_u12_1.mat")
+    g.add_argument("--mpii-groups", help="groups_v12.mat (the multi-person test groups)")
+    g.add_argument("--mpii-images", help="the images folder")
+    g.add_argument(
+        "--mpii-eval-split",
+        choices=("test", "train"),
+        default="test",
+        help="split whose multi-person groups are scored (the released file has no test "
+        "joints: score a train subset locally, the test set on the benchmark's server)",
+    )
+
+
 def resolve(args: argparse.Namespace) -> tuple[HourglassConfig, argparse.Namespace]:
     """Fill unset flags from the preset; return the network config and the settings."""
     d = TRAIN_DEFAULTS[args.preset]
@@ -215,4 +231,6 @@ def resolve(args: argparse.Namespace) -> tuple[HourglassConfig, argparse.Namespa
     }
     if args.bn is not None:
         overrides["bn"] = args.bn == "on"
+    if args.data == "mpii":
+        overrides["num_joints"] = 16
     return config.replace(**overrides), args

@@ -127,6 +127,16 @@ def make_loader(args, config, rank, world, start_index, device):
         # training images come from seed 1000 + args.seed; held-out sets use seeds 1, 2
         dataset = SyntheticPeople(seed=1000 + args.seed, size=config.input_size)
         sampler = Sampler(len(dataset), rank, world, start_index, None)
+    elif args.data == "mpii":
+        from data.mpii import MPIIKeypoints, load_annotations
+
+        if not (args.mpii_annotations and args.mpii_images):
+            raise SystemExit("--data mpii needs --mpii-annotations and --mpii-images")
+        images = [im for im in load_annotations(args.mpii_annotations) if im.train]
+        dataset = MPIIKeypoints(
+            images, args.mpii_images, config.input_size, train=True, seed=args.seed
+        )
+        sampler = Sampler(len(dataset), rank, world, start_index, args.seed)
     else:
         from data.coco import CocoKeypoints
 
@@ -514,7 +524,7 @@ def test_options(args, device, amp: str) -> dict:
 
 
 def final_evaluation(run: Run) -> dict:
-    """AP of the final weights: held-out synthetic images (seed 1) or the COCO val set."""
+    """AP of the final weights: held-out synthetic images (seed 1), COCO val or MPII groups."""
     from evaluate import evaluate_coco, evaluate_synthetic
 
     args, options = run.args, test_options(run.args, run.device, run.amp)
@@ -546,6 +556,14 @@ def final_evaluation(run: Run) -> dict:
         for c in run.state["curve"]:
             print(f"  {c['minutes']:6.2f} min  step {c['step']:6d}  AP {c['AP']:.3f}")
         out = {f"gt_heatmaps_{k}": v for k, v in gt_stats.items()}
+    elif args.data == "mpii":
+        from evaluate import evaluate_mpii_groups
+
+        if not (args.mpii_annotations and args.mpii_groups and args.mpii_images):
+            print("no --mpii-groups: skipping the MPII evaluation")
+            return {}
+        stats = evaluate_mpii_groups(model, run.config, args, **options)
+        out = {}
     else:
         if not (args.val_json and args.val_images):
             print("no --val-json/--val-images: skipping the COCO evaluation")

@@ -73,13 +73,13 @@ class TileStats(NamedTuple):
 class Scratch(NamedTuple):
     """Work arrays of the search, all of the work dtype.
 
-    ``col (W,)``, ``col_lo``, ``col_hi (D, W)``, ``col_top (W,)``, ``acc (max(nb, W),)``,
-    ``buf (block**2,)``, ``sq (D,)`` and ``consts`` = ``[BIG, 0.5]``.
+    ``col (W,)``, ``cols (4, W)`` (a strip's column minima and maxima of one tag
+    dimension, over all pixels and over the top pixels), ``col_top (W,)``, ``acc
+    (max(nb, W),)``, ``buf (block**2,)``, ``sq (D,)`` and ``consts`` = ``[BIG, 0.5]``.
     """
 
     col: np.ndarray
-    col_lo: np.ndarray
-    col_hi: np.ndarray
+    cols: np.ndarray
     col_top: np.ndarray
     acc: np.ndarray
     buf: np.ndarray
@@ -213,8 +213,7 @@ def block_stats(hk, tk, block, stats, scratch):
     lo_top = stats.lo_top
     hi_top = stats.hi_top
     col = scratch.col
-    col_lo = scratch.col_lo
-    col_hi = scratch.col_hi
+    cols = scratch.cols
     col_top = scratch.col_top
     consts = scratch.consts
     h_size, w_size = hk.shape
@@ -235,37 +234,37 @@ def block_stats(hk, tk, block, stats, scratch):
             for i in range(n):
                 col_top[x0 + i] = t
         for d in range(dim):
-            cl = col_lo[d]
-            ch = col_hi[d]
-            row = tk[d, y0]
+            # one pass over the strip: the range of the tag over all pixels and over the
+            # pixels of the tiles' tops (heat >= hmax / 2)
+            cl = cols[0]
+            ch = cols[1]
+            tl = cols[2]
+            th = cols[3]
             for x in range(w_size):
-                cl[x] = row[x]
-                ch[x] = row[x]
-            for y in range(y0 + 1, y1):
+                cl[x] = big
+                ch[x] = -big
+                tl[x] = big
+                th[x] = -big
+            for y in range(y0, y1):
                 row = tk[d, y]
+                hrow = hk[y]
                 for x in range(w_size):
                     v = row[x]
                     a = cl[x]
                     z = ch[x]
                     cl[x] = v if v < a else a
                     ch[x] = v if v > z else z
+                    top = hrow[x] >= col_top[x]
+                    lo_v = v if top else big
+                    hi_v = v if top else -big
+                    a = tl[x]
+                    z = th[x]
+                    tl[x] = lo_v if lo_v < a else a
+                    th[x] = hi_v if hi_v > z else z
             _fold_tiles(cl, block, nbx, lo[d], by, False)
             _fold_tiles(ch, block, nbx, hi[d], by, True)
-            for x in range(w_size):
-                cl[x] = big
-                ch[x] = -big
-            for y in range(y0, y1):
-                row = tk[d, y]
-                hrow = hk[y]
-                for x in range(w_size):
-                    top = hrow[x] >= col_top[x]
-                    v = row[x]
-                    a = cl[x]
-                    z = ch[x]
-                    cl[x] = v if (top and v < a) else a
-                    ch[x] = v if (top and v > z) else z
-            _fold_tiles(cl, block, nbx, lo_top[d], by, False)
-            _fold_tiles(ch, block, nbx, hi_top[d], by, True)
+            _fold_tiles(tl, block, nbx, lo_top[d], by, False)
+            _fold_tiles(th, block, nbx, hi_top[d], by, True)
 
 
 @njit(inline="always", cache=True, nogil=True, fastmath=_FM)
@@ -400,8 +399,7 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
     consts[1] = 0.5
     scratch = Scratch(
         np.empty(w_size, dt),
-        np.empty((dim, w_size), dt),
-        np.empty((dim, w_size), dt),
+        np.empty((4, w_size), dt),
         np.empty(w_size, dt),
         np.empty(max(nb, w_size), dt),
         np.empty(block * block, dt),

@@ -23,7 +23,7 @@ __all__ = ["Person", "Poses"]
 class Person(NamedTuple):
     """One decoded person: what iterating over or indexing a :class:`Poses` gives.
 
-    Attributes
+    Parameters
     ----------
     keypoints : ndarray, shape (K, 3)
         ``x``, ``y``, score of each joint (NaN coordinates where missing).
