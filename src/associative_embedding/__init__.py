@@ -44,7 +44,7 @@ _LAZY: dict[str, str] = {
     "render_heatmaps": "targets",
     "scale_keypoints": "targets",
     # decoding.py (not decode.py, for the reason above)
-    "DecodeConfig": "decoding",
+    "DecodeConfig": "config",
     "Person": "poses",
     "Poses": "poses",
     "decode": "decoding",
@@ -93,7 +93,8 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     # ruff: noqa: F401
     from .aggregation import aggregate, flip_maps
     from .coco import coco_ignore_mask, evaluate_keypoints, to_coco_results
-    from .decoding import DecodeConfig, decode, warmup
+    from .config import DecodeConfig
+    from .decoding import decode, warmup
     from .instance_decoding import Instances, decode_instances
     from .instance_loss import InstanceGroupingLoss, instance_grouping_loss
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss

@@ -169,20 +169,7 @@ def assign_feasible(cand_val, k, n_rows, n_cols, total, feasible, use_value, tag
 
 
 @njit(cache=True, nogil=True)
-def first_pass(
-    cand_val,
-    cand_cnt,
-    cand_tag,
-    order,
-    match_cap,
-    ignore_too_much,
-    max_people,
-    use_rms,
-    use_value,
-    tag_cost,
-    tag_threshold,
-    joint_of,
-):
+def first_pass(cand, order, g, tag_cost, joint_of):
     """Group joint by joint as the references do, with ``match_cost``; return the count.
 
     As ``_grouping.group_image``: the first joint type (in ``order``) with
@@ -191,9 +178,19 @@ def first_pass(
     person if ``d < tag_threshold``, else starts a new one. With
     ``TAG_COST_ROUNDED`` the assignment runs over every pair, as the
     references'; otherwise over the feasible pairs (``d < tag_threshold``)
-    only (:func:`assign_feasible`). ``joint_of (>= K * M, K)`` receives the
-    candidate rows (-1 where missing).
+    only (:func:`assign_feasible`). ``cand`` is a ``Candidates`` record, ``g``
+    the ``GroupOptions``; ``joint_of (>= K * M, K)`` receives the candidate
+    rows (-1 where missing).
     """
+    cand_val = cand.val
+    cand_cnt = cand.cnt
+    cand_tag = cand.tag
+    match_cap = g.match_cap
+    ignore_too_much = g.ignore_too_much
+    max_people = g.max_people
+    use_rms = g.use_rms
+    use_value = g.use_value
+    tag_threshold = g.tag_threshold
     n_joints, m_size = cand_val.shape
     dim = cand_tag.shape[2]
     cap = joint_of.shape[0]
@@ -318,23 +315,7 @@ def _near(px, py, has, p, k, x, y, scale):
 
 
 @njit(cache=True, nogil=True)
-def regroup(
-    cand_val,
-    cand_idx,
-    cand_cnt,
-    cand_tag,
-    w_size,
-    order,
-    joint_of,
-    n_people,
-    rounds,
-    use_rms,
-    use_value,
-    tag_cost,
-    tag_threshold,
-    spatial_weight,
-    spatial_gate,
-):
+def regroup(cand, w_size, order, joint_of, n_people, g, copts):
     """Re-assign every candidate to the people of the previous round; return the count.
 
     ``joint_of (>= P, K)`` holds the first pass's people (candidate rows, -1
@@ -348,9 +329,21 @@ def regroup(
     cost ``match_cost(d + spatial_weight * s, v)`` where feasible and
     ``PAD_COST`` elsewhere. A candidate joins the person of its feasible
     match; the others start new people after the rest, in row order; people
-    left empty are dropped. Stops after ``rounds`` rounds or when nothing
-    changes.
+    left empty are dropped. Stops after ``copts.regroup`` rounds or when nothing
+    changes. ``cand``: ``Candidates``; ``g``: ``GroupOptions``; ``copts``:
+    :class:`CrowdOptions`.
     """
+    cand_val = cand.val
+    cand_idx = cand.idx
+    cand_cnt = cand.cnt
+    cand_tag = cand.tag
+    rounds = copts.regroup
+    use_rms = g.use_rms
+    use_value = g.use_value
+    tag_cost = copts.tag_cost
+    tag_threshold = g.tag_threshold
+    spatial_weight = copts.spatial_weight
+    spatial_gate = copts.spatial_gate
     n_joints, m_size = cand_val.shape
     dim = cand_tag.shape[2]
     use_spatial = spatial_weight > 0 or spatial_gate < np.inf
@@ -448,22 +441,7 @@ def regroup(
 
 
 @njit(cache=True, nogil=True)
-def refine_crowd(
-    heat,
-    tags,
-    slot,
-    n_people,
-    out_kp,
-    out_pix,
-    out_ref,
-    window,
-    tag_gate,
-    tag_threshold,
-    adjust,
-    rule,
-    shift,
-    unit_score,
-):
+def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
     """Recover missing joints inside each person's window, where the tag agrees; in place.
 
     ``out_pix (P, K)`` holds the flat pixel index of each detected joint (-1
@@ -474,8 +452,19 @@ def refine_crowd(
     box of p's detected pixels widened by ``window`` times p's scale
     (:func:`person_scales`; the whole map if ``window < 0``), and filled if its
     heat is > 0 and, with ``tag_gate``, its distance is ``< tag_threshold``.
-    ``heat (S, H, W)`` and ``tags (S, D, H, W)`` hold joint k at ``slot[k]``.
+    ``heat (K, H, W)`` and ``tags (K, D, H, W)`` are the image's maps; ``out``
+    the ``People`` record; ``copts`` the :class:`CrowdOptions` (``refine_window``,
+    ``refine_tag_gate``), ``r`` the ``RefineOptions`` (adjust rule, centre shift,
+    score 1 for pose-ae-train).
     """
+    out_kp = out.kp
+    out_ref = out.ref
+    window = copts.refine_window
+    tag_gate = copts.refine_tag_gate
+    adjust = r.adjust
+    rule = r.adjust_rule
+    shift = r.center_shift
+    unit_score = r.mode == REFINE_POSE_AE
     if n_people == 0:
         return
     _, h_size, w_size = heat.shape
@@ -510,8 +499,8 @@ def refine_crowd(
         for k in range(n_joints):
             if has[p, k]:
                 continue
-            hk = heat[slot[k]]
-            tk = tags[slot[k]]
+            hk = heat[k]
+            tk = tags[k]
             best = hk[0, 0]
             by = -1
             bx = -1
@@ -643,31 +632,20 @@ def decode_image_crowd(heat, tags, order, opts, copts, out):
     cand = image_candidates(heat, tags, m_size, opts.detection_threshold, opts.nms_kernel)
     g = opts.group
     joint_of = np.empty((max(n_joints * m_size, 1), n_joints), np.int64)
-    n = first_pass(
-        cand.val, cand.cnt, cand.tag, order, g.match_cap, g.ignore_too_much, g.max_people,
-        g.use_rms, g.use_value, copts.tag_cost, g.tag_threshold, joint_of,
-    )  # fmt: skip
+    n = first_pass(cand, order, g, copts.tag_cost, joint_of)
     if copts.regroup > 0:
-        n = regroup(
-            cand.val, cand.idx, cand.cnt, cand.tag, w_size, order, joint_of, n, copts.regroup,
-            g.use_rms, g.use_value, copts.tag_cost, g.tag_threshold, copts.spatial_weight,
-            copts.spatial_gate,
-        )  # fmt: skip
+        n = regroup(cand, w_size, order, joint_of, n, g, copts)
     n_keep = n if g.max_out < 0 else min(n, g.max_out)
     out_pix = np.empty((out.kp.shape[0], n_joints), np.int64)
     n = write_people(joint_of, n_keep, cand, h_size, w_size, order, g, out, out_pix)
     r = opts.refine
     if r.mode != REFINE_OFF:
-        slot = np.empty(n_joints, np.int64)
-        for k in range(n_joints):
-            slot[k] = k
         if copts.crowd_refine:
-            refine_crowd(
-                heat, tags, slot, n, out.kp, out_pix, out.ref, copts.refine_window,
-                copts.refine_tag_gate, g.tag_threshold, r.adjust, r.adjust_rule, r.center_shift,
-                r.mode == REFINE_POSE_AE,
-            )  # fmt: skip
+            refine_crowd(heat, tags, n, out, out_pix, copts, r, g.tag_threshold)
         else:
+            slot = np.empty(n_joints, np.int64)
+            for k in range(n_joints):
+                slot[k] = k
             refine_image(heat, tags, slot, n, cand, r, out)
     return select_people(
         out.kp, out.score, out.tag, n, copts.min_score, copts.pose_nms, copts.sigmas
