@@ -317,10 +317,13 @@ def _uses_crowd(config: DecodeConfig) -> bool:
 def _crowd_options(config: DecodeConfig, k: int) -> Any:
     """Build the ``_crowd`` kernels' option record for K joint types."""
     from . import _crowd as cr
+    from ._crowd_batch import CrowdOptions
 
     codes = {"rounded": cr.TAG_COST_ROUNDED, "tiebreak": cr.TAG_COST_TIEBREAK}
-    sigmas = cr.COCO_SIGMAS if k == 17 else np.full(k, cr.OTHER_SIGMA)
-    return cr.CrowdOptions(
+    from .skeletons import COCO_KEYPOINTS
+
+    sigmas = COCO_KEYPOINTS.sigmas if k == 17 else np.full(k, cr.OTHER_SIGMA)
+    return CrowdOptions(
         tag_cost=codes.get(config.tag_cost, cr.TAG_COST_EXACT),
         regroup=config.regroup,
         spatial_weight=float(config.spatial_weight),
@@ -345,7 +348,7 @@ def _decode_numpy(
     out = empty_people((b,), _capacity(config, k, opts.max_candidates), k, tag.shape[2], heat.dtype)
     out_n = np.zeros(b, np.int64)
     if _uses_crowd(config):
-        from ._crowd import decode_range_crowd
+        from ._crowd_batch import decode_range_crowd
 
         copts = _crowd_options(config, k)
 
