@@ -97,6 +97,11 @@ def make_keypoints(b: int, n: int, k: int, size: int, seed: int = 0) -> np.ndarr
     rng = np.random.default_rng(seed)
     kp = np.zeros((b, n, k, 3))
     kp[..., :2] = rng.uniform(0, size, (b, n, k, 2))
+    # the library keeps an exact target's centre 0.001 px inside its pixel (one peak, not a
+    # plateau); the baselines evaluate the Gaussian where it is: keep the joints off the
+    # pixel boundaries so that both draw the same maps
+    frac = kp[..., :2] - np.floor(kp[..., :2])
+    kp[..., :2] += np.clip(frac, 0.002, 0.998) - frac
     kp[..., 2] = rng.random((b, n, k)) < 0.8
     return kp
 

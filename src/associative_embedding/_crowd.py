@@ -25,9 +25,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from ._grouping import PAD_COST, _distance
+from ._grouping import PAD_COST, _distance, member_mean
 from ._munkres import munkres_assign
-from ._sums import mean_rows
 
 TAG_COST_ROUNDED = 0
 TAG_COST_TIEBREAK = 1
@@ -58,17 +57,8 @@ def match_cost(dist, value, use_value, tag_cost):
 @njit(cache=True, nogil=True)
 def person_means(joint_of, n_people, cand_tag, order, means, rows, buf):
     """``means[p]`` = numpy mean of person p's candidate tags in joint ``order``."""
-    dim = cand_tag.shape[2]
     for p in range(n_people):
-        n = 0
-        for j in range(order.shape[0]):
-            k = order[j]
-            r = joint_of[p, k]
-            if r >= 0:
-                for d in range(dim):
-                    rows[n, d] = cand_tag[k, r, d]
-                n += 1
-        mean_rows(rows, n, means[p], buf)
+        member_mean(joint_of, p, cand_tag, order, rows, buf, means[p])
 
 
 @njit(cache=True, nogil=True)

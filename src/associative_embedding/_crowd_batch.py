@@ -16,7 +16,7 @@ import numpy as np
 from numba import njit
 
 from ._crowd import _joint_box, first_pass, person_scales, regroup
-from ._grouping import People, quarter_at, write_people
+from ._grouping import People, place_joint, write_people
 from ._peaks import image_candidates
 from ._refine import REFINE_OFF, REFINE_POSE_AE, refine_image
 
@@ -42,9 +42,6 @@ def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
     out_ref = out.ref
     window = copts.refine_window
     tag_gate = copts.refine_tag_gate
-    adjust = r.adjust
-    rule = r.adjust_rule
-    shift = r.center_shift
     unit_score = r.mode == REFINE_POSE_AE
     if n_people == 0:
         return
@@ -105,13 +102,7 @@ def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
                 continue
             if tag_gate and not np.float64(bdist) < tag_threshold:
                 continue
-            dx = 0.0
-            dy = 0.0
-            if adjust:
-                dx, dy = quarter_at(hk, bx, by, rule)
-            out_kp[p, k, 0] = (bx + dx) + shift
-            out_kp[p, k, 1] = (by + dy) + shift
-            out_kp[p, k, 2] = 1 if unit_score else val
+            place_joint(out_kp, p, k, hk, bx, by, r, 1 if unit_score else val)
 
 
 @njit(cache=True, nogil=True)

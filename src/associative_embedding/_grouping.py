@@ -242,6 +242,41 @@ def group_image(cand, h_size, w_size, order, opts, out):
 
 
 @njit(cache=True, nogil=True)
+def member_mean(joint_of, p, cand_tag, order, rows, buf, out):
+    """``out`` = numpy mean of person p's candidate tags, taken in joint ``order``.
+
+    ``joint_of (P, K)`` holds candidate rows (-1: none); ``rows (>= K, D)`` and
+    ``buf (>= K,)`` are scratch. Person p must have a joint.
+    """
+    dim = cand_tag.shape[2]
+    n = 0
+    for j in range(order.shape[0]):
+        k = order[j]
+        r = joint_of[p, k]
+        if r >= 0:
+            for d in range(dim):
+                rows[n, d] = cand_tag[k, r, d]
+            n += 1
+    mean_rows(rows, n, out, buf)
+
+
+@njit(cache=True, nogil=True)
+def place_joint(out_kp, p, k, hk, x, y, r, score):
+    """Write a recovered joint at pixel ``(x, y)`` of map ``hk``: adjusted, shifted, scored.
+
+    ``r`` is the ``RefineOptions`` record (``adjust``, ``adjust_rule``,
+    ``center_shift``).
+    """
+    dx = 0.0
+    dy = 0.0
+    if r.adjust:
+        dx, dy = quarter_at(hk, x, y, r.adjust_rule)
+    out_kp[p, k, 0] = (x + dx) + r.center_shift
+    out_kp[p, k, 1] = (y + dy) + r.center_shift
+    out_kp[p, k, 2] = score
+
+
+@njit(cache=True, nogil=True)
 def write_people(joint_of, n_keep, cand, h_size, w_size, order, opts, out, out_pix):
     """Write the first ``n_keep`` people of ``joint_of (P, K)`` (candidate rows, -1: none).
 
@@ -292,15 +327,7 @@ def write_people(joint_of, n_keep, cand, h_size, w_size, order, opts, out, out_p
     for i in range(n_keep):
         p = rank[i]
         out_score[i] = scores[p]
-        n_mem = 0
-        for j in range(n_joints):
-            k = order[j]
-            r = joint_of[p, k]
-            if r >= 0:
-                for d in range(dim):
-                    ref_rows[n_mem, d] = cand_tag[k, r, d]
-                n_mem += 1
-        mean_rows(ref_rows, n_mem, out_tag[i], buf)
+        member_mean(joint_of, p, cand_tag, order, ref_rows, buf, out_tag[i])
         n_det = 0
         for k in range(n_joints):
             r = joint_of[p, k]

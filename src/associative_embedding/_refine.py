@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, uint64
 
-from ._grouping import quarter_at
+from ._grouping import place_joint
 from ._peaks import strip_max
 from ._sums import pairwise_sum
 
@@ -373,10 +373,7 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
     cand_cnt = cand.cnt
     n_joints = out_kp.shape[1]
     mode = opts.mode
-    adjust = opts.adjust
-    rule = opts.adjust_rule
     block = opts.block
-    shift = opts.center_shift
     mult = opts.mult
     if mode == REFINE_OFF or n_people == 0:
         return
@@ -483,13 +480,4 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
                 continue
             if not val > 0:
                 continue
-            dx = 0.0
-            dy = 0.0
-            if adjust:
-                dx, dy = quarter_at(hk, x, y, rule)
-            out_kp[p, k, 0] = (x + dx) + shift
-            out_kp[p, k, 1] = (y + dy) + shift
-            if mode == REFINE_POSE_AE:
-                out_kp[p, k, 2] = 1
-            else:
-                out_kp[p, k, 2] = val
+            place_joint(out_kp, p, k, hk, x, y, opts, 1 if mode == REFINE_POSE_AE else val)
