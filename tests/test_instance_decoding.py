@@ -127,6 +127,15 @@ def test_torch_inputs_and_numpy_agree(rng):
         np.testing.assert_array_equal(x.tags, y.tags)
 
 
+def test_float64_tensors_are_decoded_in_float64_as_arrays_are(rng):
+    fg, tags = blobs(rng, dtype=np.float64)
+    a = ae.decode_instances(fg[:, 0], tags)
+    b = ae.decode_instances(torch.from_numpy(fg[:, 0]), torch.from_numpy(tags))
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x.labels, y.labels)
+        np.testing.assert_array_equal(x.tags, y.tags)  # not rounded through float32
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_devices(rng, device):
     fg, tags = blobs(rng)

@@ -18,6 +18,7 @@ __all__ = [
     "check_choice",
     "check_finite",
     "check_float_array",
+    "check_float_pair",
     "check_int",
     "check_layout",
     "check_number",
@@ -102,6 +103,23 @@ def check_float_array(
             raise TypeError(f"{name} must have a floating-point dtype, got {x.dtype}")
         return
     raise TypeError(f"{name} must be a {' or '.join(kinds)}, got {type(x).__name__}")
+
+
+def check_float_pair(a: Any, name_a: str, b: Any, name_b: str) -> None:
+    """Check two float arrays given together: each a float ndarray or Tensor, both one kind.
+
+    Raises
+    ------
+    TypeError
+        If either is not a float ndarray or Tensor, or one is numpy and the other torch.
+    """
+    check_float_array(a, name_a)
+    check_float_array(b, name_b)
+    if is_tensor(a) != is_tensor(b):
+        raise TypeError(
+            f"{name_a} and {name_b} must both be numpy arrays or both torch tensors, got "
+            f"{type(a).__name__} and {type(b).__name__}"
+        )
 
 
 def check_finite(x: Any, name: str) -> None:

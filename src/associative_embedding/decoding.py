@@ -26,7 +26,7 @@ import numpy as np
 from ._threads import default_threads, run_chunks
 from ._validation import (
     check_finite_fast,
-    check_float_array,
+    check_float_pair,
     check_int,
     check_layout,
     is_tensor,
@@ -67,13 +67,7 @@ def _resolve_config(config: DecodeConfig | None, options: dict[str, Any]) -> Dec
 
 def _check_inputs(heatmaps: Any, tags: Any) -> tuple[tuple[int, ...], int]:
     """Validate kinds, dtypes, ranks and shapes; return ``(B, K, H, W)`` and D."""
-    check_float_array(heatmaps, "heatmaps")
-    check_float_array(tags, "tags")
-    if is_tensor(heatmaps) != is_tensor(tags):
-        raise TypeError(
-            "heatmaps and tags must both be numpy arrays or both torch tensors, got "
-            f"{type(heatmaps).__name__} and {type(tags).__name__}"
-        )
+    check_float_pair(heatmaps, "heatmaps", tags, "tags")
     if is_tensor(heatmaps) and heatmaps.device != tags.device:
         raise ValueError(
             f"heatmaps and tags must be on one device, got {heatmaps.device} and {tags.device}"

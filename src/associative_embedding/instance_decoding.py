@@ -17,12 +17,13 @@ import numpy as np
 
 from ._validation import (
     check_finite,
-    check_float_array,
+    check_float_pair,
     check_int,
     check_layout,
     check_number,
-    is_tensor,
     shape_str,
+    to_numpy,
+    work_dtype,
 )
 
 __all__ = ["Instances", "decode_instances"]
@@ -117,13 +118,7 @@ class Instances:
 
 def _check_inputs(foreground: Any, tags: Any) -> tuple[int, int, int, int, int]:
     """Validate kinds, ranks, shapes and values; return (B, C, H, W, D)."""
-    check_float_array(foreground, "foreground")
-    check_float_array(tags, "tags")
-    if is_tensor(foreground) != is_tensor(tags):
-        raise TypeError(
-            "foreground and tags must both be numpy arrays or both torch tensors, got "
-            f"{type(foreground).__name__} and {type(tags).__name__}"
-        )
+    check_float_pair(foreground, "foreground", tags, "tags")
     layout = check_layout(foreground, "foreground", ["BHW", "BCHW"])
     check_layout(tags, "tags", ["BDHW"])
     fs = tuple(int(s) for s in foreground.shape)
@@ -142,14 +137,6 @@ def _check_inputs(foreground: Any, tags: Any) -> tuple[int, int, int, int, int]:
     check_finite(foreground, "foreground")
     check_finite(tags, "tags")
     return b, c, h, w, ts[1]
-
-
-def _as_numpy(x: Any, dtype: np.dtype) -> np.ndarray:
-    if is_tensor(x):
-        import torch
-
-        x = x.detach().to("cpu", torch.float64 if dtype == np.float64 else torch.float32).numpy()
-    return np.asarray(x, dtype=dtype)
 
 
 def decode_instances(
@@ -275,20 +262,16 @@ def decode_instances(
         num_threads = check_int(num_threads, "num_threads", low=1)
     b, c, h, w, d = _check_inputs(foreground, tags)
 
-    dtype = np.dtype(
-        np.float64 if "float64" in (str(foreground.dtype), str(tags.dtype)) else np.float32
-    )
-    fg = _as_numpy(foreground, dtype).reshape(b, c, h * w)
+    dtype = work_dtype(foreground.dtype, tags.dtype)
+    # writeable and contiguous in the work dtype: one compiled variant per dtype
+    fg = to_numpy(foreground, dtype).reshape(b, c, h * w)
     if c == 1:
         score = np.ascontiguousarray(fg[:, 0])
         cls = np.zeros((b, h * w), np.int64)
     else:
         cls = np.ascontiguousarray(fg.argmax(1).astype(np.int64))
         score = np.ascontiguousarray(np.take_along_axis(fg, cls[:, None], 1)[:, 0])
-    tg = np.ascontiguousarray(_as_numpy(tags, dtype).reshape(b, d, h * w).transpose(0, 2, 1))
-    # one compiled variant per dtype: the kernel takes writeable arrays only
-    score = score if score.flags.writeable else score.copy()
-    tg = tg if tg.flags.writeable else tg.copy()
+    tg = np.ascontiguousarray(to_numpy(tags, dtype).reshape(b, d, h * w).transpose(0, 2, 1))
 
     cap = min(max_inst, h * w)
     labels = np.zeros((b, h * w), np.int32)
