@@ -14,7 +14,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ._grouping import GroupOptions, People, group_image
+from ._grouping import People, group_image
+from ._matching import GroupOptions
 from ._peaks import Candidates, image_candidates
 from ._refine import REFINE_OFF, RefineOptions, refine_image
 

@@ -15,8 +15,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ._crowd import _joint_box, first_pass, person_scales, regroup
+from ._crowd import _joint_box, person_scales, regroup
 from ._grouping import People, place_joint, write_people
+from ._matching import first_pass
 from ._peaks import image_candidates
 from ._refine import REFINE_OFF, REFINE_POSE_AE, refine_image
 

@@ -1,4 +1,4 @@
-"""Grouping of the decoder: joint-by-joint matching of candidates to people (numba).
+"""Grouping of the decoder: people from the matched candidates, written by score (numba).
 
 The kernels follow the reference parsers' numpy code operation by operation
 (pose-ae-train ``utils/group.py``, HigherHRNet ``lib/core/group.py``, mmpose
@@ -22,40 +22,11 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ._munkres import munkres_assign
+from ._matching import TAG_COST_ROUNDED, first_pass, member_mean
 from ._sums import mean_rows, pairwise_sum
 
-MATCH_HUNGARIAN = 0
-MATCH_GREEDY = 1
 ADJUST_REFERENCE = 0
 ADJUST_MMPOSE = 1
-
-# the references pad the cost matrix with this value when candidates outnumber people
-PAD_COST = 1e10
-
-
-class GroupOptions(NamedTuple):
-    """The grouping options, as the kernels read them (built by ``decoding._options``).
-
-    ``matching`` MATCH_HUNGARIAN or MATCH_GREEDY; ``use_value`` the cost
-    ``round(dist) * 100 - value``; ``use_rms`` divide the squared distance by D;
-    ``match_cap`` people taking part in matching (-1: all); ``ignore_too_much``
-    skip a joint type once ``max_people`` people exist; ``max_out`` people kept,
-    in creation order (-1: all); ``adjust`` / ``adjust_rule`` the quarter-pixel
-    move; ``tag_threshold``; ``center_shift`` added to output coordinates.
-    """
-
-    matching: int
-    use_value: bool
-    use_rms: bool
-    match_cap: int
-    ignore_too_much: bool
-    max_people: int
-    max_out: int
-    adjust: bool
-    adjust_rule: int
-    tag_threshold: float
-    center_shift: float
 
 
 class People(NamedTuple):
@@ -127,137 +98,21 @@ def quarter_at(hk, x, y, rule):
 
 
 # --- grouping -----------------------------------------------------------------------------
-@njit(inline="always", cache=True, nogil=True)
-def _distance(cand_tag, k, r, means, c, use_rms, sq):
-    """float64 distance between candidate ``r`` of joint ``k`` and person mean ``c``."""
-    dim = means.shape[1]
-    for d in range(dim):
-        diff = np.float64(cand_tag[k, r, d]) - np.float64(means[c, d])
-        sq[d] = diff * diff
-    s = pairwise_sum(sq, 0, dim)
-    if use_rms:
-        s = s / dim
-    return np.sqrt(s)
-
-
 @njit(cache=True, nogil=True)
 def group_image(cand, h_size, w_size, order, opts, out):
     """Group one image's candidates into people; write them sorted by score.
 
-    Walks the joint types in ``order``. The candidates of the first joint type
-    with any start one person each; later joint types are matched to the
-    people that take part in matching (the first ``opts.match_cap`` in
-    creation order, or all) by the Hungarian method on the cost
-    ``round(dist) * 100 - value`` (or ``dist``), solved with the same choices as
-    munkres 1.1.4, or greedily; a candidate joins its person when the raw
-    distance is below the tag threshold and otherwise starts a new one. Returns
-    the number of people written (at most ``out.kp.shape[0]``).
+    The references' matching pass (``_matching.first_pass`` with the rounded
+    cost ``round(dist) * 100 - value``, or ``dist``, solved with the choices of
+    munkres 1.1.4, or greedily), then :func:`write_people`. Returns the number
+    of people written (at most ``out.kp.shape[0]``).
     """
-    cand_val = cand.val
-    cand_cnt = cand.cnt
-    cand_tag = cand.tag
-    out_kp = out.kp
-    n_joints, m_size = cand_val.shape
-    dim = cand_tag.shape[2]
-    matching = opts.matching
-    use_value = opts.use_value
-    use_rms = opts.use_rms
-    match_cap = opts.match_cap
-    ignore_too_much = opts.ignore_too_much
-    max_people = opts.max_people
-    max_out = opts.max_out
-    tag_threshold = opts.tag_threshold
-
-    cap = n_joints * m_size
-    joint_of = np.empty((max(cap, 1), n_joints), np.int64)
-    joint_of[:] = -1
-    members = np.empty((max(cap, 1), n_joints, dim), cand_tag.dtype)
-    n_members = np.zeros(max(cap, 1), np.int64)
-    means = np.empty((max(cap, 1), dim), cand_tag.dtype)
-    buf = np.empty(max(n_joints, 1), cand_tag.dtype)
-    sq = np.empty(max(dim, 1), np.float64)
-    n_people = 0
-
-    for j in range(n_joints):
-        k = order[j]
-        n_rows = cand_cnt[k]
-        if n_rows == 0:
-            continue
-        if n_people > 0:
-            if ignore_too_much and n_people >= max_people:
-                continue
-            n_cols = n_people if match_cap < 0 else min(n_people, match_cap)
-            for c in range(n_cols):
-                mean_rows(members[c], n_members[c], means[c], buf)
-            dist = np.empty((n_rows, n_cols), np.float64)
-            for r in range(n_rows):
-                for c in range(n_cols):
-                    dist[r, c] = _distance(cand_tag, k, r, means, c, use_rms, sq)
-            col_of_row = np.empty(n_rows, np.int64)
-            col_of_row[:] = -1
-            if matching == MATCH_HUNGARIAN:
-                width = max(n_rows, n_cols)
-                cost = np.empty((n_rows, width), np.float64)
-                for r in range(n_rows):
-                    val = np.float64(cand_val[k, r])
-                    for c in range(n_cols):
-                        if use_value:
-                            cost[r, c] = np.rint(dist[r, c]) * 100.0 - val
-                        else:
-                            cost[r, c] = dist[r, c]
-                    for c in range(n_cols, width):
-                        cost[r, c] = PAD_COST
-                munkres_assign(cost, col_of_row)
-            else:
-                claimed = np.zeros(n_rows, np.bool_)
-                for c in range(n_cols):
-                    for r in range(n_rows):
-                        if not claimed[r] and dist[r, c] < tag_threshold:
-                            claimed[r] = True
-                            col_of_row[r] = c
-                            break
-            for r in range(n_rows):
-                c = col_of_row[r]
-                if 0 <= c < n_cols and dist[r, c] < tag_threshold:
-                    p = c
-                else:
-                    p = n_people
-                    n_people += 1
-                joint_of[p, k] = r
-                for d in range(dim):
-                    members[p, n_members[p], d] = cand_tag[k, r, d]
-                n_members[p] += 1
-        else:
-            for r in range(n_rows):
-                p = n_people
-                n_people += 1
-                joint_of[p, k] = r
-                for d in range(dim):
-                    members[p, 0, d] = cand_tag[k, r, d]
-                n_members[p] = 1
-
-    n_keep = n_people if max_out < 0 else min(n_people, max_out)
-    out_pix = np.empty((max(min(n_keep, out_kp.shape[0]), 1), n_joints), np.int64)
+    n_joints, m_size = cand.val.shape
+    joint_of = np.empty((max(n_joints * m_size, 1), n_joints), np.int64)
+    n_people = first_pass(cand, order, opts, TAG_COST_ROUNDED, joint_of)
+    n_keep = n_people if opts.max_out < 0 else min(n_people, opts.max_out)
+    out_pix = np.empty((max(min(n_keep, out.kp.shape[0]), 1), n_joints), np.int64)
     return write_people(joint_of, n_keep, cand, h_size, w_size, order, opts, out, out_pix)
-
-
-@njit(cache=True, nogil=True)
-def member_mean(joint_of, p, cand_tag, order, rows, buf, out):
-    """``out`` = numpy mean of person p's candidate tags, taken in joint ``order``.
-
-    ``joint_of (P, K)`` holds candidate rows (-1: none); ``rows (>= K, D)`` and
-    ``buf (>= K,)`` are scratch. Person p must have a joint.
-    """
-    dim = cand_tag.shape[2]
-    n = 0
-    for j in range(order.shape[0]):
-        k = order[j]
-        r = joint_of[p, k]
-        if r >= 0:
-            for d in range(dim):
-                rows[n, d] = cand_tag[k, r, d]
-            n += 1
-    mean_rows(rows, n, out, buf)
 
 
 @njit(cache=True, nogil=True)

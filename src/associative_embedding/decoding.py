@@ -109,13 +109,8 @@ def _joint_order(config: DecodeConfig, k: int) -> np.ndarray:
 def _options(config: DecodeConfig, h: int, w: int, dtype: np.dtype) -> DecodeOptions:
     """Build the kernels' option record for maps of ``h x w`` pixels in the work ``dtype``."""
     from ._batch import DecodeOptions
-    from ._grouping import (
-        ADJUST_MMPOSE,
-        ADJUST_REFERENCE,
-        MATCH_GREEDY,
-        MATCH_HUNGARIAN,
-        GroupOptions,
-    )
+    from ._grouping import ADJUST_MMPOSE, ADJUST_REFERENCE
+    from ._matching import MATCH_GREEDY, MATCH_HUNGARIAN, GroupOptions
     from ._refine import (
         REFINE_HIGHERHRNET,
         REFINE_MMPOSE,
@@ -310,15 +305,15 @@ def _uses_crowd(config: DecodeConfig) -> bool:
 
 def _crowd_options(config: DecodeConfig, k: int) -> Any:
     """Build the ``_crowd`` kernels' option record for K joint types."""
-    from . import _crowd as cr
+    from ._crowd import OTHER_SIGMA
     from ._crowd_batch import CrowdOptions
-
-    codes = {"rounded": cr.TAG_COST_ROUNDED, "tiebreak": cr.TAG_COST_TIEBREAK}
+    from ._matching import TAG_COST_EXACT, TAG_COST_ROUNDED, TAG_COST_TIEBREAK
     from .skeletons import COCO_KEYPOINTS
 
-    sigmas = COCO_KEYPOINTS.sigmas if k == 17 else np.full(k, cr.OTHER_SIGMA)
+    codes = {"rounded": TAG_COST_ROUNDED, "tiebreak": TAG_COST_TIEBREAK}
+    sigmas = COCO_KEYPOINTS.sigmas if k == 17 else np.full(k, OTHER_SIGMA)
     return CrowdOptions(
-        tag_cost=codes.get(config.tag_cost, cr.TAG_COST_EXACT),
+        tag_cost=codes.get(config.tag_cost, TAG_COST_EXACT),
         regroup=config.regroup,
         spatial_weight=float(config.spatial_weight),
         spatial_gate=np.inf if config.spatial_gate is None else float(config.spatial_gate),
