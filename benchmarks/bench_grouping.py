@@ -296,18 +296,21 @@ def library_mode(**options):
 
 
 _CROWD = dataclasses.asdict(ae.DecodeConfig.preset("crowd"))
-_SPATIAL = {"tag_cost": "exact", "regroup": 3, "spatial_weight": 1.0, "spatial_gate": 0.7}
-# every mode against the references' grouping; the last ones take one rule out of "crowd"
+_REGROUP = {"tag_cost": "tiebreak", "regroup": 3}
+_SPATIAL = {**_REGROUP, "spatial_weight": 1.5, "spatial_gate": 0.6}
+# every mode against the references' grouping; the last ones change one rule of "crowd"
 MODES = {
     "parity": library_mode(),
     "tiebreak": library_mode(tag_cost="tiebreak"),
     "exact": library_mode(tag_cost="exact"),
-    "regroup": library_mode(tag_cost="exact", regroup=3),
+    "regroup": library_mode(**_REGROUP),
     "spatial": library_mode(**_SPATIAL),
+    "limbs": library_mode(**_SPATIAL, spatial_limbs="auto"),
     "crowd": library_mode(**_CROWD),
-    "crowd-tiebreak": library_mode(**{**_CROWD, "tag_cost": "tiebreak"}),
-    "crowd-no-gate": library_mode(**{**_CROWD, "refine_tag_gate": False}),
-    "crowd-no-window": library_mode(**{**_CROWD, "refine_window": None}),
+    "crowd-exact": library_mode(**{**_CROWD, "tag_cost": "exact"}),
+    "crowd-no-limbs": library_mode(**{**_CROWD, "spatial_limbs": None}),
+    "crowd-window-0.5": library_mode(**{**_CROWD, "refine_window": 0.5}),
+    "crowd-tag-gate": library_mode(**{**_CROWD, "refine_tag_gate": True}),
     "crowd-no-nms": library_mode(**{**_CROWD, "pose_nms": None}),
     "crowd-no-min-score": library_mode(**{**_CROWD, "min_score": 0.0}),
 }

@@ -13,7 +13,7 @@ adjustment from ``reference_parser.quarter``. Options beyond
     ``(round(d) * 100 + d) - v``, ``"exact"`` ``d * 100 - v``.
 ``regroup``
     Rounds of re-assignment to the final people (see :func:`group`).
-``spatial_weight``, ``spatial_gate``
+``spatial_weight``, ``spatial_gate``, ``spatial_limbs``
     The spatial term of the re-assignment rounds (see :func:`near`).
 ``refine_window``, ``refine_tag_gate``
     Missing-joint search inside the person's widened joint box, and only where
@@ -35,6 +35,7 @@ CROWD_DEFAULTS = {
     "regroup": 0,
     "spatial_weight": 0.0,
     "spatial_gate": None,
+    "spatial_limbs": None,
     "refine_window": None,
     "refine_tag_gate": False,
     "min_score": 0.0,
@@ -161,10 +162,19 @@ def scales(people, loc_k):
     return [max(s, floor, 1.0) for s in sides]
 
 
-def near(person, k, x, y, loc_k, scale):
-    """Distance from pixel (x, y) to the person's nearest joint of another type than k
-    (its joint k if it has no other), divided by the person's scale."""
-    others = [j for j in range(len(person)) if person[j] >= 0 and j != k] or [k]
+# COCO's limbs, the "auto" spatial_limbs when K == 17 (mmpose's coco.py skeleton_info)
+COCO_LIMBS = [(15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6)]
+COCO_LIMBS += [(5, 7), (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5)]
+COCO_LIMBS += [(4, 6)]
+
+
+def near(person, k, x, y, loc_k, scale, limbs=()):
+    """Distance from pixel (x, y) to the person's nearest joint linked to type k by a limb
+    of ``limbs`` (pairs of types); if it has none, its nearest joint of another type
+    than k (its joint k if it has no other); divided by the person's scale."""
+    linked = {b for a, b in limbs if a == k} | {a for a, b in limbs if b == k}
+    others = [j for j in range(len(person)) if person[j] >= 0 and j in linked]
+    others = others or [j for j in range(len(person)) if person[j] >= 0 and j != k] or [k]
     best = np.inf
     for j in others:
         dx = float(x) - float(loc_k[j, person[j], 0])
@@ -222,6 +232,9 @@ def group(tag_k, loc_k, val_k, n_valid, o, solver):
             else:
                 people.append(new_person(k_joints, k, r))
     gate = np.inf if o["spatial_gate"] is None else o["spatial_gate"]
+    limbs = o["spatial_limbs"] or ()
+    if limbs == "auto":
+        limbs = COCO_LIMBS if k_joints == 17 else ()
     spatial = o["spatial_weight"] > 0 or o["spatial_gate"] is not None
     for _ in range(o["regroup"]):
         old = people
@@ -237,7 +250,7 @@ def group(tag_k, loc_k, val_k, n_valid, o, solver):
             for r in range(n_rows):
                 for c in range(len(old)):
                     d = distance(tag_k[k, r], means[c], o)
-                    s = near(old[c], k, *loc_k[k, r], loc_k, sc[c]) if spatial else 0.0
+                    s = near(old[c], k, *loc_k[k, r], loc_k, sc[c], limbs) if spatial else 0.0
                     feasible[r, c] = d < o["tag_threshold"] and s < gate
                     total[r, c] = d + o["spatial_weight"] * s
             match = assign_feasible(val_k, k, total, feasible, o, solver)
@@ -307,15 +320,22 @@ def refine_all(heat, tags, kp, pix, o):
     box of the person's detected joints widened by ``refine_window`` times its
     scale (:func:`scales` over the people's detected pixels) compete; with
     ``refine_tag_gate`` a pixel is filled only if ``||tag - ref|| <
-    tag_threshold``.
+    tag_threshold``; with ``spatial_gate``, if the person has detected joints
+    linked to k by a limb, only pixels whose :func:`near` (over the person's
+    detected pixels) is below it compete, and none passing leaves the joint
+    missing.
     """
     n, k_joints, _ = kp.shape
     h, w = heat.shape[1:]
     detected = pix[:, :, 0] >= 0
     if o["refine_mode"] not in ("higherhrnet", "pose-ae-train"):
         raise ValueError("the crowd refine options take refine_mode higherhrnet or pose-ae-train")
-    if o["refine_window"] is not None:
-        loc = pix.transpose(1, 0, 2)  # loc[k, i]: pixel of person i's joint k
+    gate = o["spatial_gate"]
+    limbs = o["spatial_limbs"] or ()
+    if limbs == "auto":
+        limbs = COCO_LIMBS if k_joints == 17 else ()
+    loc = pix.transpose(1, 0, 2)  # loc[k, i]: pixel of person i's joint k
+    if o["refine_window"] is not None or gate is not None:
         sc = scales([np.where(detected[i], i, -1) for i in range(n)], loc)
     for i in range(n):
         ref = np.mean(
@@ -335,7 +355,16 @@ def refine_all(heat, tags, kp, pix, o):
                 continue
             dist = np.sqrt(((tags[k] - ref[:, None, None]) ** 2).sum(axis=0))
             score = heat[k] - np.round(dist)
-            win = score[y0 : y1 + 1, x0 : x1 + 1]
+            win = score[y0 : y1 + 1, x0 : x1 + 1].astype(np.float64)
+            linked = [j for a, b in limbs for j in (a, b) if k in (a, b) and j != k]
+            if gate is not None and any(detected[i, j] for j in linked):
+                person = np.where(detected[i], i, -1)
+                for yy in range(y0, y1 + 1):
+                    for xx in range(x0, x1 + 1):
+                        if not near(person, k, xx, yy, loc, sc[i], limbs) < gate:
+                            win[yy - y0, xx - x0] = -np.inf
+                if np.isneginf(win).all():
+                    continue
             yy, xx = np.unravel_index(np.argmax(win), win.shape)
             y, x = yy + y0, xx + x0
             val = heat[k, y, x]

@@ -68,6 +68,7 @@ CROWD_KEYS = {
     "regroup",
     "spatial_weight",
     "spatial_gate",
+    "spatial_limbs",
     "refine_window",
     "refine_tag_gate",
     "min_score",
@@ -83,6 +84,8 @@ OPTION_SETS = [
     {"regroup": 3, "tag_cost": "exact", "spatial_weight": 1.0},
     {"regroup": 2, "spatial_gate": 0.7, "tag_distance": "rms"},
     {"regroup": 3, "tag_cost": "exact", "spatial_weight": 2.0, "spatial_gate": 0.5},
+    {"regroup": 3, "tag_cost": "exact", "spatial_weight": 1.0, "spatial_limbs": "auto"},
+    {"regroup": 2, "spatial_weight": 2.0, "spatial_gate": 0.6, "spatial_limbs": ((0, 1), (2, 1))},
     {"regroup": 3, "max_instances": 4, "max_people": 5},
     {"refine_window": 0.5},
     {"refine_window": 0.0, "refine_mode": "pose-ae-train", "adjust_rule": "mmpose"},
@@ -151,9 +154,9 @@ def test_no_ghost_people_in_crowd_mode(ghost_tag):
     with a foreign tag (5) it is unmatched, with the first person's tag (0.1)
     it loses the first person's nose slot. Either way the references start a
     person from it and fill its other joints by copying the real people's
-    joints at full score. In the crowd preset the tag gate stops the first
-    kind, and the person-score threshold drops the second (its copies are
-    people's joints inside its window, too few for the pose NMS).
+    joints at full score. In the crowd preset the person-score threshold drops
+    it (a person made of one weak joint scores below it), and the first person
+    gets its joints back.
     """
     k_joints = 17
     heat = np.zeros((k_joints, 40, 60), np.float32)
@@ -230,11 +233,33 @@ def test_crowd_preset_and_defaults():
         ({"min_score": float("nan")}, ValueError, "min_score"),
         ({"pose_nms": 1.5}, ValueError, "pose_nms"),
         ({"pose_nms": "high"}, TypeError, "pose_nms"),
+        ({"spatial_limbs": "coco"}, ValueError, "spatial_limbs"),
+        ({"spatial_limbs": 3}, TypeError, "spatial_limbs"),
+        ({"spatial_limbs": [(0, 0)]}, ValueError, "spatial_limbs"),
+        ({"spatial_limbs": [(0, 1, 2)]}, ValueError, "spatial_limbs"),
+        ({"spatial_limbs": [(0, -1)]}, ValueError, "spatial_limbs"),
+        ({"spatial_limbs": ["ab"]}, TypeError, "spatial_limbs"),
     ],
 )
 def test_bad_crowd_options_raise_naming_the_option(options, error, match):
     with pytest.raises(error, match=match):
         DecodeConfig(**options)
+
+
+def test_spatial_limbs_forms(rng):
+    """A Skeleton gives its edges; "auto" is COCO's limbs at K = 17; a limb beyond K fails."""
+    from associative_embedding import COCO_KEYPOINTS
+
+    cfg = DecodeConfig(spatial_limbs=COCO_KEYPOINTS)
+    assert cfg.spatial_limbs == tuple(tuple(e) for e in COCO_KEYPOINTS.edges)
+    heat, tags = crowd_scene(rng, 17, 32, 2, 8, np.float64)
+    options = {**CROWD_OPTIONS, "spatial_gate": 0.4}
+    (auto,) = decode(heat[None], tags[None], **{**options, "spatial_limbs": "auto"})
+    (coco,) = decode(heat[None], tags[None], **{**options, "spatial_limbs": cfg.spatial_limbs})
+    assert_same(auto, (coco.keypoints, coco.scores, coco.tags))
+    heat5, tags5 = crowd_scene(rng, 5, 16, 1, 2, np.float32)
+    with pytest.raises(ValueError, match=r"spatial_limbs.*K=5"):
+        decode(heat5[None], tags5[None], regroup=1, spatial_limbs=[(0, 7)])
 
 
 def test_tensors_decode_like_arrays_with_crowd_options(rng):

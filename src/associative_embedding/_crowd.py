@@ -9,7 +9,8 @@ add what :class:`~associative_embedding.DecodeConfig` switches on beyond it:
   the previous round, with a spatial term (``regroup``, ``spatial_weight``,
   ``spatial_gate``);
 - in ``_crowd_batch.py``: ``refine_crowd``, the missing-joint search inside each
-  person's widened joint box, filled only where the tag agrees (``refine_window``,
+  person's widened joint box, near the joints linked to the missing one, filled
+  only where the tag agrees (``refine_window``, ``spatial_gate``,
   ``refine_tag_gate``); ``select_people``, a person-score threshold and a greedy
   OKS pose NMS (``min_score``, ``pose_nms``); one image or a batch end to end.
 
@@ -75,13 +76,22 @@ def person_scales(px, py, has, n_people, out):
 
 
 @njit(cache=True, nogil=True)
-def _near(px, py, has, p, k, x, y, scale):
+def _near(px, py, has, p, k, x, y, scale, limbs):
     """Return the distance from (x, y) to person p's nearest joint, over its scale.
 
-    Joints of type k do not count unless the person has no other.
+    Only the joints linked to type k by ``limbs (K, K)`` count if the person
+    has one; else every joint of another type; type k itself only if the
+    person has no other.
     """
     n_joints = has.shape[1]
     best = np.inf
+    for j in range(n_joints):
+        if has[p, j] and limbs[k, j]:
+            dx = x - px[p, j]
+            dy = y - py[p, j]
+            best = min(best, np.sqrt(dx * dx + dy * dy))
+    if best < np.inf:
+        return best / scale
     for j in range(n_joints):
         if has[p, j] and j != k:
             dx = x - px[p, j]
@@ -179,7 +189,7 @@ def regroup(cand, w_size, order, joint_of, n_people, g, copts):
                     ok = d < tag_threshold
                     s = 0.0
                     if ok and use_spatial:
-                        s = _near(px, py, has, c, k, x, y, scale[c])
+                        s = _near(px, py, has, c, k, x, y, scale[c], copts.limbs)
                         ok = s < spatial_gate
                     feasible[r, c] = ok
                     dist[r, c] = d + spatial_weight * s

@@ -23,6 +23,57 @@ from ._refine import REFINE_OFF, REFINE_POSE_AE, refine_image
 
 
 @njit(cache=True, nogil=True)
+def _linked_joints(has, p, k, limbs, out):
+    """Write to ``out`` person p's joints linked to type k by ``limbs``; return their number."""
+    n = 0
+    for j in range(has.shape[1]):
+        if has[p, j] and limbs[k, j]:
+            out[n] = j
+            n += 1
+    return n
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _gated(px, py, p, refs, n_refs, x, y, scale, gate):
+    """Whether pixel (x, y) is too far from person p's joints ``refs[:n_refs]``."""
+    if n_refs == 0:
+        return False
+    near = np.inf
+    for t in range(n_refs):
+        dx = np.float64(x) - px[p, refs[t]]
+        dy = np.float64(y) - py[p, refs[t]]
+        near = min(near, np.sqrt(dx * dx + dy * dy))
+    return not near / scale < gate
+
+
+@njit(cache=True, nogil=True)
+def _row_scores(h_row, t_row, ref, x0, x1, sbuf, dbuf):
+    """Score pixels x0..x1 of one row: ``heat - round(||tag - ref||)``; return their number.
+
+    ``h_row (W,)``, ``t_row (D, W)``; writes the scores to ``sbuf`` and the
+    distances to ``dbuf`` (work dtype, squares summed over D one by one) from
+    index 0.
+    """
+    n = x1 - x0 + 1
+    t0 = t_row[0]
+    r0 = ref[0]
+    for i in range(n):
+        a = t0[x0 + i] - r0
+        sbuf[i] = a * a
+    for d in range(1, t_row.shape[0]):
+        td = t_row[d]
+        rd = ref[d]
+        for i in range(n):
+            a = td[x0 + i] - rd
+            sbuf[i] = sbuf[i] + a * a
+    for i in range(n):
+        dist = np.sqrt(sbuf[i])
+        dbuf[i] = dist
+        sbuf[i] = h_row[x0 + i] - np.rint(dist)
+    return n
+
+
+@njit(cache=True, nogil=True)
 def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
     """Recover missing joints inside each person's window, where the tag agrees; in place.
 
@@ -32,8 +83,15 @@ def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
     maximising ``heat_k - round(||tag_k - ref_p||)`` (work dtype, squares
     summed over D one by one; first in row-major order) is searched in the
     box of p's detected pixels widened by ``window`` times p's scale
-    (:func:`person_scales`; the whole map if ``window < 0``), and filled if its
-    heat is > 0 and, with ``tag_gate``, its distance is ``< tag_threshold``.
+    (:func:`person_scales`; the whole map if ``window < 0``), and when
+    ``spatial_gate`` is finite and p has detected joints linked to k by
+    ``limbs``, among the pixels whose distance to the nearest of them over
+    p's scale is below ``spatial_gate``; it is filled if its heat is > 0 and,
+    with ``tag_gate``, its distance is ``< tag_threshold``. The first pixel
+    of the search is the best until a better one comes; none passing the
+    gate leaves the joint missing. Scores are computed a row at a time and
+    the gate only where a pixel would win. People whose score is not above
+    ``min_score`` are skipped (:func:`select_people` drops them).
     ``heat (K, H, W)`` and ``tags (K, D, H, W)`` are the image's maps; ``out``
     the ``People`` record; ``copts`` the :class:`CrowdOptions` (``refine_window``,
     ``refine_tag_gate``), ``r`` the ``RefineOptions`` (adjust rule, centre shift,
@@ -47,7 +105,6 @@ def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
     if n_people == 0:
         return
     _, h_size, w_size = heat.shape
-    dim = tags.shape[1]
     n_joints = out_kp.shape[1]
     px = np.zeros((n_people, n_joints), np.float64)
     py = np.zeros((n_people, n_joints), np.float64)
@@ -59,10 +116,16 @@ def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
             if idx >= 0:
                 px[p, k] = np.float64(idx % w_size)
                 py[p, k] = np.float64(idx // w_size)
+    gate = copts.spatial_gate
     scale = np.ones(n_people, np.float64)
-    if window >= 0:
+    if window >= 0 or gate < np.inf:
         person_scales(px, py, has, n_people, scale)
+    refs = np.empty(n_joints, np.int64)
+    sbuf = np.empty(w_size, heat.dtype)
+    dbuf = np.empty(w_size, heat.dtype)
     for p in range(n_people):
+        if not out.score[p] > copts.min_score:
+            continue  # dropped by select_people (scores do not change here)
         x0 = 0
         x1 = w_size - 1
         y0 = 0
@@ -80,24 +143,43 @@ def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
                 continue
             hk = heat[k]
             tk = tags[k]
+            n_refs = _linked_joints(has, p, k, copts.limbs, refs) if gate < np.inf else 0
+            ly0 = y0
+            ly1 = y1
+            lx0 = x0
+            lx1 = x1
+            if n_refs > 0:  # only rows and columns that can pass the gate
+                reach = gate * scale[p]
+                cy0 = np.inf
+                cy1 = -np.inf
+                cx0 = np.inf
+                cx1 = -np.inf
+                for t in range(n_refs):
+                    cy0 = min(cy0, py[p, refs[t]])
+                    cy1 = max(cy1, py[p, refs[t]])
+                    cx0 = min(cx0, px[p, refs[t]])
+                    cx1 = max(cx1, px[p, refs[t]])
+                ly0 = max(y0, int(np.floor(cy0 - reach)) - 1)
+                ly1 = min(y1, int(np.ceil(cy1 + reach)) + 1)
+                lx0 = max(x0, int(np.floor(cx0 - reach)) - 1)
+                lx1 = min(x1, int(np.ceil(cx1 + reach)) + 1)
             best = hk[0, 0]
             by = -1
             bx = -1
             bdist = hk[0, 0]
-            for y in range(y0, y1 + 1):
-                for x in range(x0, x1 + 1):
-                    a = tk[0, y, x] - ref[0]
-                    s = a * a
-                    for d in range(1, dim):
-                        a = tk[d, y, x] - ref[d]
-                        s = s + a * a
-                    dist = np.sqrt(s)
-                    score = hk[y, x] - np.rint(dist)
-                    if by < 0 or score > best:
-                        best = score
+            for y in range(ly0, ly1 + 1):
+                n = _row_scores(hk[y], tk[:, y], ref, lx0, lx1, sbuf, dbuf)
+                for i in range(n):
+                    # the gate only where the pixel would win
+                    if (by < 0 or sbuf[i] > best) and not _gated(
+                        px, py, p, refs, n_refs, lx0 + i, y, scale[p], gate
+                    ):
+                        best = sbuf[i]
                         by = y
-                        bx = x
-                        bdist = dist
+                        bx = lx0 + i
+                        bdist = dbuf[i]
+            if by < 0:
+                continue
             val = hk[by, bx]
             if not val > 0:
                 continue
@@ -173,7 +255,8 @@ class CrowdOptions(NamedTuple):
     """The crowd options, as the kernels read them (built by ``decoding._crowd_options``).
 
     ``tag_cost`` a TAG_COST_* code; ``regroup`` rounds; ``spatial_weight``;
-    ``spatial_gate`` (inf: off); ``refine_window`` (< 0: the whole map);
+    ``spatial_gate`` (inf: off); ``limbs`` ``(K, K)`` bool, the joint types
+    linked by a limb (all False: any other type); ``refine_window`` (< 0: the whole map);
     ``refine_tag_gate``; ``crowd_refine`` whether :func:`refine_crowd` replaces
     the references' search; ``min_score``; ``pose_nms`` (< 0: off); ``sigmas``
     ``(K,)`` float64, the OKS constants of the pose NMS.
@@ -183,6 +266,7 @@ class CrowdOptions(NamedTuple):
     regroup: int
     spatial_weight: float
     spatial_gate: float
+    limbs: np.ndarray
     refine_window: float
     refine_tag_gate: bool
     crowd_refine: bool

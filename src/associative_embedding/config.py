@@ -22,15 +22,45 @@ __all__ = ["DecodeConfig"]
 
 # the "crowd" preset: docs/grouping_modes.md holds the measurements behind each value
 CROWD_PRESET: dict[str, Any] = {
-    "tag_cost": "exact",
+    "tag_cost": "tiebreak",
     "regroup": 3,
-    "spatial_weight": 1.0,
-    "spatial_gate": 0.7,
-    "refine_window": 0.5,
-    "refine_tag_gate": True,
+    "spatial_weight": 1.5,
+    "spatial_gate": 0.6,
+    "spatial_limbs": "auto",
+    "refine_window": 1.0,
+    "refine_tag_gate": False,
     "min_score": 0.02,
     "pose_nms": 0.9,
 }
+
+
+def _check_limbs(limbs: Any) -> str | tuple[tuple[int, int], ...] | None:
+    """Validate ``spatial_limbs``: None, "auto", a Skeleton or pairs of joint types."""
+    if limbs is None or (isinstance(limbs, str) and limbs == "auto"):
+        return limbs
+    if isinstance(limbs, str):
+        raise ValueError(
+            f"spatial_limbs must be 'auto', None or pairs of joint types, got {limbs!r}"
+        )
+    edges = getattr(limbs, "edges", limbs)  # a Skeleton
+    if isinstance(edges, np.ndarray):
+        edges = edges.tolist()
+    if not isinstance(edges, Sequence):
+        raise TypeError(
+            "spatial_limbs must be 'auto', None, a Skeleton or a sequence of (int, int) pairs, "
+            f"got {type(limbs).__name__}"
+        )
+    pairs = []
+    for pair in edges:
+        if isinstance(pair, (str, bytes)) or not isinstance(pair, (Sequence, np.ndarray)):
+            raise TypeError(f"spatial_limbs must hold (int, int) pairs, got {pair!r}")
+        if len(pair) != 2:
+            raise ValueError(f"spatial_limbs must hold (int, int) pairs, got {tuple(pair)!r}")
+        a, b = (check_int(v, "spatial_limbs[i]", low=0) for v in pair)
+        if a == b:
+            raise ValueError(f"spatial_limbs must link two different joint types, got {(a, b)}")
+        pairs.append((a, b))
+    return tuple(pairs)
 
 
 @dataclass(frozen=True)
@@ -132,11 +162,22 @@ class DecodeConfig:
     spatial_weight : float, default 0.0
         In the re-assignment rounds, add ``spatial_weight * s`` to the tag
         distance in the cost, ``s`` being the candidate's distance to the
-        person's nearest joint of another type divided by the person's size
-        (heatmap pixels over heatmap pixels).
+        person's nearest joint of another type (of a linked type with
+        ``spatial_limbs``) divided by the person's size (heatmap pixels over
+        heatmap pixels).
     spatial_gate : float or None, default None
         In the re-assignment rounds, a candidate joins a person only if ``s <
-        spatial_gate``. ``None``: no gate.
+        spatial_gate``, and (with ``refine_mode`` ``"higherhrnet"`` or
+        ``"pose-ae-train"``) the missing-joint search of a person only looks
+        at pixels with ``s < spatial_gate``, ``s`` measured from its detected
+        joints. ``None``: no gate.
+    spatial_limbs : "auto", sequence of (int, int) or None, default None
+        Joint types linked by a limb. With limbs, ``s`` is the distance to the
+        person's nearest joint linked to the candidate's type (the nearest
+        joint of any other type when the person has none of them). ``"auto"``:
+        COCO's limbs (:data:`~associative_embedding.COCO_KEYPOINTS` ``.edges``)
+        when K = 17, none otherwise. A :class:`~associative_embedding.Skeleton`
+        gives its edges. ``None``: any other joint type.
     refine_window : float or None, default None
         Search a missing joint only inside the box of the person's detected
         joints widened on each side by ``refine_window`` times the person's
@@ -221,6 +262,7 @@ class DecodeConfig:
     regroup: int = 0
     spatial_weight: float = 0.0
     spatial_gate: float | None = None
+    spatial_limbs: str | tuple[tuple[int, int], ...] | None = None
     refine_window: float | None = None
     refine_tag_gate: bool = False
     min_score: float = 0.0
@@ -253,6 +295,7 @@ class DecodeConfig:
         set_(self, "regroup", check_int(self.regroup, "regroup", low=0))
         set_(self, "spatial_weight", check_number(self.spatial_weight, "spatial_weight", low=0.0))
         set_(self, "min_score", check_number(self.min_score, "min_score"))
+        set_(self, "spatial_limbs", _check_limbs(self.spatial_limbs))
         for name, low, high, inclusive in (
             ("spatial_gate", 0.0, None, False),
             ("refine_window", 0.0, None, True),

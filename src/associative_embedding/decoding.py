@@ -298,9 +298,26 @@ def _uses_crowd(config: DecodeConfig) -> bool:
         or config.regroup > 0
         or config.refine_window is not None
         or config.refine_tag_gate
+        or config.spatial_gate is not None
         or config.min_score != 0.0
         or config.pose_nms is not None
     )
+
+
+def _limb_matrix(limbs: Any, k: int) -> np.ndarray:
+    """``spatial_limbs`` as a (K, K) bool matrix of linked joint types."""
+    from .skeletons import COCO_KEYPOINTS
+
+    if limbs == "auto":
+        limbs = COCO_KEYPOINTS.edges if k == 17 else ()
+    out = np.zeros((k, k), np.bool_)
+    for a, b in limbs or ():
+        if max(a, b) >= k:
+            raise ValueError(
+                f"spatial_limbs links joint types {(a, b)}, but the maps have K={k} joint types"
+            )
+        out[a, b] = out[b, a] = True
+    return out
 
 
 def _crowd_options(config: DecodeConfig, k: int) -> Any:
@@ -317,9 +334,12 @@ def _crowd_options(config: DecodeConfig, k: int) -> Any:
         regroup=config.regroup,
         spatial_weight=float(config.spatial_weight),
         spatial_gate=np.inf if config.spatial_gate is None else float(config.spatial_gate),
+        limbs=_limb_matrix(config.spatial_limbs, k),
         refine_window=-1.0 if config.refine_window is None else float(config.refine_window),
         refine_tag_gate=config.refine_tag_gate,
-        crowd_refine=config.refine_window is not None or config.refine_tag_gate,
+        crowd_refine=config.refine_window is not None
+        or config.refine_tag_gate
+        or (config.spatial_gate is not None and config.refine_mode != "mmpose"),
         min_score=float(config.min_score),
         pose_nms=-1.0 if config.pose_nms is None else float(config.pose_nms),
         sigmas=np.ascontiguousarray(sigmas, dtype=np.float64),
