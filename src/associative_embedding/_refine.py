@@ -10,7 +10,9 @@ scanned; the answer is the same pixel, ties included.
 Loops over rows of pixels and over blocks are written for LLVM's vectoriser. Their only
 fast-math flags are "no NaN" and "no signed zeros" (the inputs are checked finite): no
 reassociation, no contraction into fused multiply-adds, so every value is the IEEE result
-of the same operations numpy performs, and min/max reductions may use SIMD.
+of the same operations numpy performs, and min/max reductions may use SIMD. The pass
+over all pixels (:func:`block_stats`) has no fast-math flags: it also checks the tags
+finite, which "no NaN" would let the compiler fold away.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from numba import njit, uint64
 
 from ._grouping import place_joint
-from ._peaks import strip_max
+from ._peaks import all_zero, strip_max
 from ._sums import pairwise_sum
 
 REFINE_OFF = 0
@@ -73,8 +75,9 @@ class TileStats(NamedTuple):
 class Scratch(NamedTuple):
     """Work arrays of the search, all of the work dtype.
 
-    ``col (W,)``, ``cols (4, W)`` (a strip's column minima and maxima of one tag
-    dimension, over all pixels and over the top pixels), ``col_top (W,)``, ``acc
+    ``col (W,)``, ``cols (5, W)`` (a strip's column minima and maxima of one tag
+    dimension, over all pixels and over the top pixels, and the finite test's
+    column sums), ``col_top (W,)``, ``acc
     (max(nb, W),)``, ``buf (block**2,)``, ``sq (D,)`` and ``consts`` = ``[BIG, 0.5]``.
     """
 
@@ -176,7 +179,7 @@ def _scan_block(hk, tk, ref, mult, tile, best, best_idx, scratch):
     return best, best_idx
 
 
-@njit(inline="always", cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM)
 def _fold_tiles(col, block, nbx, out, row_of_tiles, take_max):
     """``out[row_of_tiles * nbx + bx]`` = max (or min) of ``col`` over each tile's columns."""
     w_size = col.shape[0]
@@ -195,7 +198,7 @@ def _fold_tiles(col, block, nbx, out, row_of_tiles, take_max):
         out[row_of_tiles * nbx + bx] = m
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True)
 def block_stats(hk, tk, block, stats, scratch):
     """Tile statistics of one joint's maps for the missing-joint search.
 
@@ -205,7 +208,8 @@ def block_stats(hk, tk, block, stats, scratch):
     heat ``>= hmax / 2`` (the core of a peak, whose tags belong to one person).
     Results go to ``stats`` (:class:`TileStats`); ``scratch`` (:class:`Scratch`)
     holds the work rows. Each row of tiles takes vectorisable column-wise passes,
-    then one fold per tile.
+    then one fold per tile. Returns whether every value of ``hk`` and ``tk`` is
+    finite (the same ``v - v`` column sums as :func:`~._peaks.strip_max`).
     """
     hmax = stats.hmax
     lo = stats.lo
@@ -216,6 +220,8 @@ def block_stats(hk, tk, block, stats, scratch):
     cols = scratch.cols
     col_top = scratch.col_top
     consts = scratch.consts
+    fin = cols[4]
+    fin[:] = 0
     h_size, w_size = hk.shape
     dim = tk.shape[0]
     big = consts[0]
@@ -225,7 +231,7 @@ def block_stats(hk, tk, block, stats, scratch):
     for by in range(nby):
         y0 = by * block
         y1 = min(y0 + block, h_size)
-        strip_max(hk, y0, y1, col)
+        strip_max(hk, y0, y1, col, fin)
         _fold_tiles(col, block, nbx, hmax, by, True)
         for bx in range(nbx):
             x0 = uint64(bx * block)
@@ -250,6 +256,7 @@ def block_stats(hk, tk, block, stats, scratch):
                 hrow = hk[y]
                 for x in range(w_size):
                     v = row[x]
+                    fin[x] = fin[x] + (v - v)
                     a = cl[x]
                     z = ch[x]
                     cl[x] = v if v < a else a
@@ -265,6 +272,7 @@ def block_stats(hk, tk, block, stats, scratch):
             _fold_tiles(ch, block, nbx, hi[d], by, True)
             _fold_tiles(tl, block, nbx, lo_top[d], by, False)
             _fold_tiles(th, block, nbx, hi_top[d], by, True)
+    return all_zero(fin)
 
 
 @njit(inline="always", cache=True, nogil=True, fastmath=_FM)
@@ -340,9 +348,53 @@ def _bounds(stats, ref, mult, scratch):
 
 
 @njit(inline="always", cache=True, nogil=True)
+def joint_missing(det, n_people, k):
+    """Whether one of the first ``n_people`` people misses joint k (``det[p, k] == 0``)."""
+    p = 0
+    while p < n_people and det[p, k] != 0:
+        p += 1
+    return p < n_people
+
+
+@njit(inline="always", cache=True, nogil=True)
 def _block_start(b, nbx, block, w_size):
     """Flat index of the top-left pixel of tile ``b`` (the smallest index in it)."""
     return (b // nbx) * block * w_size + (b % nbx) * block
+
+
+@njit(cache=True, nogil=True)
+def work_arrays(heat, dim, block):
+    """Allocate the :class:`TileStats` and :class:`Scratch` of the search.
+
+    For maps ``heat (S, H, W)`` (their dtype and size) with ``dim`` tag
+    dimensions and tiles of ``block x block`` pixels; returns ``(stats, scratch)``.
+    """
+    _, h_size, w_size = heat.shape
+    nb = ((h_size + block - 1) // block) * ((w_size + block - 1) // block)
+    dt = heat.dtype
+    stats = TileStats(
+        np.empty(nb, dt),
+        np.empty((dim, nb), dt),
+        np.empty((dim, nb), dt),
+        np.empty((dim, nb), dt),
+        np.empty((dim, nb), dt),
+        np.empty(nb, dt),
+        np.empty(nb, dt),
+        np.empty(nb, dt),
+    )
+    consts = np.empty(2, dt)
+    consts[0] = _BIG
+    consts[1] = 0.5
+    scratch = Scratch(
+        np.empty(w_size, dt),
+        np.empty((5, w_size), dt),
+        np.empty(w_size, dt),
+        np.empty(max(nb, w_size), dt),
+        np.empty(block * block, dt),
+        np.empty(max(dim, 1), dt),
+        consts,
+    )
+    return stats, scratch
 
 
 @njit(cache=True, nogil=True)
@@ -363,6 +415,10 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
     best score at the joint's candidates (usually the answer) gives a first
     bound, and only tiles whose upper bound can still beat it are scanned, the
     most promising first.
+
+    Returns False, leaving ``out`` partly written, if the maps of a joint it
+    searches hold NaN or infinity (``block_stats`` sees every value); True
+    otherwise. Those maps are the ones of :func:`joint_missing` joints.
     """
     _, h_size, w_size = heat.shape
     dim = tags.shape[1]
@@ -376,47 +432,21 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
     block = opts.block
     mult = opts.mult
     if mode == REFINE_OFF or n_people == 0:
-        return
+        return True
     nby = (h_size + block - 1) // block
     nbx = (w_size + block - 1) // block
     nb = nby * nbx
-    dt = heat.dtype
-    stats = TileStats(
-        np.empty(nb, dt),
-        np.empty((dim, nb), dt),
-        np.empty((dim, nb), dt),
-        np.empty((dim, nb), dt),
-        np.empty((dim, nb), dt),
-        np.empty(nb, dt),
-        np.empty(nb, dt),
-        np.empty(nb, dt),
-    )
-    consts = np.empty(2, dt)
-    consts[0] = _BIG
-    consts[1] = 0.5
-    scratch = Scratch(
-        np.empty(w_size, dt),
-        np.empty((4, w_size), dt),
-        np.empty(w_size, dt),
-        np.empty(max(nb, w_size), dt),
-        np.empty(block * block, dt),
-        np.empty(max(dim, 1), dt),
-        consts,
-    )
+    stats, scratch = work_arrays(heat, dim, block)
     sq = scratch.sq
     ub = stats.ub
     open_blocks = np.empty(nb, np.int64)
     for k in range(n_joints):
-        needed = False
-        for p in range(n_people):
-            if out_det[p, k] == 0:
-                needed = True
-                break
-        if not needed:
+        if not joint_missing(out_det, n_people, k):
             continue
         hk = heat[slot[k]]
         tk = tags[slot[k]]
-        block_stats(hk, tk, block, stats, scratch)
+        if not block_stats(hk, tk, block, stats, scratch):
+            return False
         for p in range(n_people):
             if out_det[p, k] != 0:
                 continue
@@ -481,3 +511,4 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
             if not val > 0:
                 continue
             place_joint(out_kp, p, k, hk, x, y, opts, 1 if mode == REFINE_POSE_AE else val)
+    return True

@@ -25,6 +25,7 @@ import numpy as np
 
 from ._threads import default_threads, run_chunks
 from ._validation import (
+    check_finite,
     check_finite_fast,
     check_float_pair,
     check_int,
@@ -88,8 +89,6 @@ def _check_inputs(heatmaps: Any, tags: Any) -> tuple[tuple[int, ...], int]:
             f"heatmaps and tags need K, H, W, D >= 1, got heatmaps {shape_str(heatmaps.shape)} "
             f"and tags {shape_str(ts)}"
         )
-    check_finite_fast(heatmaps, "heatmaps")
-    check_finite_fast(tags, "tags")
     return (b, k, h, w), d
 
 
@@ -272,7 +271,12 @@ def decode(
         num_threads = check_int(num_threads, "num_threads", low=1)
     (b, k, h, w), d = _check_inputs(heatmaps, tags)
     order = _joint_order(config, k)
-    if is_tensor(heatmaps) and heatmaps.device.type == "cuda" and not _uses_crowd(config):
+    cuda = is_tensor(heatmaps) and heatmaps.device.type == "cuda"
+    if cuda or _uses_crowd(config):
+        # these paths do not go through decode_range, whose first pass checks the maps
+        check_finite_fast(heatmaps, "heatmaps")
+        check_finite_fast(tags, "tags")
+    if cuda and not _uses_crowd(config):
         from ._torch_path import decode_tensors
 
         return decode_tensors(heatmaps, tags, config, order, d, num_threads)
@@ -351,6 +355,10 @@ def _decode_numpy(
         decode_range(heat, tag, order, opts, (start, stop), out, out_n)
 
     run_chunks(run, b, num_threads)
+    if out_n.min() < 0:  # the kernels met NaN or infinity: count them for the message
+        check_finite(heat, "heatmaps")
+        check_finite(tag, "tags")
+        raise ValueError("heatmaps or tags contain NaN or infinite values")
     return collect(out, out_n)
 
 
