@@ -142,14 +142,30 @@ def find_candidates(heat, threshold, kernel, cand):
             for y in range(y0, y1):
                 wy0 = max(y - r, 0)
                 wy1 = min(y + r + 1, h_size)
+                hrow = hk[y]
                 for bx in range(nbx):
                     if not hot[bx]:
                         continue
+                    x0 = uint64(bx * block)
+                    n = uint64(min(bx * block + block, w_size) - bx * block)
+                    n_above = 0
+                    for i in range(n):  # vectorised: does this row of the tile need a look?
+                        n_above += hrow[x0 + i] > threshold
+                    if n_above == 0:
+                        continue
                     for x in range(bx * block, min(bx * block + block, w_size)):
-                        v = hk[y, x]
+                        v = hrow[x]
                         if not v > threshold:
                             continue
                         if cnt == m_size and not v > cand_val[k, m_size - 1]:
+                            continue
+                        # the four neighbours first: they reject most pixels of a slope
+                        if r > 0 and (
+                            (x > 0 and hrow[x - 1] > v)
+                            or (x + 1 < w_size and hrow[x + 1] > v)
+                            or (y > 0 and hk[y - 1, x] > v)
+                            or (y + 1 < h_size and hk[y + 1, x] > v)
+                        ):
                             continue
                         wx0 = max(x - r, 0)
                         wx1 = min(x + r + 1, w_size)

@@ -147,6 +147,7 @@ def _options(config: DecodeConfig, h: int, w: int, dtype: np.dtype) -> DecodeOpt
         block=_REFINE_BLOCK,
         center_shift=float(config.center_shift),
         mult=dtype.type(100 if config.refine_mode == "mmpose" else 1),
+        top_min=float(config.detection_threshold),
     )
     return DecodeOptions(
         detection_threshold=float(config.detection_threshold),
