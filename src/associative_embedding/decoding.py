@@ -19,6 +19,7 @@ map the result to image pixels.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,9 +50,14 @@ _REFINE_BLOCK = 16  # side of the blocks the missing-joint search bounds and ski
 
 
 # --- input handling -------------------------------------------------------------------------
+@functools.cache
+def _default_config() -> DecodeConfig:
+    return DecodeConfig()  # frozen: one instance serves every call
+
+
 def _resolve_config(config: DecodeConfig | None, options: dict[str, Any]) -> DecodeConfig:
     if config is None:
-        config = DecodeConfig()
+        config = _default_config()
     elif not isinstance(config, DecodeConfig):
         raise TypeError(f"config must be a DecodeConfig or None, got {type(config).__name__}")
     if options:
@@ -106,7 +112,26 @@ def _joint_order(config: DecodeConfig, k: int) -> np.ndarray:
 
 
 def _options(config: DecodeConfig, h: int, w: int, dtype: np.dtype) -> DecodeOptions:
-    """Build the kernels' option record for maps of ``h x w`` pixels in the work ``dtype``."""
+    """Build the kernels' option record for maps of ``h x w`` pixels in the work ``dtype``.
+
+    Cached: one-image calls with the same settings skip rebuilding it.
+    """
+    try:
+        return _cached_options(config, h, w, dtype, _REFINE_BLOCK)
+    except TypeError:  # a config holding an unhashable value
+        return _build_options(config, h, w, dtype, _REFINE_BLOCK)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_options(
+    config: DecodeConfig, h: int, w: int, dtype: np.dtype, block: int
+) -> DecodeOptions:
+    return _build_options(config, h, w, dtype, block)
+
+
+def _build_options(
+    config: DecodeConfig, h: int, w: int, dtype: np.dtype, block: int
+) -> DecodeOptions:
     from ._batch import DecodeOptions
     from ._grouping import ADJUST_MMPOSE, ADJUST_REFERENCE
     from ._matching import MATCH_GREEDY, MATCH_HUNGARIAN, GroupOptions
@@ -144,7 +169,7 @@ def _options(config: DecodeConfig, h: int, w: int, dtype: np.dtype) -> DecodeOpt
         mode=refine_codes[config.refine_mode] if config.refine else REFINE_OFF,
         adjust=config.adjust,
         adjust_rule=adjust_rule,
-        block=_REFINE_BLOCK,
+        block=block,
         center_shift=float(config.center_shift),
         mult=dtype.type(100 if config.refine_mode == "mmpose" else 1),
         top_min=float(config.detection_threshold),
