@@ -219,6 +219,8 @@ def block_stats(hk, tk, block, stats, scratch):
     h_size, w_size = hk.shape
     dim = tk.shape[0]
     top_min = scratch.consts[2]
+    is_max = np.bool_(True)  # not the constants: one compiled fold for both
+    is_min = np.bool_(False)
     nby = (h_size + block - 1) // block
     nbx = (w_size + block - 1) // block
     for by in range(nby):
@@ -227,9 +229,9 @@ def block_stats(hk, tk, block, stats, scratch):
         for d in range(dim):
             _strip_ranges(hk, tk[d], y0, y1, col, cols[0], cols[1], fin)
             if d == 0:
-                _fold_tiles(col, block, nbx, hmax, by, True)
-            _fold_tiles(cols[0], block, nbx, lo[d], by, False)
-            _fold_tiles(cols[1], block, nbx, hi[d], by, True)
+                _fold_tiles(col, block, nbx, hmax, by, is_max)
+            _fold_tiles(cols[0], block, nbx, lo[d], by, is_min)
+            _fold_tiles(cols[1], block, nbx, hi[d], by, is_max)
             _top_ranges(hk, tk[d], y0, y1, block, by, hmax, top_min, stats, d, scratch)
     return all_zero(fin)
 
@@ -302,8 +304,8 @@ def _top_ranges(hk, td, y0, y1, block, by, hmax, top_min, stats, d, scratch):
                 z = th[x]
                 tl[x] = lo_v if lo_v < a else a
                 th[x] = hi_v if hi_v > z else z
-        lo_top[b] = _fold_range(tl, x0, n, False)
-        hi_top[b] = _fold_range(th, x0, n, True)
+        lo_top[b] = _fold_range(tl, x0, n, np.bool_(False))
+        hi_top[b] = _fold_range(th, x0, n, np.bool_(True))
 
 
 @njit(cache=True, nogil=True, fastmath=_FM)
@@ -321,7 +323,7 @@ def _fold_range(col, x0, n, take_max):
     return m
 
 
-@njit(inline="always", cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, fastmath=_FM)
 def _range_cost(lo, hi, ref, mult, out, acc):
     """Lower-bound the cost of every tag box: ``out[b] = mult * round(sqrt(sum_d gap_d**2))``.
 
@@ -501,7 +503,7 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
             ref = out_ref[p]
             # the joint's candidates: a cheap first answer
             best = hk[0, 0]
-            best_idx = -1
+            best_idx = np.int64(-1)  # not the constant: one compiled _scan_block
             for c in range(cand_cnt[k]):
                 idx = cand_idx[k, c]
                 y = idx // w_size
