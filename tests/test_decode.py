@@ -517,6 +517,40 @@ def test_one_non_finite_value_anywhere_is_reported(bad, kind, rng):
             decode(h, t)
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("refine", [True, False])
+@pytest.mark.parametrize("joint", [0, 1])
+def test_non_finite_tags_are_reported_on_every_kernel_pass(bad, refine, joint):
+    # one person: joint 0 detected, joint 1 missing, so with refine on the missing-joint
+    # search reads joint 1's tags and a pass of their own reads joint 0's; the bad tag
+    # sits away from the candidate, in image 1 of 3
+    heat = np.zeros((3, 2, 9, 11), np.float32)
+    heat[:, 0, 2, 3] = 1.0
+    tags = np.zeros((3, 2, 9, 11), np.float32)
+    tags[1, joint, 7, 8] = bad
+    for h, t in ((heat, tags), (torch.from_numpy(heat), torch.from_numpy(tags))):
+        with pytest.raises(ValueError, match="tags contains 1 NaN or infinite"):
+            decode(h, t, refine=refine)
+        with pytest.raises(ValueError, match="tags contains 1 NaN or infinite"):
+            decode(h[1:2], t[1:2], refine=refine, num_threads=1)
+    (poses,) = decode(heat[:1], tags[:1], refine=refine)
+    assert len(poses) == 1
+
+
+@pytest.mark.parametrize("preset", ["higherhrnet", "mmpose-1.x", "crowd"])
+@pytest.mark.parametrize("where", ["heatmaps", "tags"])
+def test_non_finite_values_are_reported_by_every_preset(preset, where, rng):
+    heat, tags = random_scene(rng, 4, 12, 14, 2, 3)
+    heat, tags = np.stack([heat, heat]), np.stack([tags, tags])
+    target = heat if where == "heatmaps" else tags
+    for _ in range(5):
+        h, t = heat.copy(), tags.copy()
+        i = tuple(int(rng.integers(0, s)) for s in target.shape)
+        (h if where == "heatmaps" else t)[i] = np.nan
+        with pytest.raises(ValueError, match=f"{where} contains 1 NaN or infinite"):
+            decode(h, t, DecodeConfig.preset(preset))
+
+
 def test_huge_finite_values_are_accepted():
     heat = np.zeros((1, 1, 6, 6), np.float32)
     heat[0, 0, 0, 0] = heat[0, 0, 5, 5] = 3e38  # their sum overflows; the values are finite

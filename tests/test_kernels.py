@@ -8,7 +8,7 @@ import pytest
 from associative_embedding import _grouping, _peaks, _refine, _sums
 from associative_embedding._grouping import People
 from associative_embedding._peaks import Candidates
-from associative_embedding._refine import RefineOptions, Scratch, TileStats
+from associative_embedding._refine import RefineOptions
 from tests.reference_parser import quarter, top_k
 
 DTYPES = [np.float32, np.float64]
@@ -173,7 +173,9 @@ def test_refine_finds_the_full_scan_argmax(dtype, block, mode, rng):
         kp[..., :2] = np.nan
         m = 4
         _val, idx, cnt = _candidates(heat, 0.1, 3, m)
-        opts = RefineOptions(mode, False, 0, block, 0.0, np.dtype(dtype).type(mult_value))
+        top_min = float(rng.choice([0.0, 0.1, 0.5, 10.0]))  # any value: the same answers
+        mult = np.dtype(dtype).type(mult_value)
+        opts = RefineOptions(mode, False, 0, block, 0.0, mult, top_min)
         cand = Candidates(_val, idx, cnt, np.zeros((k, m, dim), dtype), np.zeros((k, m, 4), dtype))
         out = People(kp, np.zeros(n, dtype), ref, ref.copy(), det)
         _refine.refine_image(heat, tags, np.arange(k), n, cand, opts, out)
@@ -212,33 +214,62 @@ def test_refine_reads_only_the_slots_of_needed_joints(rng):
 
 
 @pytest.mark.parametrize("block", [1, 3, 16])
-def test_block_stats_match_numpy(block, rng):
+@pytest.mark.parametrize("top_min", [-1.0, 0.6, 0.9])
+def test_block_stats_match_numpy(block, top_min, rng):
     h, w, dim = 21, 35, 2
     hk = rng.random((h, w)).astype(np.float32)
     tk = rng.standard_normal((dim, h, w)).astype(np.float32)
     nby, nbx = -(-h // block), -(-w // block)
-    nb = nby * nbx
-    out = [np.empty(nb, np.float32)] + [np.empty((dim, nb), np.float32) for _ in range(4)]
-    stats = TileStats(*out, *(np.empty(nb, np.float32) for _ in range(3)))
-    scratch = Scratch(
-        np.empty(w, np.float32),
-        np.empty((4, w), np.float32),
-        np.empty(w, np.float32),
-        np.empty(max(nb, w), np.float32),
-        np.empty(block * block, np.float32),
-        np.empty(dim, np.float32),
-        np.array([1e15, 0.5], np.float32),
-    )
-    _refine.block_stats(hk, tk, block, stats, scratch)
-    hmax, lo, hi, lo_top, hi_top = out
+    stats, scratch = _refine.work_arrays(hk[None], dim, block, top_min)
+    assert _refine.block_stats(hk, tk, block, stats, scratch)
+    hmax, lo, hi, lo_top, hi_top = stats[:5]
     for by in range(nby):
         for bx in range(nbx):
             b = by * nbx + bx
             tile = (slice(by * block, (by + 1) * block), slice(bx * block, (bx + 1) * block))
             assert hmax[b] == hk[tile].max()
             top = hk[tile] >= hk[tile].max() * np.float32(0.5)
+            if not hk[tile].max() > top_min:  # below top_min: the whole tile's range
+                top = np.ones_like(top)
             for d in range(dim):
                 assert lo[d, b] == tk[d][tile].min()
                 assert hi[d, b] == tk[d][tile].max()
                 assert lo_top[d, b] == tk[d][tile][top].min()
                 assert hi_top[d, b] == tk[d][tile][top].max()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_passes_over_the_maps_report_non_finite_values(dtype, bad, rng):
+    k, h, w, dim, block = 2, 19, 37, 2, 4
+    for _ in range(10):
+        heat = rng.random((k, h, w)).astype(dtype)
+        tags = rng.standard_normal((k, dim, h, w)).astype(dtype)
+        stats, scratch = _refine.work_arrays(heat, dim, block, 0.0)
+        fin = np.empty(w, dtype)
+        cand = Candidates(
+            np.empty((k, 3), dtype),
+            np.empty((k, 3), np.int64),
+            np.empty(k, np.int64),
+            np.empty((k, 3, dim), dtype),
+            np.empty((k, 3, 4), dtype),
+        )
+        assert _peaks.find_candidates(heat, 0.1, 3, cand)
+        assert _peaks.gather_candidates(heat, tags, cand)
+        assert _refine.block_stats(heat[1], tags[1], block, stats, scratch)
+        assert _peaks.rows_finite(tags[1].reshape(dim * h, w), fin)
+        j, y, x = int(rng.integers(0, k)), int(rng.integers(0, h)), int(rng.integers(0, w))
+        bad_heat = heat.copy()
+        bad_heat[j, y, x] = bad
+        assert not _peaks.find_candidates(bad_heat, 0.1, 3, cand)
+        d = int(rng.integers(0, dim))
+        bad_tags = tags.copy()
+        bad_tags[j, d, y, x] = bad
+        assert _refine.block_stats(heat[j], bad_tags[j], block, stats, scratch) is False
+        assert _peaks.rows_finite(bad_tags[j].reshape(dim * h, w), fin) is False
+        assert _peaks.find_candidates(heat, 0.1, 3, cand)
+        at_candidate = y * w + x in cand.idx[j, : cand.cnt[j]]
+        assert _peaks.gather_candidates(heat, bad_tags, cand) is not at_candidate
+        i = cand.idx[j, 0]
+        bad_tags[j, d, i // w, i % w] = bad
+        assert _peaks.gather_candidates(heat, bad_tags, cand) is False

@@ -16,8 +16,8 @@ from numba import njit
 
 from ._grouping import People, group_image
 from ._matching import GroupOptions
-from ._peaks import Candidates, image_candidates
-from ._refine import REFINE_OFF, RefineOptions, refine_image
+from ._peaks import Candidates, find_candidates, gather_candidates, new_candidates, rows_finite
+from ._refine import REFINE_OFF, RefineOptions, joint_missing, refine_image
 
 
 class DecodeOptions(NamedTuple):
@@ -47,17 +47,35 @@ def _image_people(out, b):
 
 @njit(inline="always", cache=True, nogil=True)
 def decode_image(heat, tags, order, opts, out):
-    """Decode one image (``heat (K, H, W)``, ``tags (K, D, H, W)``) into ``out``; return P."""
+    """Decode one image (``heat (K, H, W)``, ``tags (K, D, H, W)``) into ``out``; return P.
+
+    Returns -1 instead if a value of ``heat`` or ``tags`` is NaN or infinite.
+    The check rides on the passes that read every value anyway: the peak search
+    reads all heatmaps, the missing-joint search all tag maps of the joints it
+    searches; only the other tag maps take a pass of their own. Nothing reaches
+    the matching before the heatmaps and the candidates' tags are known finite.
+    """
     n_joints, h_size, w_size = heat.shape
-    cand = image_candidates(
-        heat, tags, opts.max_candidates, opts.detection_threshold, opts.nms_kernel
-    )
+    cand = new_candidates(heat, tags, opts.max_candidates)
+    if not find_candidates(heat, opts.detection_threshold, opts.nms_kernel, cand):
+        return -1
+    if not gather_candidates(heat, tags, cand):
+        return -1
     n = group_image(cand, h_size, w_size, order, opts.group, out)
-    if opts.refine.mode != REFINE_OFF:
+    refined = opts.refine.mode != REFINE_OFF and n > 0
+    if refined:
         slot = np.empty(n_joints, np.int64)
         for k in range(n_joints):
             slot[k] = k
-        refine_image(heat, tags, slot, n, cand, opts.refine, out)
+        if not refine_image(heat, tags, slot, n, cand, opts.refine, out):
+            return -1
+    fin = np.empty(w_size, tags.dtype)
+    for k in range(n_joints):
+        if refined and joint_missing(out.det, n, k):
+            continue  # its tags were read, and checked, by the missing-joint search
+        tk = tags[k]
+        if not rows_finite(tk.reshape((tk.shape[0] * h_size, w_size)), fin):
+            return -1
     return n
 
 
@@ -67,7 +85,7 @@ def decode_range(heat, tags, order, opts, span, out, out_n):
 
     ``heat`` is ``(B, K, H, W)``, ``tags`` ``(B, K, D, H, W)``; ``out`` is a
     :class:`People` record with a leading B axis; ``out_n[b]`` receives image
-    b's number of people.
+    b's number of people, or -1 if image b's maps hold NaN or infinity.
     """
     for b in range(span[0], span[1]):
         out_n[b] = decode_image(heat[b], tags[b], order, opts, _image_people(out, b))

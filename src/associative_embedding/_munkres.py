@@ -141,8 +141,8 @@ def munkres_assign(cost, col_of_row):
             break
 
         # step 4 (with step 6 whenever no uncovered zero is left)
-        row = 0
-        col = 0
+        row = np.int64(0)  # not the constant 0: one compiled _find_a_zero
+        col = np.int64(0)
         while True:
             row, col = _find_a_zero(c, row_covered, col_covered, row, col)
             if row < 0:

@@ -43,22 +43,56 @@ def empty_candidates(lead: tuple[int, ...], k: int, m: int, d: int, dtype: np.dt
     )
 
 
-@njit(cache=True, nogil=True, fastmath={"nnan", "nsz"})
-def strip_max(hk, y0, y1, col):
-    """``col[x] = max(hk[y0:y1, x])``: the column maxima of a strip of rows (vectorised)."""
+@njit(cache=True, nogil=True)
+def strip_max(hk, y0, y1, col, fin):
+    """``col[x] = max(hk[y0:y1, x])``: the column maxima of a strip of rows (vectorised).
+
+    Also adds ``v - v`` of every value to ``fin[x]``: 0 for a finite value, NaN
+    for NaN or infinity, so ``fin`` stays all zeros while the maps are finite
+    (see :func:`all_zero`). No fast-math flags here: "no NaN" would let the
+    compiler fold ``v - v`` to 0. Column-wise selects and adds vectorise
+    without them.
+    """
     w_size = hk.shape[1]
     row = hk[y0]
     for x in range(w_size):
-        col[x] = row[x]
+        v = row[x]
+        col[x] = v
+        fin[x] = fin[x] + (v - v)
     for y in range(y0 + 1, y1):
         row = hk[y]
         for x in range(w_size):
             v = row[x]
             c = col[x]
             col[x] = v if v > c else c
+            fin[x] = fin[x] + (v - v)
 
 
-@njit(cache=True, nogil=True, fastmath={"nnan", "nsz"})
+@njit(cache=True, nogil=True)
+def rows_finite(a, fin):
+    """Whether every value of the 2-D array ``a`` is finite; ``fin (a.shape[1],)`` is scratch.
+
+    One pass adding ``v - v`` column-wise (vectorised, no fast-math), as :func:`strip_max`.
+    """
+    fin[:] = 0
+    for y in range(a.shape[0]):
+        row = a[y]
+        for x in range(a.shape[1]):
+            v = row[x]
+            fin[x] = fin[x] + (v - v)
+    return all_zero(fin)
+
+
+@njit(cache=True, nogil=True)
+def all_zero(fin):
+    """Return whether every entry of the 1-D ``fin`` is 0 (a NaN entry is not)."""
+    n_bad = 0
+    for x in range(fin.shape[0]):
+        n_bad += fin[x] != 0
+    return n_bad == 0
+
+
+@njit(cache=True, nogil=True)
 def find_candidates(heat, threshold, kernel, cand):
     """Peaks of each joint's heatmap above ``threshold``, the strongest first.
 
@@ -68,7 +102,9 @@ def find_candidates(heat, threshold, kernel, cand):
     a plateau. Peaks with value ``> threshold`` are ranked by value, descending,
     ties by flat index ``y * W + x`` ascending, and the first ``M =
     cand.val.shape[1]`` are written to ``cand.val[k]`` / ``cand.idx[k]``; their
-    number to ``cand.cnt[k]``.
+    number to ``cand.cnt[k]``. Returns whether every value of ``heat`` is finite
+    (the pass reads them all; see :func:`strip_max`). On a non-finite map the
+    candidates are meaningless and the caller raises.
 
     Rows are visited in strips of ``FIND_BLOCK``; a vectorised column maximum
     over the strip tells which ``FIND_BLOCK``-wide tiles hold any value above
@@ -83,13 +119,14 @@ def find_candidates(heat, threshold, kernel, cand):
     block = FIND_BLOCK
     nbx = (w_size + block - 1) // block
     col = np.empty(w_size, heat.dtype)
+    fin = np.zeros(w_size, heat.dtype)
     hot = np.empty(nbx, np.bool_)
     for k in range(n_joints):
         hk = heat[k]
         cnt = 0
         for y0 in range(0, h_size, block):
             y1 = min(y0 + block, h_size)
-            strip_max(hk, y0, y1, col)
+            strip_max(hk, y0, y1, col, fin)
             any_hot = False
             for bx in range(nbx):
                 x0 = uint64(bx * block)
@@ -105,14 +142,30 @@ def find_candidates(heat, threshold, kernel, cand):
             for y in range(y0, y1):
                 wy0 = max(y - r, 0)
                 wy1 = min(y + r + 1, h_size)
+                hrow = hk[y]
                 for bx in range(nbx):
                     if not hot[bx]:
                         continue
+                    x0 = uint64(bx * block)
+                    n = uint64(min(bx * block + block, w_size) - bx * block)
+                    n_above = 0
+                    for i in range(n):  # vectorised: does this row of the tile need a look?
+                        n_above += hrow[x0 + i] > threshold
+                    if n_above == 0:
+                        continue
                     for x in range(bx * block, min(bx * block + block, w_size)):
-                        v = hk[y, x]
+                        v = hrow[x]
                         if not v > threshold:
                             continue
                         if cnt == m_size and not v > cand_val[k, m_size - 1]:
+                            continue
+                        # the four neighbours first: they reject most pixels of a slope
+                        if r > 0 and (
+                            (x > 0 and hrow[x - 1] > v)
+                            or (x + 1 < w_size and hrow[x + 1] > v)
+                            or (y > 0 and hk[y - 1, x] > v)
+                            or (y + 1 < h_size and hk[y + 1, x] > v)
+                        ):
                             continue
                         wx0 = max(x - r, 0)
                         wx1 = min(x + r + 1, w_size)
@@ -136,20 +189,31 @@ def find_candidates(heat, threshold, kernel, cand):
                         cand_val[k, pos] = v
                         cand_idx[k, pos] = y * w_size + x
         cand_cnt[k] = cnt
+    return all_zero(fin)
 
 
 @njit(inline="always", cache=True, nogil=True)
-def image_candidates(heat, tags, m_size, threshold, kernel):
-    """Allocate, find and gather the :class:`Candidates` of one image (``m_size`` per joint)."""
+def new_candidates(heat, tags, m_size):
+    """Allocate the :class:`Candidates` of one image, ``m_size`` per joint (uninitialised)."""
     n_joints = heat.shape[0]
     dim = tags.shape[1]
-    cand = Candidates(
+    return Candidates(
         np.empty((n_joints, m_size), heat.dtype),
         np.empty((n_joints, m_size), np.int64),
         np.empty(n_joints, np.int64),
         np.empty((n_joints, m_size, dim), tags.dtype),
         np.empty((n_joints, m_size, 4), heat.dtype),
     )
+
+
+@njit(inline="always", cache=True, nogil=True)
+def image_candidates(heat, tags, m_size, threshold, kernel):
+    """Allocate, find and gather the :class:`Candidates` of one image (``m_size`` per joint).
+
+    For callers that checked the maps finite beforehand (the finite flags of
+    :func:`find_candidates` and :func:`gather_candidates` are dropped).
+    """
+    cand = new_candidates(heat, tags, m_size)
     find_candidates(heat, threshold, kernel, cand)
     gather_candidates(heat, tags, cand)
     return cand
@@ -157,21 +221,28 @@ def image_candidates(heat, tags, m_size, threshold, kernel):
 
 @njit(cache=True, nogil=True)
 def gather_candidates(heat, tags, cand):
-    """Fill ``cand.tag`` and ``cand.nb``: tags and the four clipped neighbours of each candidate."""
+    """Fill ``cand.tag`` and ``cand.nb``: tags and the four clipped neighbours of each candidate.
+
+    Returns whether every tag read is finite (NaN tags would stall the matching).
+    """
     cand_idx = cand.idx
     cand_cnt = cand.cnt
     cand_tag = cand.tag
     cand_nb = cand.nb
     n_joints, h_size, w_size = heat.shape
     dim = tags.shape[1]
+    finite = True
     for k in range(n_joints):
         for m in range(cand_cnt[k]):
             idx = cand_idx[k, m]
             y = idx // w_size
             x = idx % w_size
             for d in range(dim):
-                cand_tag[k, m, d] = tags[k, d, y, x]
+                t = tags[k, d, y, x]
+                cand_tag[k, m, d] = t
+                finite = finite and t - t == 0
             cand_nb[k, m, 0] = heat[k, y, max(x - 1, 0)]
             cand_nb[k, m, 1] = heat[k, y, min(x + 1, w_size - 1)]
             cand_nb[k, m, 2] = heat[k, max(y - 1, 0), x]
             cand_nb[k, m, 3] = heat[k, min(y + 1, h_size - 1), x]
+    return finite

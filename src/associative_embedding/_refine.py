@@ -10,7 +10,9 @@ scanned; the answer is the same pixel, ties included.
 Loops over rows of pixels and over blocks are written for LLVM's vectoriser. Their only
 fast-math flags are "no NaN" and "no signed zeros" (the inputs are checked finite): no
 reassociation, no contraction into fused multiply-adds, so every value is the IEEE result
-of the same operations numpy performs, and min/max reductions may use SIMD.
+of the same operations numpy performs, and min/max reductions may use SIMD. The pass
+over all pixels (:func:`block_stats`) has no fast-math flags: it also checks the tags
+finite, which "no NaN" would let the compiler fold away.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from numba import njit, uint64
 
 from ._grouping import place_joint
-from ._peaks import strip_max
+from ._peaks import all_zero
 from ._sums import pairwise_sum
 
 REFINE_OFF = 0
@@ -40,7 +42,10 @@ class RefineOptions(NamedTuple):
     quarter-pixel move of a recovered joint; ``block`` the side of the search
     tiles; ``center_shift``; ``mult`` the weight of the rounded distance, a
     scalar of the work dtype (1 for HigherHRNet and pose-ae-train, 100 for
-    mmpose 1.x, whose argmin of ``round(dist) * 100 - heat`` is the same pixel).
+    mmpose 1.x, whose argmin of ``round(dist) * 100 - heat`` is the same pixel);
+    ``top_min`` the heat above which a tile's bound uses the tags of its peak's
+    core (the detection threshold; see :func:`block_stats`). Any value gives
+    the same answers; it only decides how tight the tiles' bounds are.
     """
 
     mode: int
@@ -49,6 +54,7 @@ class RefineOptions(NamedTuple):
     block: int
     center_shift: float
     mult: float
+    top_min: float = 0.0
 
 
 class TileStats(NamedTuple):
@@ -73,14 +79,14 @@ class TileStats(NamedTuple):
 class Scratch(NamedTuple):
     """Work arrays of the search, all of the work dtype.
 
-    ``col (W,)``, ``cols (4, W)`` (a strip's column minima and maxima of one tag
-    dimension, over all pixels and over the top pixels), ``col_top (W,)``, ``acc
-    (max(nb, W),)``, ``buf (block**2,)``, ``sq (D,)`` and ``consts`` = ``[BIG, 0.5]``.
+    ``col (W,)``, ``cols (5, W)`` (a strip's column minima and maxima of one tag
+    dimension, over all pixels and over the top pixels, and the finite test's
+    column sums), ``acc (max(nb, W),)``, ``buf (block**2,)``, ``sq (D,)`` and
+    ``consts`` = ``[BIG, 0.5, top_min]`` (``top_min``: see :func:`block_stats`).
     """
 
     col: np.ndarray
     cols: np.ndarray
-    col_top: np.ndarray
     acc: np.ndarray
     buf: np.ndarray
     sq: np.ndarray
@@ -176,26 +182,17 @@ def _scan_block(hk, tk, ref, mult, tile, best, best_idx, scratch):
     return best, best_idx
 
 
-@njit(inline="always", cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True)
 def _fold_tiles(col, block, nbx, out, row_of_tiles, take_max):
     """``out[row_of_tiles * nbx + bx]`` = max (or min) of ``col`` over each tile's columns."""
     w_size = col.shape[0]
     for bx in range(nbx):
         x0 = uint64(bx * block)
         n = uint64(min(bx * block + block, w_size) - bx * block)
-        m = col[x0]
-        if take_max:
-            for i in range(n):
-                v = col[x0 + i]
-                m = v if v > m else m
-        else:
-            for i in range(n):
-                v = col[x0 + i]
-                m = v if v < m else m
-        out[row_of_tiles * nbx + bx] = m
+        out[row_of_tiles * nbx + bx] = _fold_range(col, x0, n, take_max)
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True)
 def block_stats(hk, tk, block, stats, scratch):
     """Tile statistics of one joint's maps for the missing-joint search.
 
@@ -203,71 +200,130 @@ def block_stats(hk, tk, block, stats, scratch):
     largest heat ``hmax``, the range ``[lo, hi]`` of every tag dimension over
     the tile, and the range ``[lo_top, hi_top]`` over the tile's pixels with
     heat ``>= hmax / 2`` (the core of a peak, whose tags belong to one person).
+    The last is computed only for tiles with ``hmax > scratch.consts[2]`` (the
+    detection threshold); a tile below it gets its whole range as its top range,
+    a looser but still valid bound (its pixels are rarely worth a scan).
     Results go to ``stats`` (:class:`TileStats`); ``scratch`` (:class:`Scratch`)
     holds the work rows. Each row of tiles takes vectorisable column-wise passes,
-    then one fold per tile.
+    then one fold per tile. Returns whether every value of ``tk`` is finite
+    (the same ``v - v`` column sums as :func:`~._peaks.strip_max`; the heat is
+    checked by the peak search).
     """
     hmax = stats.hmax
     lo = stats.lo
     hi = stats.hi
-    lo_top = stats.lo_top
-    hi_top = stats.hi_top
     col = scratch.col
     cols = scratch.cols
-    col_top = scratch.col_top
-    consts = scratch.consts
+    fin = cols[4]
+    fin[:] = 0
     h_size, w_size = hk.shape
     dim = tk.shape[0]
-    big = consts[0]
-    half = consts[1]
+    top_min = scratch.consts[2]
+    is_max = np.bool_(True)  # not the constants: one compiled fold for both
+    is_min = np.bool_(False)
     nby = (h_size + block - 1) // block
     nbx = (w_size + block - 1) // block
     for by in range(nby):
         y0 = by * block
         y1 = min(y0 + block, h_size)
-        strip_max(hk, y0, y1, col)
-        _fold_tiles(col, block, nbx, hmax, by, True)
-        for bx in range(nbx):
-            x0 = uint64(bx * block)
-            n = uint64(min(bx * block + block, w_size) - bx * block)
-            t = hmax[by * nbx + bx] * half
-            for i in range(n):
-                col_top[x0 + i] = t
         for d in range(dim):
-            # one pass over the strip: the range of the tag over all pixels and over the
-            # pixels of the tiles' tops (heat >= hmax / 2)
-            cl = cols[0]
-            ch = cols[1]
-            tl = cols[2]
-            th = cols[3]
-            for x in range(w_size):
-                cl[x] = big
-                ch[x] = -big
-                tl[x] = big
-                th[x] = -big
-            for y in range(y0, y1):
-                row = tk[d, y]
-                hrow = hk[y]
-                for x in range(w_size):
-                    v = row[x]
-                    a = cl[x]
-                    z = ch[x]
-                    cl[x] = v if v < a else a
-                    ch[x] = v if v > z else z
-                    top = hrow[x] >= col_top[x]
-                    lo_v = v if top else big
-                    hi_v = v if top else -big
-                    a = tl[x]
-                    z = th[x]
-                    tl[x] = lo_v if lo_v < a else a
-                    th[x] = hi_v if hi_v > z else z
-            _fold_tiles(cl, block, nbx, lo[d], by, False)
-            _fold_tiles(ch, block, nbx, hi[d], by, True)
-            _fold_tiles(tl, block, nbx, lo_top[d], by, False)
-            _fold_tiles(th, block, nbx, hi_top[d], by, True)
+            _strip_ranges(hk, tk[d], y0, y1, col, cols[0], cols[1], fin)
+            if d == 0:
+                _fold_tiles(col, block, nbx, hmax, by, is_max)
+            _fold_tiles(cols[0], block, nbx, lo[d], by, is_min)
+            _fold_tiles(cols[1], block, nbx, hi[d], by, is_max)
+            _top_ranges(hk, tk[d], y0, y1, block, by, hmax, top_min, stats, d, scratch)
+    return all_zero(fin)
 
 
-@njit(inline="always", cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True)
+def _strip_ranges(hk, td, y0, y1, col, cl, ch, fin):
+    """Column-wise over rows ``y0:y1``: heat maximum ``col``, tag range ``[cl, ch]``.
+
+    One vectorised pass over a strip of one tag dimension ``td (H, W)`` and the
+    heat ``hk (H, W)`` (read again for every dimension: cheaper than a pass of
+    its own); ``fin[x]`` accumulates ``v - v`` of the tags (no fast-math here).
+    """
+    w_size = hk.shape[1]
+    hrow = hk[y0]
+    row = td[y0]
+    for x in range(w_size):
+        v = row[x]
+        fin[x] = fin[x] + (v - v)
+        col[x] = hrow[x]
+        cl[x] = v
+        ch[x] = v
+    for y in range(y0 + 1, y1):
+        hrow = hk[y]
+        row = td[y]
+        for x in range(w_size):
+            v = row[x]
+            fin[x] = fin[x] + (v - v)
+            col[x] = max(hrow[x], col[x])
+            cl[x] = min(v, cl[x])
+            ch[x] = max(v, ch[x])
+
+
+@njit(cache=True, nogil=True)
+def _top_ranges(hk, td, y0, y1, block, by, hmax, top_min, stats, d, scratch):
+    """``lo_top`` / ``hi_top`` of dimension d for the tiles of strip ``by`` (see block_stats).
+
+    Over the pixels with heat ``>= hmax / 2`` of the tiles with ``hmax >
+    top_min``; the other tiles take their whole range ``lo`` / ``hi``.
+    """
+    w_size = hk.shape[1]
+    nbx = (w_size + block - 1) // block
+    big = scratch.consts[0]
+    half = scratch.consts[1]
+    tl = scratch.cols[2]
+    th = scratch.cols[3]
+    lo_top = stats.lo_top[d]
+    hi_top = stats.hi_top[d]
+    for bx in range(nbx):
+        b = by * nbx + bx
+        if not hmax[b] > top_min:
+            lo_top[b] = stats.lo[d, b]
+            hi_top[b] = stats.hi[d, b]
+            continue
+        x0 = uint64(bx * block)
+        n = uint64(min(bx * block + block, w_size) - bx * block)
+        t = hmax[b] * half
+        for i in range(n):
+            tl[x0 + i] = big
+            th[x0 + i] = -big
+        for y in range(y0, y1):
+            row = td[y]
+            hrow = hk[y]
+            for i in range(n):
+                x = x0 + i
+                v = row[x]
+                top = hrow[x] >= t
+                lo_v = v if top else big
+                hi_v = v if top else -big
+                a = tl[x]
+                z = th[x]
+                tl[x] = lo_v if lo_v < a else a
+                th[x] = hi_v if hi_v > z else z
+        lo_top[b] = _fold_range(tl, x0, n, np.bool_(False))
+        hi_top[b] = _fold_range(th, x0, n, np.bool_(True))
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _fold_range(col, x0, n, take_max):
+    """Return the max (or min) of ``col[x0:x0 + n]``."""
+    m = col[x0]
+    if take_max:
+        for i in range(n):
+            v = col[x0 + i]
+            m = v if v > m else m
+    else:
+        for i in range(n):
+            v = col[x0 + i]
+            m = v if v < m else m
+    return m
+
+
+@njit(cache=True, nogil=True, fastmath=_FM)
 def _range_cost(lo, hi, ref, mult, out, acc):
     """Lower-bound the cost of every tag box: ``out[b] = mult * round(sqrt(sum_d gap_d**2))``.
 
@@ -340,9 +396,55 @@ def _bounds(stats, ref, mult, scratch):
 
 
 @njit(inline="always", cache=True, nogil=True)
+def joint_missing(det, n_people, k):
+    """Whether one of the first ``n_people`` people misses joint k (``det[p, k] == 0``)."""
+    p = 0
+    while p < n_people and det[p, k] != 0:
+        p += 1
+    return p < n_people
+
+
+@njit(inline="always", cache=True, nogil=True)
 def _block_start(b, nbx, block, w_size):
     """Flat index of the top-left pixel of tile ``b`` (the smallest index in it)."""
     return (b // nbx) * block * w_size + (b % nbx) * block
+
+
+@njit(cache=True, nogil=True)
+def work_arrays(heat, dim, block, top_min):
+    """Allocate the :class:`TileStats` and :class:`Scratch` of the search.
+
+    For maps ``heat (S, H, W)`` (their dtype and size) with ``dim`` tag
+    dimensions and tiles of ``block x block`` pixels, the top ranges computed in
+    tiles with heat above ``top_min`` (:func:`block_stats`); returns ``(stats,
+    scratch)``.
+    """
+    _, h_size, w_size = heat.shape
+    nb = ((h_size + block - 1) // block) * ((w_size + block - 1) // block)
+    dt = heat.dtype
+    stats = TileStats(
+        np.empty(nb, dt),
+        np.empty((dim, nb), dt),
+        np.empty((dim, nb), dt),
+        np.empty((dim, nb), dt),
+        np.empty((dim, nb), dt),
+        np.empty(nb, dt),
+        np.empty(nb, dt),
+        np.empty(nb, dt),
+    )
+    consts = np.empty(3, dt)
+    consts[0] = _BIG
+    consts[1] = 0.5
+    consts[2] = top_min
+    scratch = Scratch(
+        np.empty(w_size, dt),
+        np.empty((5, w_size), dt),
+        np.empty(max(nb, w_size), dt),
+        np.empty(block * block, dt),
+        np.empty(max(dim, 1), dt),
+        consts,
+    )
+    return stats, scratch
 
 
 @njit(cache=True, nogil=True)
@@ -363,6 +465,10 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
     best score at the joint's candidates (usually the answer) gives a first
     bound, and only tiles whose upper bound can still beat it are scanned, the
     most promising first.
+
+    Returns False, leaving ``out`` partly written, if the maps of a joint it
+    searches hold NaN or infinity (``block_stats`` sees every value); True
+    otherwise. Those maps are the ones of :func:`joint_missing` joints.
     """
     _, h_size, w_size = heat.shape
     dim = tags.shape[1]
@@ -376,54 +482,28 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
     block = opts.block
     mult = opts.mult
     if mode == REFINE_OFF or n_people == 0:
-        return
+        return True
     nby = (h_size + block - 1) // block
     nbx = (w_size + block - 1) // block
     nb = nby * nbx
-    dt = heat.dtype
-    stats = TileStats(
-        np.empty(nb, dt),
-        np.empty((dim, nb), dt),
-        np.empty((dim, nb), dt),
-        np.empty((dim, nb), dt),
-        np.empty((dim, nb), dt),
-        np.empty(nb, dt),
-        np.empty(nb, dt),
-        np.empty(nb, dt),
-    )
-    consts = np.empty(2, dt)
-    consts[0] = _BIG
-    consts[1] = 0.5
-    scratch = Scratch(
-        np.empty(w_size, dt),
-        np.empty((4, w_size), dt),
-        np.empty(w_size, dt),
-        np.empty(max(nb, w_size), dt),
-        np.empty(block * block, dt),
-        np.empty(max(dim, 1), dt),
-        consts,
-    )
+    stats, scratch = work_arrays(heat, dim, block, opts.top_min)
     sq = scratch.sq
     ub = stats.ub
     open_blocks = np.empty(nb, np.int64)
     for k in range(n_joints):
-        needed = False
-        for p in range(n_people):
-            if out_det[p, k] == 0:
-                needed = True
-                break
-        if not needed:
+        if not joint_missing(out_det, n_people, k):
             continue
         hk = heat[slot[k]]
         tk = tags[slot[k]]
-        block_stats(hk, tk, block, stats, scratch)
+        if not block_stats(hk, tk, block, stats, scratch):
+            return False
         for p in range(n_people):
             if out_det[p, k] != 0:
                 continue
             ref = out_ref[p]
             # the joint's candidates: a cheap first answer
             best = hk[0, 0]
-            best_idx = -1
+            best_idx = np.int64(-1)  # not the constant: one compiled _scan_block
             for c in range(cand_cnt[k]):
                 idx = cand_idx[k, c]
                 y = idx // w_size
@@ -481,3 +561,4 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
             if not val > 0:
                 continue
             place_joint(out_kp, p, k, hk, x, y, opts, 1 if mode == REFINE_POSE_AE else val)
+    return True

@@ -54,8 +54,19 @@ def _pairwise_block(a, start, n):
     return res
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True)
 def pairwise_sum(a, start, n):
+    """Sum ``a[start:start + n]`` in the order of numpy's pairwise summation.
+
+    A wrapper that makes ``start`` and ``n`` plain int64: numba compiles a
+    function once per argument type, and a constant argument (``0``) has a type
+    of its own, so each call site with constants would compile the sum again.
+    """
+    return _pairwise_sum(a, np.int64(start), np.int64(n))
+
+
+@njit(cache=True, nogil=True)
+def _pairwise_sum(a, start, n):
     """Sum ``a[start:start + n]`` in the order of numpy's pairwise summation.
 
     numpy's ``add.reduce`` over a contiguous axis (or a 1-D strided one) adds
@@ -106,8 +117,14 @@ def pairwise_sum(a, start, n):
     return vals[0]
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True)
 def mean_rows(rows, n, out, buf):
+    """``out[:] = np.mean(rows[:n], axis=0)``: :func:`_mean_rows` with ``n`` plain int64."""
+    _mean_rows(rows, np.int64(n), out, buf)
+
+
+@njit(cache=True, nogil=True)
+def _mean_rows(rows, n, out, buf):
     """``out[:] = np.mean(rows[:n], axis=0)`` with numpy's summation order and dtype.
 
     ``rows`` is ``(>= n, D)``, ``out`` ``(D,)``, ``buf`` a scratch vector of at
@@ -118,7 +135,7 @@ def mean_rows(rows, n, out, buf):
     if dim == 1:
         for i in range(n):
             buf[i] = rows[i, 0]
-        out[0] = pairwise_sum(buf, 0, n) / n
+        out[0] = _pairwise_sum(buf, np.int64(0), n) / n
     else:
         for d in range(dim):
             s = rows[0, d] - rows[0, d]

@@ -8,7 +8,9 @@ actually passed. Nothing here imports torch at module import time.
 
 from __future__ import annotations
 
+import functools
 import numbers
+import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -40,8 +42,6 @@ def is_tensor(x: Any) -> bool:
 
 
 def _torch_if_loaded() -> Any:
-    import sys
-
     return sys.modules.get("torch")
 
 
@@ -233,9 +233,14 @@ def check_finite_fast(x: Any, name: str) -> None:
 def work_dtype(*dtypes: Any) -> np.dtype:
     """float64 if any input is float64, else float32 (float16 and bfloat16 widen losslessly)."""
     for dt in dtypes:
-        if str(dt) in ("float64", "torch.float64"):
+        if _is_float64(dt):
             return np.dtype(np.float64)
     return np.dtype(np.float32)
+
+
+@functools.cache
+def _is_float64(dtype: Any) -> bool:
+    return str(dtype) in ("float64", "torch.float64")  # a numpy or a torch dtype
 
 
 def to_numpy(x: Any, dtype: np.dtype) -> np.ndarray:

@@ -19,12 +19,14 @@ map the result to image pixels.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._threads import default_threads, run_chunks
 from ._validation import (
+    check_finite,
     check_finite_fast,
     check_float_pair,
     check_int,
@@ -48,9 +50,14 @@ _REFINE_BLOCK = 16  # side of the blocks the missing-joint search bounds and ski
 
 
 # --- input handling -------------------------------------------------------------------------
+@functools.cache
+def _default_config() -> DecodeConfig:
+    return DecodeConfig()  # frozen: one instance serves every call
+
+
 def _resolve_config(config: DecodeConfig | None, options: dict[str, Any]) -> DecodeConfig:
     if config is None:
-        config = DecodeConfig()
+        config = _default_config()
     elif not isinstance(config, DecodeConfig):
         raise TypeError(f"config must be a DecodeConfig or None, got {type(config).__name__}")
     if options:
@@ -88,8 +95,6 @@ def _check_inputs(heatmaps: Any, tags: Any) -> tuple[tuple[int, ...], int]:
             f"heatmaps and tags need K, H, W, D >= 1, got heatmaps {shape_str(heatmaps.shape)} "
             f"and tags {shape_str(ts)}"
         )
-    check_finite_fast(heatmaps, "heatmaps")
-    check_finite_fast(tags, "tags")
     return (b, k, h, w), d
 
 
@@ -107,7 +112,26 @@ def _joint_order(config: DecodeConfig, k: int) -> np.ndarray:
 
 
 def _options(config: DecodeConfig, h: int, w: int, dtype: np.dtype) -> DecodeOptions:
-    """Build the kernels' option record for maps of ``h x w`` pixels in the work ``dtype``."""
+    """Build the kernels' option record for maps of ``h x w`` pixels in the work ``dtype``.
+
+    Cached: one-image calls with the same settings skip rebuilding it.
+    """
+    try:
+        return _cached_options(config, h, w, dtype, _REFINE_BLOCK)
+    except TypeError:  # a config holding an unhashable value
+        return _build_options(config, h, w, dtype, _REFINE_BLOCK)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_options(
+    config: DecodeConfig, h: int, w: int, dtype: np.dtype, block: int
+) -> DecodeOptions:
+    return _build_options(config, h, w, dtype, block)
+
+
+def _build_options(
+    config: DecodeConfig, h: int, w: int, dtype: np.dtype, block: int
+) -> DecodeOptions:
     from ._batch import DecodeOptions
     from ._grouping import ADJUST_MMPOSE, ADJUST_REFERENCE
     from ._matching import MATCH_GREEDY, MATCH_HUNGARIAN, GroupOptions
@@ -145,9 +169,10 @@ def _options(config: DecodeConfig, h: int, w: int, dtype: np.dtype) -> DecodeOpt
         mode=refine_codes[config.refine_mode] if config.refine else REFINE_OFF,
         adjust=config.adjust,
         adjust_rule=adjust_rule,
-        block=_REFINE_BLOCK,
+        block=block,
         center_shift=float(config.center_shift),
         mult=dtype.type(100 if config.refine_mode == "mmpose" else 1),
+        top_min=float(config.detection_threshold),
     )
     return DecodeOptions(
         detection_threshold=float(config.detection_threshold),
@@ -272,7 +297,12 @@ def decode(
         num_threads = check_int(num_threads, "num_threads", low=1)
     (b, k, h, w), d = _check_inputs(heatmaps, tags)
     order = _joint_order(config, k)
-    if is_tensor(heatmaps) and heatmaps.device.type == "cuda" and not _uses_crowd(config):
+    cuda = is_tensor(heatmaps) and heatmaps.device.type == "cuda"
+    if cuda or _uses_crowd(config):
+        # these paths do not go through decode_range, whose first pass checks the maps
+        check_finite_fast(heatmaps, "heatmaps")
+        check_finite_fast(tags, "tags")
+    if cuda and not _uses_crowd(config):
         from ._torch_path import decode_tensors
 
         return decode_tensors(heatmaps, tags, config, order, d, num_threads)
@@ -371,6 +401,10 @@ def _decode_numpy(
         decode_range(heat, tag, order, opts, (start, stop), out, out_n)
 
     run_chunks(run, b, num_threads)
+    if out_n.min() < 0:  # the kernels met NaN or infinity: count them for the message
+        check_finite(heat, "heatmaps")
+        check_finite(tag, "tags")
+        raise ValueError("heatmaps or tags contain NaN or infinite values")
     return collect(out, out_n)
 
 
