@@ -76,32 +76,45 @@ def person_scales(px, py, has, n_people, out):
 
 
 @njit(cache=True, nogil=True)
-def _near(px, py, has, p, k, x, y, scale, limbs):
+def linked_joints(has, p, k, limbs, out):
+    """Write to ``out`` person p's joints linked to type k by ``limbs``; return their number."""
+    n = 0
+    for j in range(has.shape[1]):
+        if has[p, j] and limbs[k, j]:
+            out[n] = j
+            n += 1
+    return n
+
+
+@njit(inline="always", cache=True, nogil=True)
+def nearest(px, py, p, refs, n_refs, x, y):
+    """Distance from pixel (x, y) to the nearest of person p's joints ``refs[:n_refs]``."""
+    best = np.inf
+    for t in range(n_refs):
+        dx = np.float64(x) - px[p, refs[t]]
+        dy = np.float64(y) - py[p, refs[t]]
+        best = min(best, np.sqrt(dx * dx + dy * dy))
+    return best
+
+
+@njit(cache=True, nogil=True)
+def _near(px, py, has, p, k, x, y, scale, limbs, refs):
     """Return the distance from (x, y) to person p's nearest joint, over its scale.
 
     Only the joints linked to type k by ``limbs (K, K)`` count if the person
     has one; else every joint of another type; type k itself only if the
-    person has no other.
+    person has no other. ``refs (>= K,)`` is scratch.
     """
-    n_joints = has.shape[1]
-    best = np.inf
-    for j in range(n_joints):
-        if has[p, j] and limbs[k, j]:
-            dx = x - px[p, j]
-            dy = y - py[p, j]
-            best = min(best, np.sqrt(dx * dx + dy * dy))
-    if best < np.inf:
-        return best / scale
-    for j in range(n_joints):
-        if has[p, j] and j != k:
-            dx = x - px[p, j]
-            dy = y - py[p, j]
-            best = min(best, np.sqrt(dx * dx + dy * dy))
-    if best == np.inf:
-        dx = x - px[p, k]
-        dy = y - py[p, k]
-        best = np.sqrt(dx * dx + dy * dy)
-    return best / scale
+    n = linked_joints(has, p, k, limbs, refs)
+    if n == 0:
+        for j in range(has.shape[1]):
+            if has[p, j] and j != k:
+                refs[n] = j
+                n += 1
+    if n == 0:
+        refs[0] = k
+        n = 1
+    return nearest(px, py, p, refs, n, x, y) / scale
 
 
 @njit(cache=True, nogil=True)
@@ -153,6 +166,7 @@ def regroup(cand, w_size, order, joint_of, n_people, g, copts):
     px = np.zeros((size, n_joints), np.float64)
     py = np.zeros((size, n_joints), np.float64)
     has = np.zeros((size, n_joints), np.bool_)
+    refs = np.empty(n_joints, np.int64)
     scale = np.ones(size, np.float64)
     dist = np.empty((max(m_size, 1), size), np.float64)
     feasible = np.zeros((max(m_size, 1), size), np.bool_)
@@ -189,7 +203,7 @@ def regroup(cand, w_size, order, joint_of, n_people, g, copts):
                     ok = d < tag_threshold
                     s = 0.0
                     if ok and use_spatial:
-                        s = _near(px, py, has, c, k, x, y, scale[c], copts.limbs)
+                        s = _near(px, py, has, c, k, x, y, scale[c], copts.limbs, refs)
                         ok = s < spatial_gate
                     feasible[r, c] = ok
                     dist[r, c] = d + spatial_weight * s

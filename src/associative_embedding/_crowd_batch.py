@@ -15,35 +15,11 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ._crowd import _joint_box, person_scales, regroup
+from ._crowd import _joint_box, linked_joints, nearest, person_scales, regroup
 from ._grouping import People, place_joint, write_people
 from ._matching import first_pass
 from ._peaks import image_candidates
 from ._refine import REFINE_OFF, REFINE_POSE_AE, refine_image
-
-
-@njit(cache=True, nogil=True)
-def _linked_joints(has, p, k, limbs, out):
-    """Write to ``out`` person p's joints linked to type k by ``limbs``; return their number."""
-    n = 0
-    for j in range(has.shape[1]):
-        if has[p, j] and limbs[k, j]:
-            out[n] = j
-            n += 1
-    return n
-
-
-@njit(inline="always", cache=True, nogil=True)
-def _gated(px, py, p, refs, n_refs, x, y, scale, gate):
-    """Whether pixel (x, y) is too far from person p's joints ``refs[:n_refs]``."""
-    if n_refs == 0:
-        return False
-    near = np.inf
-    for t in range(n_refs):
-        dx = np.float64(x) - px[p, refs[t]]
-        dy = np.float64(y) - py[p, refs[t]]
-        near = min(near, np.sqrt(dx * dx + dy * dy))
-    return not near / scale < gate
 
 
 @njit(cache=True, nogil=True)
@@ -138,18 +114,19 @@ def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
             y0 = max(int(np.floor(ly - m)), 0)
             y1 = min(int(np.ceil(hy + m)), h_size - 1)
         ref = out_ref[p]
+        sp = scale[p]
         for k in range(n_joints):
             if has[p, k]:
                 continue
             hk = heat[k]
             tk = tags[k]
-            n_refs = _linked_joints(has, p, k, copts.limbs, refs) if gate < np.inf else 0
+            n_refs = linked_joints(has, p, k, copts.limbs, refs) if gate < np.inf else 0
             ly0 = y0
             ly1 = y1
             lx0 = x0
             lx1 = x1
             if n_refs > 0:  # only rows and columns that can pass the gate
-                reach = gate * scale[p]
+                reach = gate * sp
                 cy0 = np.inf
                 cy1 = -np.inf
                 cx0 = np.inf
@@ -171,8 +148,8 @@ def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
                 n = _row_scores(hk[y], tk[:, y], ref, lx0, lx1, sbuf, dbuf)
                 for i in range(n):
                     # the gate only where the pixel would win
-                    if (by < 0 or sbuf[i] > best) and not _gated(
-                        px, py, p, refs, n_refs, lx0 + i, y, scale[p], gate
+                    if (by < 0 or sbuf[i] > best) and (
+                        n_refs == 0 or nearest(px, py, p, refs, n_refs, lx0 + i, y) / sp < gate
                     ):
                         best = sbuf[i]
                         by = y
