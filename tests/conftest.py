@@ -35,6 +35,26 @@ def rng(request) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def assert_terms_and_grads_close(loss, reference, tags, target, rng, rtol, **options):
+    """``loss`` and its slow ``reference`` give equal (pull, push) terms and gradients.
+
+    ``loss(t, target, reduction="none", **options)`` and ``reference(t, target,
+    **options)`` each get a fresh copy of ``tags`` that requires grad and return
+    per-item ``(pull, push)``; the gradients compared are those of a random
+    positive weighting of ``pull + 0.7 * push``.
+    """
+    t1 = tags.clone().requires_grad_(True)
+    t2 = tags.clone().requires_grad_(True)
+    pull, push = loss(t1, target, reduction="none", **options)
+    rpull, rpush = reference(t2, target, **options)
+    torch.testing.assert_close(pull, rpull, rtol=rtol, atol=1e-12)
+    torch.testing.assert_close(push, rpush, rtol=rtol, atol=1e-12)
+    weights = torch.from_numpy(rng.uniform(0.5, 2.0, size=pull.shape[0]))
+    ((pull + 0.7 * push) * weights).sum().backward()
+    ((rpull + 0.7 * rpush) * weights).sum().backward()
+    torch.testing.assert_close(t1.grad, t2.grad, rtol=rtol, atol=1e-10)
+
+
 def rle_counts(region: np.ndarray) -> list[int]:
     """COCO's uncompressed RLE of a boolean (H, W) region: column-major runs, zeros first."""
     runs, prev, n = [], False, 0

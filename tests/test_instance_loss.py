@@ -8,7 +8,7 @@ import torch
 
 import associative_embedding as ae
 from associative_embedding.instance_loss import _pixel_selection
-from tests.conftest import DEVICES
+from tests.conftest import DEVICES, assert_terms_and_grads_close
 
 
 def loop_terms(tags, labels, *, push="exp", sigma=2**-0.5, margin=1.0, delta_v=0.0):
@@ -77,16 +77,9 @@ def test_matches_loop_values_and_grads(rng, push, delta_v, d):
             margin=float(rng.uniform(0.5, 4.0)),
             delta_v=delta_v,
         )
-        t1 = tags.clone().requires_grad_(True)
-        t2 = tags.clone().requires_grad_(True)
-        pull, push_v = ae.instance_grouping_loss(t1, labels, reduction="none", **opts)
-        rpull, rpush = loop_terms(t2, labels, **opts)
-        torch.testing.assert_close(pull, rpull, rtol=1e-6, atol=1e-12)
-        torch.testing.assert_close(push_v, rpush, rtol=1e-6, atol=1e-12)
-        weights = torch.from_numpy(rng.uniform(0.5, 2.0, size=pull.shape[0]))
-        ((pull + 0.7 * push_v) * weights).sum().backward()
-        ((rpull + 0.7 * rpush) * weights).sum().backward()
-        torch.testing.assert_close(t1.grad, t2.grad, rtol=1e-6, atol=1e-10)
+        assert_terms_and_grads_close(
+            ae.instance_grouping_loss, loop_terms, tags, labels, rng, rtol=1e-6, **opts
+        )
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import associative_embedding as ae
-from tests.conftest import DEVICES
+from tests.conftest import DEVICES, assert_terms_and_grads_close
 from tests.reference_loss import higherhrnet_single_tag_loss, reference_terms
 
 MODES = list(itertools.product(["exp", "margin"], ["reference", "paper"]))
@@ -44,16 +44,9 @@ def test_matches_loop_reference_values_and_grads(rng, push, normalization, d):
         opts = dict(
             push=push, sigma=sigma, margin=margin, normalization=normalization, rounding=rounding
         )
-        t1 = tags.clone().requires_grad_(True)
-        t2 = tags.clone().requires_grad_(True)
-        pull, push_v = ae.grouping_loss(t1, kp, reduction="none", **opts)
-        rpull, rpush = reference_terms(t2, kp, **opts)
-        torch.testing.assert_close(pull, rpull, rtol=1e-5, atol=1e-12)
-        torch.testing.assert_close(push_v, rpush, rtol=1e-5, atol=1e-12)
-        weights = torch.from_numpy(rng.uniform(0.5, 2.0, size=pull.shape[0]))
-        ((pull + 0.7 * push_v) * weights).sum().backward()
-        ((rpull + 0.7 * rpush) * weights).sum().backward()
-        torch.testing.assert_close(t1.grad, t2.grad, rtol=1e-5, atol=1e-10)
+        assert_terms_and_grads_close(
+            ae.grouping_loss, reference_terms, tags, kp, rng, rtol=1e-5, **opts
+        )
 
 
 @settings(max_examples=40, deadline=None)
