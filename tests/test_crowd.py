@@ -118,6 +118,18 @@ def test_equals_the_slow_oracle(options, seed):
         assert_same(poses, crowd_parse(heat, tags, **options))
 
 
+@pytest.mark.parametrize("d", [1, 2, 8])
+def test_crowd_search_on_larger_maps_equals_the_slow_oracle(d):
+    # maps of several search tiles per side, ties (coarse maps) and a long tag vector
+    rng = np.random.default_rng(100 + d)
+    for trial in range(4):
+        size = int(rng.integers(40, 72))
+        heat, tags = crowd_scene(rng, 17, size, d, 8, np.float32, coarse=trial % 2 == 1)
+        options = oracle_options(CROWD) if trial < 2 else {"refine_window": 0.3}
+        (poses,) = decode(heat[None], tags[None], num_threads=1, **options)
+        assert_same(poses, crowd_parse(heat, tags, **options))
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_rounded_cost_without_extras_equals_the_references(seed):
     """The crowd kernels with the references' cost give the references' people."""

@@ -98,23 +98,23 @@ def nearest(px, py, p, refs, n_refs, x, y):
 
 
 @njit(cache=True, nogil=True)
-def _near(px, py, has, p, k, x, y, scale, limbs, refs):
-    """Return the distance from (x, y) to person p's nearest joint, over its scale.
+def near_refs(has, p, k, limbs, out):
+    """Write to ``out`` the joints of person p that :func:`regroup`'s spatial term measures from.
 
-    Only the joints linked to type k by ``limbs (K, K)`` count if the person
-    has one; else every joint of another type; type k itself only if the
-    person has no other. ``refs (>= K,)`` is scratch.
+    The joints linked to type k by ``limbs (K, K)`` if the person has one;
+    else every joint of another type; type k itself only if the person has
+    no other. Returns their number.
     """
-    n = linked_joints(has, p, k, limbs, refs)
+    n = linked_joints(has, p, k, limbs, out)
     if n == 0:
         for j in range(has.shape[1]):
             if has[p, j] and j != k:
-                refs[n] = j
+                out[n] = j
                 n += 1
     if n == 0:
-        refs[0] = k
+        out[0] = k
         n = 1
-    return nearest(px, py, p, refs, n, x, y) / scale
+    return n
 
 
 @njit(cache=True, nogil=True)
@@ -126,7 +126,8 @@ def regroup(cand, w_size, order, joint_of, n_people, g, copts):
     round's people fixed (their tag means, scales and joints), each joint
     type's candidates (in ``order``) are assigned to them by the munkres 1.1.4
     method. A pair is feasible if ``d < tag_threshold`` and ``s <
-    spatial_gate`` (``s`` from :func:`_near`, computed only where ``d`` passes
+    spatial_gate`` (``s`` the distance to the nearest of the person's
+    :func:`near_refs` over its scale, computed only where ``d`` passes
     and 0 unless ``spatial_weight > 0`` or ``spatial_gate`` is finite); the
     matrix holds the rows and columns with a feasible pair, in order, with
     cost ``match_cost(d + spatial_weight * s, v)`` where feasible and
@@ -166,7 +167,8 @@ def regroup(cand, w_size, order, joint_of, n_people, g, copts):
     px = np.zeros((size, n_joints), np.float64)
     py = np.zeros((size, n_joints), np.float64)
     has = np.zeros((size, n_joints), np.bool_)
-    refs = np.empty(n_joints, np.int64)
+    refs = np.empty((0, n_joints, n_joints), np.int64)
+    n_refs = np.zeros((0, n_joints), np.int64)
     scale = np.ones(size, np.float64)
     dist = np.empty((max(m_size, 1), size), np.float64)
     feasible = np.zeros((max(m_size, 1), size), np.bool_)
@@ -185,6 +187,12 @@ def regroup(cand, w_size, order, joint_of, n_people, g, copts):
                         px[p, k] = np.float64(cand_idx[k, r] % w_size)
                         py[p, k] = np.float64(cand_idx[k, r] // w_size)
             person_scales(px, py, has, n_old, scale)
+            if refs.shape[0] < n_old:  # per person and type, the joints s is measured from
+                refs = np.empty((n_old, n_joints, n_joints), np.int64)
+                n_refs = np.empty((n_old, n_joints), np.int64)
+            for p in range(n_old):
+                for k in range(n_joints):
+                    n_refs[p, k] = near_refs(has, p, k, copts.limbs, refs[p, k])
         for p in range(n_old):
             for k in range(n_joints):
                 fresh[p, k] = -1
@@ -203,7 +211,7 @@ def regroup(cand, w_size, order, joint_of, n_people, g, copts):
                     ok = d < tag_threshold
                     s = 0.0
                     if ok and use_spatial:
-                        s = _near(px, py, has, c, k, x, y, scale[c], copts.limbs, refs)
+                        s = nearest(px, py, c, refs[c, k], n_refs[c, k], x, y) / scale[c]
                         ok = s < spatial_gate
                     feasible[r, c] = ok
                     dist[r, c] = d + spatial_weight * s

@@ -13,44 +13,99 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from numba import njit, uint64
 
 from ._crowd import _joint_box, linked_joints, nearest, person_scales, regroup
 from ._grouping import People, place_joint, write_people
 from ._matching import first_pass
 from ._peaks import image_candidates
-from ._refine import REFINE_OFF, REFINE_POSE_AE, refine_image
+from ._refine import REFINE_OFF, REFINE_POSE_AE, block_stats, refine_image, work_arrays
 
 
 @njit(cache=True, nogil=True)
-def _row_scores(h_row, t_row, ref, x0, x1, sbuf, dbuf):
-    """Score pixels x0..x1 of one row: ``heat - round(||tag - ref||)``; return their number.
+def _pixel_score(hk, tk, ref, y, x):
+    """Return ``(heat - round(d), d)`` at pixel (x, y), as :func:`_tile_scores` computes it."""
+    a = tk[0, y, x] - ref[0]
+    s = a * a
+    for d in range(1, tk.shape[0]):
+        a = tk[d, y, x] - ref[d]
+        s = s + a * a
+    dist = np.sqrt(s)
+    return hk[y, x] - np.rint(dist), dist
 
-    ``h_row (W,)``, ``t_row (D, W)``; writes the scores to ``sbuf`` and the
-    distances to ``dbuf`` (work dtype, squares summed over D one by one) from
-    index 0.
+
+@njit(inline="always", cache=True, nogil=True)
+def _tile_cost(lo, hi, b, ref):
+    """Lower bound of ``round(||t - ref||)`` over the tag box ``[lo[:, b], hi[:, b]]``.
+
+    The gap to the box in each dimension, squared and summed one by one as
+    :func:`_tile_scores` sums the squares: every operation is monotone, so no
+    tag in the box has a smaller rounded distance.
     """
-    n = x1 - x0 + 1
-    t0 = t_row[0]
-    r0 = ref[0]
-    for i in range(n):
-        a = t0[x0 + i] - r0
-        sbuf[i] = a * a
-    for d in range(1, t_row.shape[0]):
-        td = t_row[d]
-        rd = ref[d]
-        for i in range(n):
-            a = td[x0 + i] - rd
-            sbuf[i] = sbuf[i] + a * a
-    for i in range(n):
-        dist = np.sqrt(sbuf[i])
-        dbuf[i] = dist
-        sbuf[i] = h_row[x0 + i] - np.rint(dist)
-    return n
+    z = ref[0] - ref[0]
+    g = max(max(lo[0, b] - ref[0], ref[0] - hi[0, b]), z)
+    s = g * g
+    for d in range(1, ref.shape[0]):
+        g = max(max(lo[d, b] - ref[d], ref[d] - hi[d, b]), z)
+        s = s + g * g
+    return np.rint(np.sqrt(s))
+
+
+@njit(inline="always", cache=True, nogil=True)
+def _tile_bound(hmax, lo, hi, lo_top, hi_top, b, ref, half):
+    """Upper bound of ``heat - round(||tag - ref||)`` in tile b (as ``_refine._bounds``).
+
+    The arrays are those of ``_refine.TileStats``.
+    """
+    h = hmax[b]
+    a = h - _tile_cost(lo_top, hi_top, b, ref)
+    c = h * half - _tile_cost(lo, hi, b, ref)
+    return a if a > c else c
 
 
 @njit(cache=True, nogil=True)
-def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
+def _tile_scores(hk, tk, ref, y0, y1, x0, x1, out, acc):
+    """Scores of the pixels of rows y0..y1, columns x0..x1, row-major into ``out``; their number.
+
+    The score of the crowd missing-joint search: ``heat - round(||tag - ref||)``,
+    the squares summed over D one by one, in the work dtype (as
+    ``tests/reference_crowd.py`` sums over the tag axis). Indices are unsigned
+    so that the row loops vectorise; ``acc (>= x1 - x0 + 1,)`` is scratch.
+    """
+    n = uint64(x1 - x0 + 1)
+    ux0 = uint64(x0)
+    dim = ref.shape[0]
+    r0 = ref[0]
+    cnt = uint64(0)
+    for yy in range(y0, y1 + 1):
+        y = uint64(yy)  # indexing without row views: a view costs two atomic reference counts
+        if dim == 1:
+            for i in range(n):
+                a = tk[0, y, ux0 + i] - r0
+                out[cnt + i] = hk[y, ux0 + i] - np.rint(np.sqrt(a * a))
+        elif dim == 2:
+            r1 = ref[1]
+            for i in range(n):
+                a = tk[0, y, ux0 + i] - r0
+                b = tk[1, y, ux0 + i] - r1
+                out[cnt + i] = hk[y, ux0 + i] - np.rint(np.sqrt(a * a + b * b))
+        else:
+            for i in range(n):
+                a = tk[0, y, ux0 + i] - r0
+                acc[i] = a * a
+            for d in range(1, dim):
+                rd = ref[d]
+                for i in range(n):
+                    a = tk[d, y, ux0 + i] - rd
+                    acc[i] = acc[i] + a * a
+            for i in range(n):
+                out[cnt + i] = hk[y, ux0 + i] - np.rint(np.sqrt(acc[i]))
+        cnt += n
+    return cnt
+
+
+@njit(cache=True, nogil=True)
+def refine_crowd(heat, tags, n_people, cand, out, out_pix, copts, r, tag_threshold):
     """Recover missing joints inside each person's window, where the tag agrees; in place.
 
     ``out_pix (P, K)`` holds the flat pixel index of each detected joint (-1
@@ -63,15 +118,20 @@ def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
     ``spatial_gate`` is finite and p has detected joints linked to k by
     ``limbs``, among the pixels whose distance to the nearest of them over
     p's scale is below ``spatial_gate``; it is filled if its heat is > 0 and,
-    with ``tag_gate``, its distance is ``< tag_threshold``. The first pixel
-    of the search is the best until a better one comes; none passing the
-    gate leaves the joint missing. Scores are computed a row at a time and
-    the gate only where a pixel would win. People whose score is not above
+    with ``tag_gate``, its distance is ``< tag_threshold``. No pixel passing
+    the gate leaves the joint missing. People whose score is not above
     ``min_score`` are skipped (:func:`select_people` drops them).
+
+    The search is exact and bounded as ``_refine.refine_image``'s: per joint
+    type, tile statistics of its maps (``_refine.block_stats``); per person,
+    the best score at the type's candidates ``cand`` inside the search box
+    and the gate gives a first answer, and only the tiles of the box whose
+    upper bound can still beat it are scanned, the most promising first, a
+    row at a time, the gate tested only where a pixel would win.
     ``heat (K, H, W)`` and ``tags (K, D, H, W)`` are the image's maps; ``out``
     the ``People`` record; ``copts`` the :class:`CrowdOptions` (``refine_window``,
     ``refine_tag_gate``), ``r`` the ``RefineOptions`` (adjust rule, centre shift,
-    score 1 for pose-ae-train).
+    score 1 for pose-ae-train, tile side, ``top_min``).
     """
     out_kp = out.kp
     out_ref = out.ref
@@ -81,6 +141,7 @@ def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
     if n_people == 0:
         return
     _, h_size, w_size = heat.shape
+    dim = tags.shape[1]
     n_joints = out_kp.shape[1]
     px = np.zeros((n_people, n_joints), np.float64)
     py = np.zeros((n_people, n_joints), np.float64)
@@ -96,35 +157,52 @@ def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
     scale = np.ones(n_people, np.float64)
     if window >= 0 or gate < np.inf:
         person_scales(px, py, has, n_people, scale)
-    refs = np.empty(n_joints, np.int64)
-    sbuf = np.empty(w_size, heat.dtype)
-    dbuf = np.empty(w_size, heat.dtype)
+    # each searched person's box (x0, x1, y0, y1), inclusive
+    box = np.empty((n_people, 4), np.int64)
+    searched = np.zeros(n_people, np.bool_)
     for p in range(n_people):
-        if not out.score[p] > copts.min_score:
-            continue  # dropped by select_people (scores do not change here)
-        x0 = 0
-        x1 = w_size - 1
-        y0 = 0
-        y1 = h_size - 1
+        searched[p] = out.score[p] > copts.min_score  # scores do not change here
+        box[p, 0] = 0
+        box[p, 1] = w_size - 1
+        box[p, 2] = 0
+        box[p, 3] = h_size - 1
         if window >= 0:
             m = window * scale[p]
             lx, hx, ly, hy, _ = _joint_box(px, py, has, p)
-            x0 = max(int(np.floor(lx - m)), 0)
-            x1 = min(int(np.ceil(hx + m)), w_size - 1)
-            y0 = max(int(np.floor(ly - m)), 0)
-            y1 = min(int(np.ceil(hy + m)), h_size - 1)
-        ref = out_ref[p]
-        sp = scale[p]
-        for k in range(n_joints):
-            if has[p, k]:
+            box[p, 0] = max(int(np.floor(lx - m)), 0)
+            box[p, 1] = min(int(np.ceil(hx + m)), w_size - 1)
+            box[p, 2] = max(int(np.floor(ly - m)), 0)
+            box[p, 3] = min(int(np.ceil(hy + m)), h_size - 1)
+    block = r.block
+    nbx = (w_size + block - 1) // block
+    stats, scratch = work_arrays(heat, dim, block, r.top_min)
+    half = scratch.consts[1]
+    hmax, lo, hi, lo_top, hi_top = stats[:5]  # locals: no tuple access in the loops
+    refs = np.empty(n_joints, np.int64)
+    sbuf = np.empty(block * block, heat.dtype)
+    acc = np.empty(block, heat.dtype)
+    cand_idx = cand.idx
+    for k in range(n_joints):
+        missing = False
+        for p in range(n_people):
+            if searched[p] and not has[p, k]:
+                missing = True
+                break
+        if not missing:
+            continue
+        hk = heat[k]
+        tk = tags[k]
+        block_stats(hk, tk, block, stats, scratch)
+        for p in range(n_people):
+            if not searched[p] or has[p, k]:
                 continue
-            hk = heat[k]
-            tk = tags[k]
+            ref = out_ref[p]
+            sp = scale[p]
+            x0 = box[p, 0]
+            x1 = box[p, 1]
+            y0 = box[p, 2]
+            y1 = box[p, 3]
             n_refs = linked_joints(has, p, k, copts.limbs, refs) if gate < np.inf else 0
-            ly0 = y0
-            ly1 = y1
-            lx0 = x0
-            lx1 = x1
             if n_refs > 0:  # only rows and columns that can pass the gate
                 reach = gate * sp
                 cy0 = np.inf
@@ -136,32 +214,67 @@ def refine_crowd(heat, tags, n_people, out, out_pix, copts, r, tag_threshold):
                     cy1 = max(cy1, py[p, refs[t]])
                     cx0 = min(cx0, px[p, refs[t]])
                     cx1 = max(cx1, px[p, refs[t]])
-                ly0 = max(y0, int(np.floor(cy0 - reach)) - 1)
-                ly1 = min(y1, int(np.ceil(cy1 + reach)) + 1)
-                lx0 = max(x0, int(np.floor(cx0 - reach)) - 1)
-                lx1 = min(x1, int(np.ceil(cx1 + reach)) + 1)
+                y0 = max(y0, int(np.floor(cy0 - reach)) - 1)
+                y1 = min(y1, int(np.ceil(cy1 + reach)) + 1)
+                x0 = max(x0, int(np.floor(cx0 - reach)) - 1)
+                x1 = min(x1, int(np.ceil(cx1 + reach)) + 1)
+            # the type's candidates inside the box and the gate: a first answer
             best = hk[0, 0]
-            by = -1
-            bx = -1
-            bdist = hk[0, 0]
-            for y in range(ly0, ly1 + 1):
-                n = _row_scores(hk[y], tk[:, y], ref, lx0, lx1, sbuf, dbuf)
-                for i in range(n):
-                    # the gate only where the pixel would win
-                    if (by < 0 or sbuf[i] > best) and (
-                        n_refs == 0 or nearest(px, py, p, refs, n_refs, lx0 + i, y) / sp < gate
-                    ):
-                        best = sbuf[i]
-                        by = y
-                        bx = lx0 + i
-                        bdist = dbuf[i]
-            if by < 0:
+            best_idx = -1
+            for c in range(cand.cnt[k]):
+                idx = cand_idx[k, c]
+                y = idx // w_size
+                x = idx % w_size
+                if x < x0 or x > x1 or y < y0 or y > y1:
+                    continue
+                s, _ = _pixel_score(hk, tk, ref, y, x)
+                if (best_idx < 0 or s > best or (s == best and idx < best_idx)) and (
+                    n_refs == 0 or nearest(px, py, p, refs, n_refs, x, y) / sp < gate
+                ):
+                    best = s
+                    best_idx = idx
+            # the box's tiles, row-major, scanned if their bound can beat the best score
+            for ty in range(y0 // block, y1 // block + 1):
+                for tx in range(x0 // block, x1 // block + 1):
+                    b = ty * nbx + tx
+                    ty0 = max(ty * block, y0)
+                    ty1 = min(ty * block + block - 1, y1)
+                    tx0 = max(tx * block, x0)
+                    tx1 = min(tx * block + block - 1, x1)
+                    first = ty0 * w_size + tx0
+                    if best_idx >= 0:
+                        u = hmax[b]  # no score is above the heat
+                        if u < best or (u == best and first > best_idx):
+                            continue
+                        u = _tile_bound(hmax, lo, hi, lo_top, hi_top, b, ref, half)
+                        if u < best or (u == best and first > best_idx):
+                            continue
+                    n = _tile_scores(hk, tk, ref, ty0, ty1, tx0, tx1, sbuf, acc)
+                    width = tx1 - tx0 + 1
+                    for j in range(n):
+                        v = sbuf[j]
+                        if best_idx >= 0 and v < best:
+                            continue
+                        y = ty0 + j // width
+                        x = tx0 + j % width
+                        idx = y * w_size + x
+                        # the gate only where the pixel would win
+                        if (best_idx < 0 or v > best or idx < best_idx) and (
+                            n_refs == 0 or nearest(px, py, p, refs, n_refs, x, y) / sp < gate
+                        ):
+                            best = v
+                            best_idx = idx
+            if best_idx < 0:
                 continue
+            by = best_idx // w_size
+            bx = best_idx % w_size
             val = hk[by, bx]
             if not val > 0:
                 continue
-            if tag_gate and not np.float64(bdist) < tag_threshold:
-                continue
+            if tag_gate:
+                _, bdist = _pixel_score(hk, tk, ref, by, bx)
+                if not np.float64(bdist) < tag_threshold:
+                    continue
             place_joint(out_kp, p, k, hk, bx, by, r, 1 if unit_score else val)
 
 
@@ -275,7 +388,7 @@ def decode_image_crowd(heat, tags, order, opts, copts, out):
     r = opts.refine
     if r.mode != REFINE_OFF:
         if copts.crowd_refine:
-            refine_crowd(heat, tags, n, out, out_pix, copts, r, g.tag_threshold)
+            refine_crowd(heat, tags, n, cand, out, out_pix, copts, r, g.tag_threshold)
         else:
             slot = np.empty(n_joints, np.int64)
             for k in range(n_joints):

@@ -182,6 +182,21 @@ def assign_feasible(cand_val, k, n_rows, n_cols, total, feasible, use_value, tag
             if col_comp[c] == comp:
                 sub_col[n_sub_c] = c
                 n_sub_c += 1
+        if n_sub_r == 1:
+            # one row (every column of its component is feasible): munkres 1.1.4 stars the
+            # first zero of the row less its minimum, the first minimum; padding rows of
+            # zeros take the other columns
+            r = sub_row[0]
+            val = np.float64(cand_val[k, r])
+            best = 0
+            best_cost = match_cost(total[r, sub_col[0]], val, use_value, tag_cost)
+            for jj in range(1, n_sub_c):
+                v = match_cost(total[r, sub_col[jj]], val, use_value, tag_cost)
+                if v < best_cost:
+                    best_cost = v
+                    best = jj
+            match[r] = sub_col[best]
+            continue
         width = max(n_sub_r, n_sub_c)
         cost = np.empty((n_sub_r, width), np.float64)
         for i in range(n_sub_r):
