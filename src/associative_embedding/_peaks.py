@@ -53,16 +53,15 @@ def strip_max(hk, y0, y1, col, fin):
     compiler fold ``v - v`` to 0. Column-wise selects and adds vectorise
     without them.
     """
-    w_size = hk.shape[1]
-    row = hk[y0]
-    for x in range(w_size):
-        v = row[x]
+    w = uint64(hk.shape[1])
+    uy0 = uint64(y0)
+    for x in range(w):  # two-dimensional indexing: a row view costs two reference counts
+        v = hk[uy0, x]
         col[x] = v
         fin[x] = fin[x] + (v - v)
-    for y in range(y0 + 1, y1):
-        row = hk[y]
-        for x in range(w_size):
-            v = row[x]
+    for y in range(uy0 + uint64(1), uint64(y1)):
+        for x in range(w):
+            v = hk[y, x]
             c = col[x]
             col[x] = v if v > c else c
             fin[x] = fin[x] + (v - v)
@@ -75,10 +74,10 @@ def rows_finite(a, fin):
     One pass adding ``v - v`` column-wise (vectorised, no fast-math), as :func:`strip_max`.
     """
     fin[:] = 0
-    for y in range(a.shape[0]):
-        row = a[y]
-        for x in range(a.shape[1]):
-            v = row[x]
+    w = uint64(a.shape[1])
+    for y in range(uint64(a.shape[0])):
+        for x in range(w):
+            v = a[y, x]
             fin[x] = fin[x] + (v - v)
     return all_zero(fin)
 
@@ -142,7 +141,7 @@ def find_candidates(heat, threshold, kernel, cand):
             for y in range(y0, y1):
                 wy0 = max(y - r, 0)
                 wy1 = min(y + r + 1, h_size)
-                hrow = hk[y]
+                uy = uint64(y)
                 for bx in range(nbx):
                     if not hot[bx]:
                         continue
@@ -150,19 +149,19 @@ def find_candidates(heat, threshold, kernel, cand):
                     n = uint64(min(bx * block + block, w_size) - bx * block)
                     n_above = 0
                     for i in range(n):  # vectorised: does this row of the tile need a look?
-                        n_above += hrow[x0 + i] > threshold
+                        n_above += hk[uy, x0 + i] > threshold
                     if n_above == 0:
                         continue
                     for x in range(bx * block, min(bx * block + block, w_size)):
-                        v = hrow[x]
+                        v = hk[y, x]
                         if not v > threshold:
                             continue
                         if cnt == m_size and not v > cand_val[k, m_size - 1]:
                             continue
                         # the four neighbours first: they reject most pixels of a slope
                         if r > 0 and (
-                            (x > 0 and hrow[x - 1] > v)
-                            or (x + 1 < w_size and hrow[x + 1] > v)
+                            (x > 0 and hk[y, x - 1] > v)
+                            or (x + 1 < w_size and hk[y, x + 1] > v)
                             or (y > 0 and hk[y - 1, x] > v)
                             or (y + 1 < h_size and hk[y + 1, x] > v)
                         ):

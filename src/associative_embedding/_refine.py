@@ -111,45 +111,40 @@ def _tile_scores(hk, tk, ref, mult, tile, scratch):
     ux0 = uint64(x0)
     dim = ref.shape[0]
     cnt = uint64(0)
-    for y in range(y0, y1):
-        hrow = hk[y]
+    for yy in range(y0, y1):
+        y = uint64(yy)  # two-dimensional indexing: a row view costs two reference counts
         if dim == 1:
             r0 = ref[0]
-            t0 = tk[0, y]
             for i in range(n):
                 x = ux0 + i
-                a = t0[x] - r0
-                buf[cnt + i] = hrow[x] - mult * np.rint(np.sqrt(a * a))
+                a = tk[0, y, x] - r0
+                buf[cnt + i] = hk[y, x] - mult * np.rint(np.sqrt(a * a))
         elif dim == 2:
             r0 = ref[0]
             r1 = ref[1]
-            t0 = tk[0, y]
-            t1 = tk[1, y]
             for i in range(n):
                 x = ux0 + i
-                a = t0[x] - r0
-                b = t1[x] - r1
-                buf[cnt + i] = hrow[x] - mult * np.rint(np.sqrt(a * a + b * b))
+                a = tk[0, y, x] - r0
+                b = tk[1, y, x] - r1
+                buf[cnt + i] = hk[y, x] - mult * np.rint(np.sqrt(a * a + b * b))
         elif dim < 8:
             r0 = ref[0]
-            t0 = tk[0, y]
             for i in range(n):
-                a = t0[ux0 + i] - r0
+                a = tk[0, y, ux0 + i] - r0
                 acc[i] = a * a
             for d in range(1, dim):
                 rd = ref[d]
-                td = tk[d, y]
                 for i in range(n):
-                    a = td[ux0 + i] - rd
+                    a = tk[d, y, ux0 + i] - rd
                     acc[i] = acc[i] + a * a
             for i in range(n):
-                buf[cnt + i] = hrow[ux0 + i] - mult * np.rint(np.sqrt(acc[i]))
+                buf[cnt + i] = hk[y, ux0 + i] - mult * np.rint(np.sqrt(acc[i]))
         else:
             for i in range(n):
                 for d in range(dim):
                     a = tk[d, y, ux0 + i] - ref[d]
                     sq[d] = a * a
-                buf[cnt + i] = hrow[ux0 + i] - mult * np.rint(np.sqrt(pairwise_sum(sq, 0, dim)))
+                buf[cnt + i] = hk[y, ux0 + i] - mult * np.rint(np.sqrt(pairwise_sum(sq, 0, dim)))
         cnt += n
     return cnt
 
@@ -209,16 +204,15 @@ def block_stats(hk, tk, block, stats, scratch):
     (the same ``v - v`` column sums as :func:`~._peaks.strip_max`; the heat is
     checked by the peak search).
     """
-    hmax = stats.hmax
-    lo = stats.lo
-    hi = stats.hi
+    hmax, lo, hi, lo_top, hi_top = stats[:5]
     col = scratch.col
     cols = scratch.cols
-    fin = cols[4]
-    fin[:] = 0
+    big = scratch.consts[0]
+    half = scratch.consts[1]
+    top_min = scratch.consts[2]
+    cols[4, :] = 0
     h_size, w_size = hk.shape
     dim = tk.shape[0]
-    top_min = scratch.consts[2]
     is_max = np.bool_(True)  # not the constants: one compiled fold for both
     is_min = np.bool_(False)
     nby = (h_size + block - 1) // block
@@ -227,85 +221,86 @@ def block_stats(hk, tk, block, stats, scratch):
         y0 = by * block
         y1 = min(y0 + block, h_size)
         for d in range(dim):
-            _strip_ranges(hk, tk[d], y0, y1, col, cols[0], cols[1], fin)
+            _strip_ranges(hk, tk, d, y0, y1, col, cols)
             if d == 0:
                 _fold_tiles(col, block, nbx, hmax, by, is_max)
             _fold_tiles(cols[0], block, nbx, lo[d], by, is_min)
             _fold_tiles(cols[1], block, nbx, hi[d], by, is_max)
-            _top_ranges(hk, tk[d], y0, y1, block, by, hmax, top_min, stats, d, scratch)
-    return all_zero(fin)
+            _top_ranges(
+                hk, tk, d, y0, y1, block, by, hmax, top_min, lo, hi, lo_top, hi_top, cols, big, half
+            )
+    return all_zero(cols[4])
 
 
 @njit(cache=True, nogil=True)
-def _strip_ranges(hk, td, y0, y1, col, cl, ch, fin):
-    """Column-wise over rows ``y0:y1``: heat maximum ``col``, tag range ``[cl, ch]``.
+def _strip_ranges(hk, tk, d, y0, y1, col, cols):
+    """Column-wise over rows ``y0:y1``: heat maximum ``col``, tag range ``cols[0:2]``.
 
-    One vectorised pass over a strip of one tag dimension ``td (H, W)`` and the
-    heat ``hk (H, W)`` (read again for every dimension: cheaper than a pass of
-    its own); ``fin[x]`` accumulates ``v - v`` of the tags (no fast-math here).
+    One vectorised pass over a strip of tag dimension d of ``tk (D, H, W)`` and
+    the heat ``hk (H, W)`` (read again for every dimension: cheaper than a pass
+    of its own); ``cols[4, x]`` accumulates ``v - v`` of the tags (no fast-math
+    here). The maps are indexed in two dimensions, not through row views: in
+    numba a view costs two atomic reference-count updates, more than the
+    arithmetic of a row.
     """
-    w_size = hk.shape[1]
-    hrow = hk[y0]
-    row = td[y0]
-    for x in range(w_size):
-        v = row[x]
-        fin[x] = fin[x] + (v - v)
-        col[x] = hrow[x]
-        cl[x] = v
-        ch[x] = v
-    for y in range(y0 + 1, y1):
-        hrow = hk[y]
-        row = td[y]
-        for x in range(w_size):
-            v = row[x]
-            fin[x] = fin[x] + (v - v)
-            col[x] = max(hrow[x], col[x])
-            cl[x] = min(v, cl[x])
-            ch[x] = max(v, ch[x])
+    w = uint64(hk.shape[1])
+    uy0 = uint64(y0)
+    for x in range(w):
+        v = tk[d, uy0, x]
+        cols[4, x] = cols[4, x] + (v - v)
+        col[x] = hk[uy0, x]
+        cols[0, x] = v
+        cols[1, x] = v
+    for y in range(uy0 + uint64(1), uint64(y1)):
+        for x in range(w):
+            v = tk[d, y, x]
+            cols[4, x] = cols[4, x] + (v - v)
+            h = hk[y, x]
+            c = col[x]
+            col[x] = h if h > c else c
+            lo_v = cols[0, x]
+            hi_v = cols[1, x]
+            cols[0, x] = v if v < lo_v else lo_v
+            cols[1, x] = v if v > hi_v else hi_v
 
 
 @njit(cache=True, nogil=True)
-def _top_ranges(hk, td, y0, y1, block, by, hmax, top_min, stats, d, scratch):
+def _top_ranges(
+    hk, tk, d, y0, y1, block, by, hmax, top_min, lo, hi, lo_top, hi_top, cols, big, half
+):
     """``lo_top`` / ``hi_top`` of dimension d for the tiles of strip ``by`` (see block_stats).
 
     Over the pixels with heat ``>= hmax / 2`` of the tiles with ``hmax >
     top_min``; the other tiles take their whole range ``lo`` / ``hi``.
+    ``cols[2:4]`` is scratch.
     """
     w_size = hk.shape[1]
     nbx = (w_size + block - 1) // block
-    big = scratch.consts[0]
-    half = scratch.consts[1]
-    tl = scratch.cols[2]
-    th = scratch.cols[3]
-    lo_top = stats.lo_top[d]
-    hi_top = stats.hi_top[d]
     for bx in range(nbx):
         b = by * nbx + bx
         if not hmax[b] > top_min:
-            lo_top[b] = stats.lo[d, b]
-            hi_top[b] = stats.hi[d, b]
+            lo_top[d, b] = lo[d, b]
+            hi_top[d, b] = hi[d, b]
             continue
         x0 = uint64(bx * block)
         n = uint64(min(bx * block + block, w_size) - bx * block)
         t = hmax[b] * half
         for i in range(n):
-            tl[x0 + i] = big
-            th[x0 + i] = -big
-        for y in range(y0, y1):
-            row = td[y]
-            hrow = hk[y]
+            cols[2, x0 + i] = big
+            cols[3, x0 + i] = -big
+        for y in range(uint64(y0), uint64(y1)):
             for i in range(n):
                 x = x0 + i
-                v = row[x]
-                top = hrow[x] >= t
+                v = tk[d, y, x]
+                top = hk[y, x] >= t
                 lo_v = v if top else big
                 hi_v = v if top else -big
-                a = tl[x]
-                z = th[x]
-                tl[x] = lo_v if lo_v < a else a
-                th[x] = hi_v if hi_v > z else z
-        lo_top[b] = _fold_range(tl, x0, n, np.bool_(False))
-        hi_top[b] = _fold_range(th, x0, n, np.bool_(True))
+                a = cols[2, x]
+                z = cols[3, x]
+                cols[2, x] = lo_v if lo_v < a else a
+                cols[3, x] = hi_v if hi_v > z else z
+        lo_top[d, b] = _fold_range(cols[2], x0, n, np.bool_(False))
+        hi_top[d, b] = _fold_range(cols[3], x0, n, np.bool_(True))
 
 
 @njit(cache=True, nogil=True, fastmath=_FM)
