@@ -13,18 +13,25 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, uint64
+from numba import njit
 
 from ._crowd import _joint_box, linked_joints, nearest, person_scales, regroup
 from ._grouping import People, place_joint, write_people
 from ._matching import first_pass
 from ._peaks import image_candidates
-from ._refine import REFINE_OFF, REFINE_POSE_AE, block_stats, refine_image, work_arrays
+from ._refine import (
+    REFINE_OFF,
+    REFINE_POSE_AE,
+    _tile_scores,
+    block_stats,
+    refine_image,
+    work_arrays,
+)
 
 
 @njit(cache=True, nogil=True)
 def _pixel_score(hk, tk, ref, y, x):
-    """Return ``(heat - round(d), d)`` at pixel (x, y), as :func:`_tile_scores` computes it."""
+    """Return ``(heat - round(d), d)`` at pixel (x, y), as ``_refine._tile_scores`` computes it."""
     a = tk[0, y, x] - ref[0]
     s = a * a
     for d in range(1, tk.shape[0]):
@@ -39,7 +46,7 @@ def _tile_cost(lo, hi, b, ref):
     """Lower bound of ``round(||t - ref||)`` over the tag box ``[lo[:, b], hi[:, b]]``.
 
     The gap to the box in each dimension, squared and summed one by one as
-    :func:`_tile_scores` sums the squares: every operation is monotone, so no
+    ``_refine._tile_scores`` sums the squares: every operation is monotone, so no
     tag in the box has a smaller rounded distance.
     """
     z = ref[0] - ref[0]
@@ -61,47 +68,6 @@ def _tile_bound(hmax, lo, hi, lo_top, hi_top, b, ref, half):
     a = h - _tile_cost(lo_top, hi_top, b, ref)
     c = h * half - _tile_cost(lo, hi, b, ref)
     return a if a > c else c
-
-
-@njit(cache=True, nogil=True)
-def _tile_scores(hk, tk, ref, y0, y1, x0, x1, out, acc):
-    """Scores of the pixels of rows y0..y1, columns x0..x1, row-major into ``out``; their number.
-
-    The score of the crowd missing-joint search: ``heat - round(||tag - ref||)``,
-    the squares summed over D one by one, in the work dtype (as
-    ``tests/reference_crowd.py`` sums over the tag axis). Indices are unsigned
-    so that the row loops vectorise; ``acc (>= x1 - x0 + 1,)`` is scratch.
-    """
-    n = uint64(x1 - x0 + 1)
-    ux0 = uint64(x0)
-    dim = ref.shape[0]
-    r0 = ref[0]
-    cnt = uint64(0)
-    for yy in range(y0, y1 + 1):
-        y = uint64(yy)  # indexing without row views: a view costs two atomic reference counts
-        if dim == 1:
-            for i in range(n):
-                a = tk[0, y, ux0 + i] - r0
-                out[cnt + i] = hk[y, ux0 + i] - np.rint(np.sqrt(a * a))
-        elif dim == 2:
-            r1 = ref[1]
-            for i in range(n):
-                a = tk[0, y, ux0 + i] - r0
-                b = tk[1, y, ux0 + i] - r1
-                out[cnt + i] = hk[y, ux0 + i] - np.rint(np.sqrt(a * a + b * b))
-        else:
-            for i in range(n):
-                a = tk[0, y, ux0 + i] - r0
-                acc[i] = a * a
-            for d in range(1, dim):
-                rd = ref[d]
-                for i in range(n):
-                    a = tk[d, y, ux0 + i] - rd
-                    acc[i] = acc[i] + a * a
-            for i in range(n):
-                out[cnt + i] = hk[y, ux0 + i] - np.rint(np.sqrt(acc[i]))
-        cnt += n
-    return cnt
 
 
 @njit(cache=True, nogil=True)
@@ -131,7 +97,7 @@ def refine_crowd(heat, tags, n_people, cand, out, out_pix, copts, r, tag_thresho
     ``heat (K, H, W)`` and ``tags (K, D, H, W)`` are the image's maps; ``out``
     the ``People`` record; ``copts`` the :class:`CrowdOptions` (``refine_window``,
     ``refine_tag_gate``), ``r`` the ``RefineOptions`` (adjust rule, centre shift,
-    score 1 for pose-ae-train, tile side, ``top_min``).
+    score 1 for pose-ae-train, tile side, ``top_min``, ``mult`` = 1).
     """
     out_kp = out.kp
     out_ref = out.ref
@@ -179,8 +145,7 @@ def refine_crowd(heat, tags, n_people, cand, out, out_pix, copts, r, tag_thresho
     half = scratch.consts[1]
     hmax, lo, hi, lo_top, hi_top = stats[:5]  # locals: no tuple access in the loops
     refs = np.empty(n_joints, np.int64)
-    sbuf = np.empty(block * block, heat.dtype)
-    acc = np.empty(block, heat.dtype)
+    buf = scratch.buf
     cand_idx = cand.idx
     for k in range(n_joints):
         missing = False
@@ -249,10 +214,12 @@ def refine_crowd(heat, tags, n_people, cand, out, out_pix, copts, r, tag_thresho
                         u = _tile_bound(hmax, lo, hi, lo_top, hi_top, b, ref, half)
                         if u < best or (u == best and first > best_idx):
                             continue
-                    n = _tile_scores(hk, tk, ref, ty0, ty1, tx0, tx1, sbuf, acc)
+                    # r.mult is 1: the crowd search takes refine_mode higherhrnet or pose-ae-train
+                    tile = (ty0, ty1 + 1, tx0, tx1 + 1)
+                    n = _tile_scores(hk, tk, ref, r.mult, tile, scratch, False)
                     width = tx1 - tx0 + 1
                     for j in range(n):
-                        v = sbuf[j]
+                        v = buf[j]
                         if best_idx >= 0 and v < best:
                             continue
                         y = ty0 + j // width

@@ -94,13 +94,15 @@ class Scratch(NamedTuple):
 
 
 @njit(inline="always", cache=True, nogil=True, fastmath=_FM)
-def _tile_scores(hk, tk, ref, mult, tile, scratch):
+def _tile_scores(hk, tk, ref, mult, tile, scratch, pairwise):
     """``buf[...] = h - mult * round(||t - ref||)`` over ``tile = (y0, y1, x0, x1)``, row-major.
 
     Returns the number of pixels written to ``scratch.buf``.
 
-    The squared distance is summed over D as numpy does along a last axis:
-    one by one for D < 8, pairwise beyond. Column indices are unsigned so
+    The squared distance is summed over D one by one; with ``pairwise``, as
+    numpy does along a last axis (the references' search): one by one for
+    D < 8, pairwise beyond. Without it, one by one for every D, as numpy sums
+    over a leading axis (the crowd search). Column indices are unsigned so
     that numba emits no negative-index check and the row loops vectorise.
     """
     y0, y1, x0, x1 = tile
@@ -127,7 +129,7 @@ def _tile_scores(hk, tk, ref, mult, tile, scratch):
                 a = tk[0, y, x] - r0
                 b = tk[1, y, x] - r1
                 buf[cnt + i] = hk[y, x] - mult * np.rint(np.sqrt(a * a + b * b))
-        elif dim < 8:
+        elif dim < 8 or not pairwise:
             r0 = ref[0]
             for i in range(n):
                 a = tk[0, y, ux0 + i] - r0
@@ -160,7 +162,7 @@ def _scan_block(hk, tk, ref, mult, tile, best, best_idx, scratch):
     y0, _, x0, x1 = tile
     w_size = hk.shape[1]
     buf = scratch.buf
-    cnt = _tile_scores(hk, tk, ref, mult, tile, scratch)
+    cnt = _tile_scores(hk, tk, ref, mult, tile, scratch, True)
     m = buf[0]
     for i in range(cnt):
         v = buf[i]
