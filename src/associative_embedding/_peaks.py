@@ -92,6 +92,51 @@ def all_zero(fin):
 
 
 @njit(cache=True, nogil=True)
+def _peak_row(hk, y, xs, xe, threshold, keep):
+    """Flag the pixels of row y, columns ``xs:xe``, that may be peaks; return their number.
+
+    ``keep[x - xs]`` = pixel ``(y, x)`` of ``hk`` is above ``threshold`` and no
+    4-neighbour is larger.
+
+    Neighbours outside the map do not count (the clipped window of the
+    references' max-pool). The inner columns take one branch-free vectorised
+    loop; the map's first and last columns are tested one by one.
+    """
+    h_size, w_size = hk.shape
+    uy = uint64(y)
+    yu = uint64(y - 1 if y > 0 else y)  # a clipped neighbour is the pixel itself
+    yd = uint64(y + 1 if y + 1 < h_size else y)
+    lo = max(xs, 1)
+    hi = max(min(xe, w_size - 1), lo)
+    n_keep = 0
+    for x in range(xs, min(lo, xe)):
+        v = hk[y, x]
+        ok = v > threshold and hk[yu, x] <= v and hk[yd, x] <= v
+        ok = ok and (x == 0 or hk[y, x - 1] <= v) and (x + 1 == w_size or hk[y, x + 1] <= v)
+        keep[x - xs] = ok
+        n_keep += ok
+    uxs = uint64(xs)
+    for x in range(uint64(lo), uint64(hi)):
+        v = hk[uy, x]
+        ok = (
+            (v > threshold)
+            & (hk[uy, x - uint64(1)] <= v)
+            & (hk[uy, x + uint64(1)] <= v)
+            & (hk[yu, x] <= v)
+            & (hk[yd, x] <= v)
+        )
+        keep[x - uxs] = ok
+        n_keep += ok
+    for x in range(hi, xe):
+        v = hk[y, x]
+        ok = v > threshold and hk[yu, x] <= v and hk[yd, x] <= v
+        ok = ok and (x == 0 or hk[y, x - 1] <= v) and (x + 1 == w_size or hk[y, x + 1] <= v)
+        keep[x - xs] = ok
+        n_keep += ok
+    return n_keep
+
+
+@njit(cache=True, nogil=True)
 def find_candidates(heat, threshold, kernel, cand):
     """Peaks of each joint's heatmap above ``threshold``, the strongest first.
 
@@ -120,6 +165,7 @@ def find_candidates(heat, threshold, kernel, cand):
     col = np.empty(w_size, heat.dtype)
     fin = np.zeros(w_size, heat.dtype)
     hot = np.empty(nbx, np.bool_)
+    keep = np.empty(block, np.bool_)
     for k in range(n_joints):
         hk = heat[k]
         cnt = 0
@@ -152,19 +198,21 @@ def find_candidates(heat, threshold, kernel, cand):
                         n_above += hk[uy, x0 + i] > threshold
                     if n_above == 0:
                         continue
-                    for x in range(bx * block, min(bx * block + block, w_size)):
+                    xs = bx * block
+                    xe = min(xs + block, w_size)
+                    if r > 0:
+                        # vectorised: above the threshold and no larger 4-neighbour (most
+                        # pixels of a slope have one); the window test below decides
+                        if _peak_row(hk, y, xs, xe, threshold, keep) == 0:
+                            continue
+                    else:
+                        for i in range(n):
+                            keep[i] = hk[uy, x0 + i] > threshold
+                    for x in range(xs, xe):
+                        if not keep[x - xs]:
+                            continue
                         v = hk[y, x]
-                        if not v > threshold:
-                            continue
                         if cnt == m_size and not v > cand_val[k, m_size - 1]:
-                            continue
-                        # the four neighbours first: they reject most pixels of a slope
-                        if r > 0 and (
-                            (x > 0 and hk[y, x - 1] > v)
-                            or (x + 1 < w_size and hk[y, x + 1] > v)
-                            or (y > 0 and hk[y - 1, x] > v)
-                            or (y + 1 < h_size and hk[y + 1, x] > v)
-                        ):
                             continue
                         wx0 = max(x - r, 0)
                         wx1 = min(x + r + 1, w_size)

@@ -79,9 +79,11 @@ class TileStats(NamedTuple):
 class Scratch(NamedTuple):
     """Work arrays of the search, all of the work dtype.
 
-    ``col (W,)``, ``cols (5, W)`` (a strip's column minima and maxima of one tag
-    dimension, over all pixels and over the top pixels, and the finite test's
-    column sums), ``acc (max(nb, W),)``, ``buf (block**2,)``, ``sq (D,)`` and
+    ``col (W,)`` (a strip's column maxima of the heat, then the top pixels' column
+    minima of a tag dimension), ``cols (3, W)`` (a strip's column minima and
+    maxima of one tag dimension, and the finite test's column sums), ``acc
+    (max(nb, W),)`` (also the top pixels' column maxima), ``buf (block**2,)``,
+    ``sq (D,)`` and
     ``consts`` = ``[BIG, 0.5, top_min]`` (``top_min``: see :func:`block_stats`).
     """
 
@@ -179,14 +181,34 @@ def _scan_block(hk, tk, ref, mult, tile, best, best_idx, scratch):
     return best, best_idx
 
 
-@njit(cache=True, nogil=True)
-def _fold_tiles(col, block, nbx, out, row_of_tiles, take_max):
-    """``out[row_of_tiles * nbx + bx]`` = max (or min) of ``col`` over each tile's columns."""
+@njit(cache=True, nogil=True, fastmath=_FM)
+def _fold_strip(col, cols, block, by, d, hmax, lo, hi):
+    """Fold strip ``by``'s column rows into its tiles' statistics, all three in one pass.
+
+    ``lo[d, b]`` / ``hi[d, b]`` = min of ``cols[0]`` / max of ``cols[1]`` over tile b's
+    columns, and for ``d == 0`` also ``hmax[b]`` = max of ``col``.
+    """
     w_size = col.shape[0]
+    nbx = (w_size + block - 1) // block
     for bx in range(nbx):
         x0 = uint64(bx * block)
         n = uint64(min(bx * block + block, w_size) - bx * block)
-        out[row_of_tiles * nbx + bx] = _fold_range(col, x0, n, take_max)
+        b = by * nbx + bx
+        m = col[x0]
+        lo_m = cols[0, x0]
+        hi_m = cols[1, x0]
+        for i in range(n):
+            x = x0 + i
+            v = col[x]
+            m = v if v > m else m
+            v = cols[0, x]
+            lo_m = v if v < lo_m else lo_m
+            v = cols[1, x]
+            hi_m = v if v > hi_m else hi_m
+        if d == 0:
+            hmax[b] = m
+        lo[d, b] = lo_m
+        hi[d, b] = hi_m
 
 
 @njit(cache=True, nogil=True)
@@ -209,29 +231,21 @@ def block_stats(hk, tk, block, stats, scratch):
     hmax, lo, hi, lo_top, hi_top = stats[:5]
     col = scratch.col
     cols = scratch.cols
-    big = scratch.consts[0]
-    half = scratch.consts[1]
     top_min = scratch.consts[2]
-    cols[4, :] = 0
-    h_size, w_size = hk.shape
+    cols[2, :] = 0
+    h_size = hk.shape[0]
     dim = tk.shape[0]
-    is_max = np.bool_(True)  # not the constants: one compiled fold for both
-    is_min = np.bool_(False)
     nby = (h_size + block - 1) // block
-    nbx = (w_size + block - 1) // block
     for by in range(nby):
         y0 = by * block
         y1 = min(y0 + block, h_size)
         for d in range(dim):
             _strip_ranges(hk, tk, d, y0, y1, col, cols)
-            if d == 0:
-                _fold_tiles(col, block, nbx, hmax, by, is_max)
-            _fold_tiles(cols[0], block, nbx, lo[d], by, is_min)
-            _fold_tiles(cols[1], block, nbx, hi[d], by, is_max)
+            _fold_strip(col, cols, block, by, d, hmax, lo, hi)
             _top_ranges(
-                hk, tk, d, y0, y1, block, by, hmax, top_min, lo, hi, lo_top, hi_top, cols, big, half
+                hk, tk, d, y0, y1, block, by, hmax, top_min, lo, hi, lo_top, hi_top, scratch
             )
-    return all_zero(cols[4])
+    return all_zero(cols[2])
 
 
 @njit(cache=True, nogil=True)
@@ -240,7 +254,7 @@ def _strip_ranges(hk, tk, d, y0, y1, col, cols):
 
     One vectorised pass over a strip of tag dimension d of ``tk (D, H, W)`` and
     the heat ``hk (H, W)`` (read again for every dimension: cheaper than a pass
-    of its own); ``cols[4, x]`` accumulates ``v - v`` of the tags (no fast-math
+    of its own); ``cols[2, x]`` accumulates ``v - v`` of the tags (no fast-math
     here). The maps are indexed in two dimensions, not through row views: in
     numba a view costs two atomic reference-count updates, more than the
     arithmetic of a row.
@@ -249,14 +263,14 @@ def _strip_ranges(hk, tk, d, y0, y1, col, cols):
     uy0 = uint64(y0)
     for x in range(w):
         v = tk[d, uy0, x]
-        cols[4, x] = cols[4, x] + (v - v)
+        cols[2, x] = cols[2, x] + (v - v)
         col[x] = hk[uy0, x]
         cols[0, x] = v
         cols[1, x] = v
     for y in range(uy0 + uint64(1), uint64(y1)):
         for x in range(w):
             v = tk[d, y, x]
-            cols[4, x] = cols[4, x] + (v - v)
+            cols[2, x] = cols[2, x] + (v - v)
             h = hk[y, x]
             c = col[x]
             col[x] = h if h > c else c
@@ -267,17 +281,20 @@ def _strip_ranges(hk, tk, d, y0, y1, col, cols):
 
 
 @njit(cache=True, nogil=True)
-def _top_ranges(
-    hk, tk, d, y0, y1, block, by, hmax, top_min, lo, hi, lo_top, hi_top, cols, big, half
-):
+def _top_ranges(hk, tk, d, y0, y1, block, by, hmax, top_min, lo, hi, lo_top, hi_top, scratch):
     """``lo_top`` / ``hi_top`` of dimension d for the tiles of strip ``by`` (see block_stats).
 
     Over the pixels with heat ``>= hmax / 2`` of the tiles with ``hmax >
     top_min``; the other tiles take their whole range ``lo`` / ``hi``.
-    ``cols[2:4]`` is scratch.
+    ``scratch.col`` and ``scratch.acc`` hold the column minima and maxima (two
+    arrays, not two rows of one, so that the compiler can vectorise the rows).
     """
     w_size = hk.shape[1]
     nbx = (w_size + block - 1) // block
+    c_lo = scratch.col
+    c_hi = scratch.acc
+    big = scratch.consts[0]
+    half = scratch.consts[1]
     for bx in range(nbx):
         b = by * nbx + bx
         if not hmax[b] > top_min:
@@ -288,8 +305,8 @@ def _top_ranges(
         n = uint64(min(bx * block + block, w_size) - bx * block)
         t = hmax[b] * half
         for i in range(n):
-            cols[2, x0 + i] = big
-            cols[3, x0 + i] = -big
+            c_lo[i] = big
+            c_hi[i] = -big
         for y in range(uint64(y0), uint64(y1)):
             for i in range(n):
                 x = x0 + i
@@ -297,27 +314,19 @@ def _top_ranges(
                 top = hk[y, x] >= t
                 lo_v = v if top else big
                 hi_v = v if top else -big
-                a = cols[2, x]
-                z = cols[3, x]
-                cols[2, x] = lo_v if lo_v < a else a
-                cols[3, x] = hi_v if hi_v > z else z
-        lo_top[d, b] = _fold_range(cols[2], x0, n, np.bool_(False))
-        hi_top[d, b] = _fold_range(cols[3], x0, n, np.bool_(True))
-
-
-@njit(cache=True, nogil=True, fastmath=_FM)
-def _fold_range(col, x0, n, take_max):
-    """Return the max (or min) of ``col[x0:x0 + n]``."""
-    m = col[x0]
-    if take_max:
+                a = c_lo[i]
+                z = c_hi[i]
+                c_lo[i] = lo_v if lo_v < a else a
+                c_hi[i] = hi_v if hi_v > z else z
+        m_lo = c_lo[0]
+        m_hi = c_hi[0]
         for i in range(n):
-            v = col[x0 + i]
-            m = v if v > m else m
-    else:
-        for i in range(n):
-            v = col[x0 + i]
-            m = v if v < m else m
-    return m
+            v = c_lo[i]
+            m_lo = v if v < m_lo else m_lo
+            v = c_hi[i]
+            m_hi = v if v > m_hi else m_hi
+        lo_top[d, b] = m_lo
+        hi_top[d, b] = m_hi
 
 
 @njit(cache=True, nogil=True, fastmath=_FM)
@@ -435,7 +444,7 @@ def work_arrays(heat, dim, block, top_min):
     consts[2] = top_min
     scratch = Scratch(
         np.empty(w_size, dt),
-        np.empty((5, w_size), dt),
+        np.empty((3, w_size), dt),
         np.empty(max(nb, w_size), dt),
         np.empty(block * block, dt),
         np.empty(max(dim, 1), dt),
