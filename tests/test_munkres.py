@@ -69,6 +69,27 @@ def test_equals_munkres_on_larger_matrices(kind):
         assert solve(cost) == oracle(cost), cost
 
 
+def test_equals_munkres_when_each_row_has_its_own_minimum():
+    """The solver's fast path (strict row minima in distinct columns) and its near misses."""
+    rng = np.random.default_rng(11)
+    for trial in range(2000):
+        r = int(rng.integers(1, 13))
+        c = int(rng.integers(r, 16))
+        cols = rng.permutation(c)[:r]
+        # separated people: the own person's rounded distance is smallest (HigherHRNet costs)
+        dist = rng.integers(1, 6, size=(r, c)).astype(np.float64)
+        dist[np.arange(r), cols] = 0.0
+        val = rng.uniform(0.0, 1.0, size=r).astype(np.float32).astype(np.float64)
+        cost = dist * 100 - val[:, None]
+        if trial % 3 == 1:  # a tie with the minimum in one row
+            i = int(rng.integers(0, r))
+            j = int(rng.integers(0, c))
+            cost[i, j] = cost[i, cols[i]]
+        elif trial % 3 == 2 and r > 1:  # two rows whose minima share a column
+            cost[1, cols[0]] = cost[1].min() - 1.0
+        assert solve(cost) == oracle(cost), cost
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     arrays(

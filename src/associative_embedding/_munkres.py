@@ -97,6 +97,31 @@ def munkres_assign(cost, col_of_row):
         col_of_row[i] = -1
     if n_rows == 0 or n_cols == 0:
         return 0
+    if n_rows <= n_cols:
+        # Fast path: every row's minimum is strict and in a column of its own. That
+        # assignment is then the only optimal one, and munkres reaches it in step 2: step 1
+        # leaves one zero per row (x - min is 0 only for x == min), step 2 stars them all
+        # (distinct columns) and stars the padded zero rows in the columns left, step 3
+        # finds every column covered.
+        unique = True
+        for i in range(n_rows):
+            j_min = 0
+            for j in range(1, n_cols):
+                if cost[i, j] < cost[i, j_min]:
+                    j_min = j
+            for j in range(n_cols):
+                if j != j_min and cost[i, j] == cost[i, j_min]:
+                    unique = False
+            for i2 in range(i):
+                if col_of_row[i2] == j_min:
+                    unique = False
+            if not unique:
+                break
+            col_of_row[i] = j_min
+        if unique:
+            return n_rows
+        for i in range(n_rows):
+            col_of_row[i] = -1
     n = max(n_rows, n_cols)
 
     # pad_matrix(pad_value=0)
