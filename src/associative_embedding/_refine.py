@@ -531,18 +531,17 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
                 ):
                     open_blocks[n_open] = b
                     n_open += 1
-            # scan the open tiles, largest bound first (ties: smallest tile first), until
-            # no bound can beat the best score
-            for i in range(1, n_open):
-                b = open_blocks[i]
-                u = ub[b]
-                j = i
-                while j > 0 and ub[open_blocks[j - 1]] < u:
-                    open_blocks[j] = open_blocks[j - 1]
-                    j -= 1
-                open_blocks[j] = b
-            for i in range(n_open):
-                b = open_blocks[i]
+            # scan the open tiles, largest bound first, until no bound can beat the best
+            # score: a selection, not a sort, since a few scans usually settle it (the
+            # order among equal bounds does not change the answer: ties go by index)
+            while n_open > 0:
+                i_top = 0
+                for i in range(1, n_open):
+                    if ub[open_blocks[i]] > ub[open_blocks[i_top]]:
+                        i_top = i
+                b = open_blocks[i_top]
+                n_open -= 1
+                open_blocks[i_top] = open_blocks[n_open]
                 if best_idx >= 0 and (
                     ub[b] < best
                     or (ub[b] == best and _block_start(b, nbx, block, w_size) >= best_idx)
