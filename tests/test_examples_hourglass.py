@@ -90,11 +90,12 @@ def test_tiny_preset_output_shapes():
     with torch.no_grad():
         out = model(x)
     s = cfg.output_size
-    assert out.shape == (2, cfg.nstack, 2 * 17, s, s)
+    assert cfg.tag_dim == 2
+    assert out.shape == (2, cfg.nstack, 3 * 17, s, s)
     assert s == cfg.input_size // 2
-    hm, tags = split_outputs(out[:, -1], 17, 1)
+    hm, tags = split_outputs(out[:, -1], 17, cfg.tag_dim)
     assert hm.shape == (2, 17, s, s)
-    assert tags.shape == (2, 17, s, s)
+    assert tags.shape == (2, 17, 2, s, s)
 
 
 def test_multidimensional_tags_layout():
@@ -134,7 +135,7 @@ def test_upsampling_head_predicts_at_half_resolution_and_trains_every_layer():
     assert (cfg.output_stride, cfg.output_size) == (2, 32)
     model = PoseNet(cfg)
     out = model(torch.rand(2, 3, 64, 64))
-    assert out.shape == (2, cfg.nstack, 34, 32, 32)
+    assert out.shape == (2, cfg.nstack, 17 * (1 + cfg.tag_dim), 32, 32)
     out.square().mean().backward()
     # DDP fails on parameters that never receive a gradient
     assert [n for n, prm in model.named_parameters() if prm.grad is None] == []
@@ -340,7 +341,7 @@ def test_compute_loss_uses_exact_targets_at_pixel_centres(positive_weight):
         "keypoints": torch.tensor([[[[10.0, 20.0, 2.0]] * 17]]),  # input px, continuous
         "mask": None,
     }
-    out = torch.zeros(1, config.nstack, 34, 32, 32)
+    out = torch.zeros(1, config.nstack, 17 * (1 + config.tag_dim), 32, 32)
     _, parts = hg_train.compute_loss(
         out, batch, config, (ae.HeatmapLoss(), ae.AssociativeEmbeddingLoss()), args, "cpu"
     )

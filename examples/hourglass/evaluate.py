@@ -284,7 +284,7 @@ def score(
         output.mkdir(parents=True, exist_ok=True)
         (output / results_name).write_text(json.dumps(results))
         if shown is not None:
-            save_pictures(shown, output, prefix=prefix)
+            save_pictures(shown, output, prefix=prefix, tag_dim=config.tag_dim)
     return stats
 
 
@@ -391,11 +391,14 @@ def evaluate_coco(
     )
 
 
-def save_pictures(shown, output: Path, prefix: str = "", min_score: float = 0.1) -> None:
+def save_pictures(
+    shown, output: Path, prefix: str = "", min_score: float = 0.1, tag_dim: int = 1
+) -> None:
     """Predicted skeletons on an image (``ae.draw_poses``) and its tags (``ae.plot_tags``).
 
     ``shown`` is ``(image (H, W, 3) uint8, prediction dict of predict())``; people
-    scoring below ``min_score`` are left out.
+    scoring below ``min_score`` are left out. With ``tag_dim >= 2`` the tags are
+    drawn as points in the plane of the network's first two tag dimensions.
     """
     import matplotlib
 
@@ -419,6 +422,7 @@ def save_pictures(shown, output: Path, prefix: str = "", min_score: float = 0.1)
         SKELETON,
         ax=ax,
         heatmaps=heatmaps,
+        dim=(0, 1) if tag_dim >= 2 else 0,
     )
     ax.set_title("tags of the detected people (grey: all candidates)")
     fig.tight_layout()

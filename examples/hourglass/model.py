@@ -136,6 +136,7 @@ PRESETS: dict[str, HourglassConfig] = {
         stem_stride=4,
         head_upsample=2,
         input_size=96,
+        tag_dim=2,
     ),
 }
 
