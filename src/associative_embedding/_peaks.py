@@ -91,6 +91,15 @@ def all_zero(fin):
     return n_bad == 0
 
 
+@njit(inline="always", cache=True, nogil=True)
+def _peak_at_edge(hk, y, yu, yd, x, threshold):
+    """:func:`_peak_row`'s test at one pixel, with columns outside the map left out."""
+    w_size = hk.shape[1]
+    v = hk[y, x]
+    ok = v > threshold and hk[yu, x] <= v and hk[yd, x] <= v
+    return ok and (x == 0 or hk[y, x - 1] <= v) and (x + 1 == w_size or hk[y, x + 1] <= v)
+
+
 @njit(cache=True, nogil=True)
 def _peak_row(hk, y, xs, xe, threshold, keep):
     """Flag the pixels of row y, columns ``xs:xe``, that may be peaks; return their number.
@@ -110,9 +119,7 @@ def _peak_row(hk, y, xs, xe, threshold, keep):
     hi = max(min(xe, w_size - 1), lo)
     n_keep = 0
     for x in range(xs, min(lo, xe)):
-        v = hk[y, x]
-        ok = v > threshold and hk[yu, x] <= v and hk[yd, x] <= v
-        ok = ok and (x == 0 or hk[y, x - 1] <= v) and (x + 1 == w_size or hk[y, x + 1] <= v)
+        ok = _peak_at_edge(hk, y, yu, yd, x, threshold)
         keep[x - xs] = ok
         n_keep += ok
     uxs = uint64(xs)
@@ -128,9 +135,7 @@ def _peak_row(hk, y, xs, xe, threshold, keep):
         keep[x - uxs] = ok
         n_keep += ok
     for x in range(hi, xe):
-        v = hk[y, x]
-        ok = v > threshold and hk[yu, x] <= v and hk[yd, x] <= v
-        ok = ok and (x == 0 or hk[y, x - 1] <= v) and (x + 1 == w_size or hk[y, x + 1] <= v)
+        ok = _peak_at_edge(hk, y, yu, yd, x, threshold)
         keep[x - xs] = ok
         n_keep += ok
     return n_keep
