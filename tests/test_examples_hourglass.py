@@ -141,10 +141,45 @@ def test_upsampling_head_predicts_at_half_resolution_and_trains_every_layer():
     assert [n for n, prm in model.named_parameters() if prm.grad is None] == []
     with pytest.raises(ValueError, match="head_upsample"):
         PoseNet(cfg.replace(stem_stride=2))
-    # checkpoints written before head_upsample existed load as head_upsample = 1
+    # checkpoints written before head_upsample / head_dim existed load with the defaults
     d = cfg.to_dict()
-    del d["head_upsample"]
-    assert type(cfg).from_dict(d).head_upsample == 1
+    del d["head_upsample"], d["head_dim"]
+    loaded = type(cfg).from_dict(d)
+    assert (loaded.head_upsample, loaded.head_dim) == (1, 0)
+
+
+def test_narrow_head_reduces_the_features_before_upsampling():
+    cfg = PRESETS["tiny"].replace(inp_dim=16, increase=8, input_size=64, head_dim=8)
+    model = PoseNet(cfg)
+    assert model.head_reduce.conv.out_channels == 8
+    assert model.head_skip.conv.out_channels == 8
+    assert model.head[0].conv.in_channels == model.head[0].conv.out_channels == 8
+    out = model(torch.rand(2, 3, 64, 64))
+    assert out.shape == (2, cfg.nstack, 17 * (1 + cfg.tag_dim), 32, 32)
+    out.square().mean().backward()
+    assert [n for n, prm in model.named_parameters() if prm.grad is None] == []
+    # head_dim 0 (or equal to inp_dim): no reduction
+    assert PoseNet(cfg.replace(head_dim=0)).head_reduce is None
+    assert PoseNet(cfg.replace(head_dim=16)).head_reduce is None
+
+
+@pytest.mark.parametrize("tag_dim", [0, 1, 2])
+def test_split_outputs_equals_slicing_and_passes_gradients(tag_dim):
+    k = 3
+    out = torch.randn(2, 4, k * (1 + tag_dim) + 1, 5, 6, requires_grad=True)
+    hm, tg = split_outputs(out, k, tag_dim)
+    assert torch.equal(hm, out[..., :k, :, :])
+    want = out[..., k : k * (1 + tag_dim), :, :]
+    if tag_dim > 1:
+        want = want.unflatten(-3, (k, tag_dim))
+    assert torch.equal(tg, want)
+    (hm.sum() + 2 * tg.sum()).backward()
+    grad = out.grad
+    assert (grad[..., :k, :, :] == 1).all()
+    assert (grad[..., k : k * (1 + tag_dim), :, :] == 2).all()
+    assert (grad[..., k * (1 + tag_dim) :, :, :] == 0).all()
+    with pytest.raises(RuntimeError):
+        split_outputs(out[..., : k * (1 + tag_dim) - 1, :, :], k, tag_dim)
 
 
 def test_model_rejects_bad_input():

@@ -59,6 +59,8 @@ class HourglassConfig:
     head_upsample : 1 (pose-ae-train) or 2: a final head predicts at twice the
         hourglasses' resolution from their features and the stem's 1/2 features
         (needs ``stem_stride=4``).
+    head_dim : width of that head (0: ``inp_dim``); a narrower head takes the
+        hourglasses' features through a 1x1 convolution before upsampling them.
     input_size : square training input side in pixels.
     """
 
@@ -72,6 +74,7 @@ class HourglassConfig:
     stem_channels: tuple[int, int] = (64, 128)
     stem_stride: int = 4
     head_upsample: int = 1
+    head_dim: int = 0
     input_size: int = 512
 
     @property
@@ -113,7 +116,9 @@ class HourglassConfig:
         """Inverse of :meth:`to_dict`."""
         d = dict(d)
         d["stem_channels"] = tuple(d["stem_channels"])
-        d.setdefault("head_upsample", 1)  # checkpoints written before the field existed
+        # checkpoints written before these fields existed
+        d.setdefault("head_upsample", 1)
+        d.setdefault("head_dim", 0)
         return cls(**d)
 
     def replace(self, **changes) -> HourglassConfig:
@@ -224,11 +229,14 @@ class PoseNet(nn.Module):
         self.outs = nn.ModuleList(
             Conv(c.inp_dim, c.out_channels, 1, relu=False) for _ in range(n_outs)
         )
+        self.head_reduce = None
         if c.head_upsample == 2:
-            self.head_skip = Conv(c2, c.inp_dim, 1, bn=c.bn, relu=False)
+            hd = c.head_dim or c.inp_dim
+            if hd != c.inp_dim:
+                self.head_reduce = Conv(c.inp_dim, hd, 1, bn=c.bn, relu=False)
+            self.head_skip = Conv(c2, hd, 1, bn=c.bn, relu=False)
             self.head = nn.Sequential(
-                Conv(c.inp_dim, c.inp_dim, 3, bn=c.bn),
-                Conv(c.inp_dim, c.out_channels, 1, relu=False),
+                Conv(hd, hd, 3, bn=c.bn), Conv(hd, c.out_channels, 1, relu=False)
             )
         self.merge_features = nn.ModuleList(
             Conv(c.inp_dim, c.inp_dim, 1, relu=False) for _ in range(c.nstack - 1)
@@ -252,6 +260,8 @@ class PoseNet(nn.Module):
         for i in range(self.config.nstack):
             feature = self.features[i](self.hgs[i](x))
             if i == last and self.config.head_upsample == 2:
+                if self.head_reduce is not None:
+                    feature = self.head_reduce(feature)
                 up = F.interpolate(feature, scale_factor=2, mode="nearest")
                 preds.append(self.head(up + self.head_skip(half)))
                 break
@@ -274,8 +284,10 @@ def split_outputs(
     (the library's tag layouts).
     """
     k = num_joints
-    heatmaps = outputs[..., :k, :, :]
-    tags = outputs[..., k : k * (1 + tag_dim), :, :]
+    rest = outputs.shape[-3] - k * (1 + tag_dim)
+    # one split (its gradient is one concatenation) rather than two slices (each a
+    # zero-filled gradient of the whole tensor)
+    heatmaps, tags, _ = outputs.split([k, k * tag_dim, rest], dim=-3)
     if tag_dim > 1:
         tags = tags.unflatten(-3, (k, tag_dim))
     return heatmaps, tags

@@ -144,6 +144,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=(1, 2),
         help="2: hourglasses at 1/4 and a final head predicting at 1/2 (needs --stem-stride 4)",
     )
+    g.add_argument("--head-dim", type=int, help="width of the upsampling head (0: --inp-dim)")
+    g.add_argument("--stem-channels", type=int, nargs=2, help="widths of the stem's two convs")
     g.add_argument("--tag-dim", type=int)
     g.add_argument("--bn", choices=("on", "off"))
     g = p.add_argument_group("evaluation")
@@ -225,10 +227,13 @@ def resolve(args: argparse.Namespace) -> tuple[HourglassConfig, argparse.Namespa
             "depth",
             "stem_stride",
             "head_upsample",
+            "head_dim",
             "tag_dim",
         )
         if getattr(args, k) is not None
     }
+    if args.stem_channels is not None:
+        overrides["stem_channels"] = tuple(args.stem_channels)
     if args.bn is not None:
         overrides["bn"] = args.bn == "on"
     if args.data == "mpii":

@@ -70,8 +70,9 @@ def compute_loss(outputs, batch, config, criteria, args, device):
         mask = weight if mask is None else weight * mask[:, None]
     hm_sum = pull_sum = push_sum = 0.0
     nstack = outputs.shape[1]
-    for s in range(nstack):
-        hm, tg = split_outputs(outputs[:, s].float(), config.num_joints, config.tag_dim)
+    # unbind, not outputs[:, s]: its gradient is one stack, not a zero-filled copy per stack
+    for out in outputs.float().unbind(1):
+        hm, tg = split_outputs(out, config.num_joints, config.tag_dim)
         hm_sum = hm_sum + heatmap_loss(hm, target, mask)
         # tags are read at the pixel that contains the joint (the loss's default)
         pull, push = tag_loss(tg, kp_out)
