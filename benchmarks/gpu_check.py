@@ -238,7 +238,8 @@ def training(device, sizes: Sizes):
 
     loss_share = timed(loss_alone, device, sizes.repeats) / per_step
     return True, (
-        f"{sizes.preset} preset ({config.input_size} px, {config.nstack} stacks), amp {amp}, "
+        f"{sizes.preset} preset ({config.input_size} px, {config.nstack} "
+        f"stack{'s' if config.nstack > 1 else ''}), amp {amp}, "
         f"batch {args.batch_size}: {args.batch_size / per_step:.1f} images/s, {peak}, "
         f"loss {100 * loss_share:.1f} % of a step"
     )

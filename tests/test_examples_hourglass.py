@@ -90,8 +90,8 @@ def test_tiny_preset_output_shapes():
     with torch.no_grad():
         out = model(x)
     s = cfg.output_size
-    assert cfg.tag_dim == 2
-    assert out.shape == (2, cfg.nstack, 3 * 17, s, s)
+    assert (cfg.tag_dim, cfg.nstack) == (2, 1)
+    assert out.shape == (2, 1, 3 * 17, s, s)
     assert s == cfg.input_size // 2
     hm, tags = split_outputs(out[:, -1], 17, cfg.tag_dim)
     assert hm.shape == (2, 17, s, s)
@@ -128,9 +128,11 @@ def test_paper_preset_output_shapes_on_small_input():
     assert out.shape == (1, 4, 34, 16, 16)
 
 
-def test_upsampling_head_predicts_at_half_resolution_and_trains_every_layer():
+@pytest.mark.parametrize("nstack", [1, 2])
+def test_upsampling_head_predicts_at_half_resolution_and_trains_every_layer(nstack):
+    # with two stacks the first one's predictions are upsampled for its supervision
     cfg = PRESETS["tiny"].replace(
-        stem_stride=4, head_upsample=2, inp_dim=16, increase=8, input_size=64
+        stem_stride=4, head_upsample=2, inp_dim=16, increase=8, input_size=64, nstack=nstack
     )
     assert (cfg.output_stride, cfg.output_size) == (2, 32)
     model = PoseNet(cfg)

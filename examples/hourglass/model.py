@@ -132,7 +132,7 @@ PRESETS: dict[str, HourglassConfig] = {
     "paper": HourglassConfig(),
     # Trains on a laptop CPU in minutes; see README.md for the reasons of each change.
     "tiny": HourglassConfig(
-        nstack=2,
+        nstack=1,
         inp_dim=64,
         increase=32,
         depth=3,

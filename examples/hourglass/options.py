@@ -65,7 +65,7 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
     ),
     # Reasons for each departure: examples/hourglass/README.md ("The tiny preset").
     "tiny": TrainDefaults(
-        batch_size=8,
+        batch_size=4,
         lr=3e-3,
         lr_final=2e-4,
         lr_drop=0.8,
