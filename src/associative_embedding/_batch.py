@@ -35,17 +35,17 @@ class DecodeOptions(NamedTuple):
     refine: RefineOptions
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def _image_candidates(cand, b):
     return Candidates(cand.val[b], cand.idx[b], cand.cnt[b], cand.tag[b], cand.nb[b])
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def _image_people(out, b):
     return People(out.kp[b], out.score[b], out.tag[b], out.ref[b], out.det[b])
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def decode_image(heat, tags, order, opts, out):
     """Decode one image (``heat (K, H, W)``, ``tags (K, D, H, W)``) into ``out``; return P.
 
@@ -79,7 +79,7 @@ def decode_image(heat, tags, order, opts, out):
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def decode_range(heat, tags, order, opts, span, out, out_n):
     """Decode images ``span = (start, stop)`` of a batch.
 
@@ -91,7 +91,7 @@ def decode_range(heat, tags, order, opts, span, out, out_n):
         out_n[b] = decode_image(heat[b], tags[b], order, opts, _image_people(out, b))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def group_range(cand, h_size, w_size, order, opts, span, out, out_n):
     """Group images ``span = (start, stop)`` of a batch of candidates (leading axis B)."""
     for b in range(span[0], span[1]):
@@ -100,7 +100,7 @@ def group_range(cand, h_size, w_size, order, opts, span, out, out_n):
         )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def refine_range(heat, tags, slot, cand, opts, span, out, out_n):
     """Recover missing joints of images ``span = (start, stop)``; ``slot (B, K)`` indexes heat."""
     for b in range(span[0], span[1]):

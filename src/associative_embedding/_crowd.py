@@ -32,7 +32,7 @@ from ._matching import _distance, _work, assign_feasible, person_means
 OTHER_SIGMA = 0.079
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def _joint_box(px, py, has, p):
     """Box ``(x0, x1, y0, y1)`` of person p's joints and their number."""
     x0 = np.inf
@@ -50,7 +50,7 @@ def _joint_box(px, py, has, p):
     return x0, x1, y0, y1, cnt
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def person_scales(px, py, has, n_people, out):
     """Write each person's scale to ``out``.
 
@@ -75,7 +75,7 @@ def person_scales(px, py, has, n_people, out):
         out[p] = max(out[p], floor, 1.0)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def linked_joints(has, p, k, limbs, out):
     """Write to ``out`` person p's joints linked to type k by ``limbs``; return their number."""
     n = 0
@@ -86,7 +86,7 @@ def linked_joints(has, p, k, limbs, out):
     return n
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def nearest(px, py, p, refs, n_refs, x, y):
     """Distance from pixel (x, y) to the nearest of person p's joints ``refs[:n_refs]``."""
     best = np.inf
@@ -97,7 +97,7 @@ def nearest(px, py, p, refs, n_refs, x, y):
     return best
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def near_refs(has, p, k, limbs, out):
     """Write to ``out`` the joints of person p that :func:`regroup`'s spatial term measures from.
 
@@ -117,7 +117,7 @@ def near_refs(has, p, k, limbs, out):
     return n
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def regroup(cand, w_size, order, joint_of, n_people, g, copts):
     """Re-assign every candidate to the people of the previous round; return the count.
 

@@ -29,7 +29,7 @@ from ._refine import (
 )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _pixel_score(hk, tk, ref, y, x):
     """Return ``(heat - round(d), d)`` at pixel (x, y), as ``_refine._tile_scores`` computes it."""
     a = tk[0, y, x] - ref[0]
@@ -41,7 +41,7 @@ def _pixel_score(hk, tk, ref, y, x):
     return hk[y, x] - np.rint(dist), dist
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def _tile_cost(lo, hi, b, ref):
     """Lower bound of ``round(||t - ref||)`` over the tag box ``[lo[:, b], hi[:, b]]``.
 
@@ -58,7 +58,7 @@ def _tile_cost(lo, hi, b, ref):
     return np.rint(np.sqrt(s))
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def _tile_bound(hmax, lo, hi, lo_top, hi_top, b, ref, half):
     """Upper bound of ``heat - round(||tag - ref||)`` in tile b (as ``_refine._bounds``).
 
@@ -70,7 +70,7 @@ def _tile_bound(hmax, lo, hi, lo_top, hi_top, b, ref, half):
     return a if a > c else c
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def refine_crowd(heat, tags, n_people, cand, out, out_pix, copts, r, tag_threshold):
     """Recover missing joints inside each person's window, where the tag agrees; in place.
 
@@ -245,7 +245,7 @@ def refine_crowd(heat, tags, n_people, cand, out, out_pix, copts, r, tag_thresho
             place_joint(out_kp, p, k, hk, bx, by, r, 1 if unit_score else val)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def select_people(out_kp, out_score, out_tag, n_people, min_score, nms_threshold, sigmas):
     """Keep the people scoring above ``min_score`` that no kept one duplicates; return the count.
 
@@ -332,7 +332,7 @@ class CrowdOptions(NamedTuple):
     sigmas: np.ndarray
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def decode_image_crowd(heat, tags, order, opts, copts, out):
     """Decode one image with the crowd options into the People record ``out``; return P.
 
@@ -366,7 +366,7 @@ def decode_image_crowd(heat, tags, order, opts, copts, out):
     )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def decode_range_crowd(heat, tags, order, opts, copts, span, out, out_n):
     """:func:`decode_image_crowd` on images ``span = (start, stop)`` of a batch."""
     for b in range(span[0], span[1]):

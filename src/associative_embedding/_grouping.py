@@ -50,7 +50,7 @@ def empty_people(lead: tuple[int, ...], cap: int, k: int, d: int, dtype: np.dtyp
     )
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def quarter_offset(left, right, up, down, x, y, h_size, w_size, rule):
     """Return the ±0.25 px shift towards the larger neighbour, as ``(dx, dy)``.
 
@@ -80,7 +80,7 @@ def quarter_offset(left, right, up, down, x, y, h_size, w_size, rule):
     return dx, dy
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def quarter_at(hk, x, y, rule):
     """:func:`quarter_offset` of pixel ``(x, y)`` of one heatmap ``hk (H, W)``."""
     h_size, w_size = hk.shape
@@ -98,7 +98,7 @@ def quarter_at(hk, x, y, rule):
 
 
 # --- grouping -----------------------------------------------------------------------------
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def group_image(cand, h_size, w_size, order, opts, out):
     """Group one image's candidates into people; write them sorted by score.
 
@@ -115,7 +115,7 @@ def group_image(cand, h_size, w_size, order, opts, out):
     return write_people(joint_of, n_keep, cand, h_size, w_size, order, opts, out, out_pix)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def place_joint(out_kp, p, k, hk, x, y, r, score):
     """Write a recovered joint at pixel ``(x, y)`` of map ``hk``: adjusted, shifted, scored.
 
@@ -131,7 +131,7 @@ def place_joint(out_kp, p, k, hk, x, y, r, score):
     out_kp[p, k, 2] = score
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def write_people(joint_of, n_keep, cand, h_size, w_size, order, opts, out, out_pix):
     """Write the first ``n_keep`` people of ``joint_of (P, K)`` (candidate rows, -1: none).
 

@@ -43,7 +43,7 @@ class PixelOutputs(NamedTuple):
     area: np.ndarray
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def group_pixels(score, cls, tags, opts, out):
     """Group the foreground pixels of one image; return ``(P, pixels left unassigned)``.
 
@@ -159,7 +159,7 @@ def group_pixels(score, cls, tags, opts, out):
     return p, r
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def group_pixels_range(score, cls, tags, opts, span, out, out_counts):
     """Run :func:`group_pixels` on images ``span = (start, stop)`` of a batch.
 

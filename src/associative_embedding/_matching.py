@@ -56,7 +56,7 @@ class GroupOptions(NamedTuple):
     center_shift: float
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def _distance(cand_tag, k, r, means, c, use_rms, sq):
     """float64 distance between candidate ``r`` of joint ``k`` and person mean ``c``."""
     dim = means.shape[1]
@@ -69,7 +69,7 @@ def _distance(cand_tag, k, r, means, c, use_rms, sq):
     return np.sqrt(s)
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def member_mean(joint_of, p, cand_tag, order, rows, buf, out):
     """``out`` = numpy mean of person p's candidate tags, taken in joint ``order``.
 
@@ -88,7 +88,7 @@ def member_mean(joint_of, p, cand_tag, order, rows, buf, out):
     mean_rows(rows, n, out, buf)
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def match_cost(dist, value, use_value, tag_cost):
     """Return the matching cost of a (float64) tag distance and a detection value.
 
@@ -106,14 +106,14 @@ def match_cost(dist, value, use_value, tag_cost):
     return dist * 100.0 - v
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def person_means(joint_of, n_people, cand_tag, order, means, rows, buf):
     """``means[p]`` = numpy mean of person p's candidate tags in joint ``order``."""
     for p in range(n_people):
         member_mean(joint_of, p, cand_tag, order, rows, buf, means[p])
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def _work(m_size, n_cols):
     """Scratch arrays of :func:`assign_feasible` for up to M rows and ``n_cols`` columns."""
     m = max(m_size, 1)
@@ -128,7 +128,7 @@ def _work(m_size, n_cols):
     )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def assign_feasible(cand_val, k, n_rows, n_cols, total, feasible, use_value, tag_cost, work):
     """Assign joint k's candidates to people over the feasible pairs only.
 
@@ -214,7 +214,7 @@ def assign_feasible(cand_val, k, n_rows, n_cols, total, feasible, use_value, tag
                 match[r] = sub_col[jj]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def first_pass(cand, order, g, tag_cost, joint_of):
     """Group joint by joint as the references do, with ``match_cost``; return the count.
 

@@ -36,7 +36,7 @@ __all__ = ["linear_assignment", "munkres_assign"]
 _MAXSIZE = 9223372036854775808.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _find_a_zero(c, row_covered, col_covered, i0, j0):
     """Scan for an uncovered zero as munkres 1.1.4 ``__find_a_zero`` does, from ``(i0, j0)``.
 
@@ -67,7 +67,7 @@ def _find_a_zero(c, row_covered, col_covered, i0, j0):
     return row, col
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def munkres_assign(cost, col_of_row):
     """Solve a linear assignment exactly as ``munkres.Munkres().compute`` (1.1.4) does.
 

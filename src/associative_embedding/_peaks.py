@@ -43,7 +43,7 @@ def empty_candidates(lead: tuple[int, ...], k: int, m: int, d: int, dtype: np.dt
     )
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def strip_max(hk, y0, y1, col, fin):
     """``col[x] = max(hk[y0:y1, x])``: the column maxima of a strip of rows (vectorised).
 
@@ -67,7 +67,7 @@ def strip_max(hk, y0, y1, col, fin):
             fin[x] = fin[x] + (v - v)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def rows_finite(a, fin):
     """Whether every value of the 2-D array ``a`` is finite; ``fin (a.shape[1],)`` is scratch.
 
@@ -82,7 +82,7 @@ def rows_finite(a, fin):
     return all_zero(fin)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def all_zero(fin):
     """Return whether every entry of the 1-D ``fin`` is 0 (a NaN entry is not)."""
     n_bad = 0
@@ -91,7 +91,7 @@ def all_zero(fin):
     return n_bad == 0
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def _peak_at_edge(hk, y, yu, yd, x, threshold):
     """:func:`_peak_row`'s test at one pixel, with columns outside the map left out."""
     w_size = hk.shape[1]
@@ -100,7 +100,7 @@ def _peak_at_edge(hk, y, yu, yd, x, threshold):
     return ok and (x == 0 or hk[y, x - 1] <= v) and (x + 1 == w_size or hk[y, x + 1] <= v)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _peak_row(hk, y, xs, xe, threshold, keep):
     """Flag the pixels of row y, columns ``xs:xe``, that may be peaks; return their number.
 
@@ -141,7 +141,7 @@ def _peak_row(hk, y, xs, xe, threshold, keep):
     return n_keep
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def find_candidates(heat, threshold, kernel, cand):
     """Peaks of each joint's heatmap above ``threshold``, the strongest first.
 
@@ -244,7 +244,7 @@ def find_candidates(heat, threshold, kernel, cand):
     return all_zero(fin)
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def new_candidates(heat, tags, m_size):
     """Allocate the :class:`Candidates` of one image, ``m_size`` per joint (uninitialised)."""
     n_joints = heat.shape[0]
@@ -258,7 +258,7 @@ def new_candidates(heat, tags, m_size):
     )
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def image_candidates(heat, tags, m_size, threshold, kernel):
     """Allocate, find and gather the :class:`Candidates` of one image (``m_size`` per joint).
 
@@ -271,7 +271,7 @@ def image_candidates(heat, tags, m_size, threshold, kernel):
     return cand
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def gather_candidates(heat, tags, cand):
     """Fill ``cand.tag`` and ``cand.nb``: tags and the four clipped neighbours of each candidate.
 

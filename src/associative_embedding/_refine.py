@@ -95,7 +95,7 @@ class Scratch(NamedTuple):
     consts: np.ndarray
 
 
-@njit(inline="always", cache=True, nogil=True, fastmath=_FM)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
 def _tile_scores(hk, tk, ref, mult, tile, scratch, pairwise):
     """``buf[...] = h - mult * round(||t - ref||)`` over ``tile = (y0, y1, x0, x1)``, row-major.
 
@@ -153,7 +153,7 @@ def _tile_scores(hk, tk, ref, mult, tile, scratch, pairwise):
     return cnt
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
 def _scan_block(hk, tk, ref, mult, tile, best, best_idx, scratch):
     """Fold a tile's pixels into the running first-occurrence maximum ``(best, best_idx)``.
 
@@ -181,7 +181,7 @@ def _scan_block(hk, tk, ref, mult, tile, best, best_idx, scratch):
     return best, best_idx
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
 def _fold_strip(col, cols, block, by, d, hmax, lo, hi):
     """Fold strip ``by``'s column rows into its tiles' statistics, all three in one pass.
 
@@ -211,7 +211,7 @@ def _fold_strip(col, cols, block, by, d, hmax, lo, hi):
         hi[d, b] = hi_m
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def block_stats(hk, tk, block, stats, scratch):
     """Tile statistics of one joint's maps for the missing-joint search.
 
@@ -248,7 +248,7 @@ def block_stats(hk, tk, block, stats, scratch):
     return all_zero(cols[2])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _strip_ranges(hk, tk, d, y0, y1, col, cols):
     """Column-wise over rows ``y0:y1``: heat maximum ``col``, tag range ``cols[0:2]``.
 
@@ -280,7 +280,7 @@ def _strip_ranges(hk, tk, d, y0, y1, col, cols):
             cols[1, x] = v if v > hi_v else hi_v
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _top_ranges(hk, tk, d, y0, y1, block, by, hmax, top_min, lo, hi, lo_top, hi_top, scratch):
     """``lo_top`` / ``hi_top`` of dimension d for the tiles of strip ``by`` (see block_stats).
 
@@ -329,7 +329,7 @@ def _top_ranges(hk, tk, d, y0, y1, block, by, hmax, top_min, lo, hi, lo_top, hi_
         hi_top[d, b] = m_hi
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
 def _range_cost(lo, hi, ref, mult, out, acc):
     """Lower-bound the cost of every tag box: ``out[b] = mult * round(sqrt(sum_d gap_d**2))``.
 
@@ -380,7 +380,7 @@ def _range_cost(lo, hi, ref, mult, out, acc):
         out[b] = mult * np.rint(np.sqrt(pairwise_sum(sq, 0, dim)))
 
 
-@njit(cache=True, nogil=True, fastmath=_FM)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
 def _bounds(stats, ref, mult, scratch):
     """Upper bound of ``heat - mult * round(dist)`` in each tile.
 
@@ -401,7 +401,7 @@ def _bounds(stats, ref, mult, scratch):
         ub[b] = a if a > c else c
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def joint_missing(det, n_people, k):
     """Whether one of the first ``n_people`` people misses joint k (``det[p, k] == 0``)."""
     p = 0
@@ -410,13 +410,13 @@ def joint_missing(det, n_people, k):
     return p < n_people
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def _block_start(b, nbx, block, w_size):
     """Flat index of the top-left pixel of tile ``b`` (the smallest index in it)."""
     return (b // nbx) * block * w_size + (b % nbx) * block
 
 
-@njit(cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def work_arrays(heat, dim, block, top_min):
     """Allocate the :class:`TileStats` and :class:`Scratch` of the search.
 
@@ -453,7 +453,7 @@ def work_arrays(heat, dim, block, top_min):
     return stats, scratch
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def refine_image(heat, tags, slot, n_people, cand, opts, out):
     """Recover the missing joints of the ``n_people`` people of one image, in place.
 

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def _pairwise_block(a, start, n):
     """Sum ``a[start:start + n]`` as numpy's pairwise sum does for 1 <= n <= 128."""
     if n < 8:
@@ -54,7 +54,7 @@ def _pairwise_block(a, start, n):
     return res
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def pairwise_sum(a, start, n):
     """Sum ``a[start:start + n]`` in the order of numpy's pairwise summation.
 
@@ -65,7 +65,7 @@ def pairwise_sum(a, start, n):
     return _pairwise_sum(a, np.int64(start), np.int64(n))
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _pairwise_sum(a, start, n):
     """Sum ``a[start:start + n]`` in the order of numpy's pairwise summation.
 
@@ -117,13 +117,13 @@ def _pairwise_sum(a, start, n):
     return vals[0]
 
 
-@njit(inline="always", cache=True, nogil=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def mean_rows(rows, n, out, buf):
     """``out[:] = np.mean(rows[:n], axis=0)``: :func:`_mean_rows` with ``n`` plain int64."""
     _mean_rows(rows, np.int64(n), out, buf)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _mean_rows(rows, n, out, buf):
     """``out[:] = np.mean(rows[:n], axis=0)`` with numpy's summation order and dtype.
 

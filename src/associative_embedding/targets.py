@@ -267,7 +267,7 @@ def _render(
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _splat(windows, origins, centre, shift, exact, denom, out):  # pragma: no cover
     """Max each joint's Gaussian into ``out`` (B, K, H, W) over its window.
 
