@@ -58,10 +58,18 @@ def _pairwise_block(a, start, n):
 def pairwise_sum(a, start, n):
     """Sum ``a[start:start + n]`` in the order of numpy's pairwise summation.
 
-    A wrapper that makes ``start`` and ``n`` plain int64: numba compiles a
-    function once per argument type, and a constant argument (``0``) has a type
-    of its own, so each call site with constants would compile the sum again.
+    Fewer than 8 numbers (a distance over D < 8 tag dimensions, the usual case)
+    are added here, one after another as numpy does, without a call. Longer
+    runs go to :func:`_pairwise_sum` with ``start`` and ``n`` made plain int64:
+    numba compiles a function once per argument type, and a constant argument
+    (``0``) has a type of its own, so each call site with constants would
+    compile the sum again.
     """
+    if n < 8:
+        res = a[start] - a[start]
+        for i in range(n):
+            res += a[start + i]
+        return res
     return _pairwise_sum(a, np.int64(start), np.int64(n))
 
 
@@ -119,8 +127,21 @@ def _pairwise_sum(a, start, n):
 
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def mean_rows(rows, n, out, buf):
-    """``out[:] = np.mean(rows[:n], axis=0)``: :func:`_mean_rows` with ``n`` plain int64."""
-    _mean_rows(rows, np.int64(n), out, buf)
+    """``out[:] = np.mean(rows[:n], axis=0)``, as :func:`_mean_rows` computes it.
+
+    Row after row here, without a call, where numpy adds one after another: D > 1,
+    or fewer than 8 rows (a pairwise sum of fewer than 8 numbers is sequential).
+    Otherwise :func:`_mean_rows` with ``n`` made plain int64.
+    """
+    dim = rows.shape[1]
+    if dim > 1 or n < 8:
+        for d in range(dim):
+            s = rows[0, d] - rows[0, d]
+            for i in range(n):
+                s += rows[i, d]
+            out[d] = s / n
+    else:
+        _mean_rows(rows, np.int64(n), out, buf)
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
