@@ -429,7 +429,7 @@ def test_torch_candidates_equal_the_numba_candidates(rng):
             t2 = np.zeros((k, m, d), np.float32)
             n2 = np.zeros((k, m, 4), np.float32)
             cand = Candidates(v2, i2, c2, t2, n2)
-            _peaks.find_candidates(heat[b], 0.1, kernel, cand)
+            _peaks.find_candidates(heat[b], 0.1, kernel, cand, np.empty((0, 1), np.float32))
             _peaks.gather_candidates(heat[b], tags[b], cand)
             np.testing.assert_array_equal(cnt[b], c2)
             for j in range(k):

@@ -40,13 +40,31 @@ def test_mean_rows_matches_np_mean_of_a_list(dtype, dim, rng):
 
 
 # --- peaks ----------------------------------------------------------------------------------
-def _candidates(heat, threshold, kernel, m):
+def _tile_max(heat, block):
+    """(K, n_tiles) largest value of each block x block tile, numbered row-major (numpy)."""
+    k, h, w = heat.shape
+    return np.array(
+        [
+            [
+                heat[j, y : y + block, x : x + block].max()
+                for y in range(0, h, block)
+                for x in range(0, w, block)
+            ]
+            for j in range(k)
+        ],
+        heat.dtype,
+    ).reshape(k, -1)
+
+
+def _candidates(heat, threshold, kernel, m, tile_max=None):
     k = heat.shape[0]
     val = np.empty((k, m), heat.dtype)
     idx = np.empty((k, m), np.int64)
     cnt = np.empty(k, np.int64)
     unused = np.empty((k, m, 1), heat.dtype), np.empty((k, m, 4), heat.dtype)
-    _peaks.find_candidates(heat, threshold, kernel, Candidates(val, idx, cnt, *unused))
+    if tile_max is None:
+        tile_max = np.empty((0, 1), heat.dtype)
+    _peaks.find_candidates(heat, threshold, kernel, Candidates(val, idx, cnt, *unused), tile_max)
     return val, idx, cnt
 
 
@@ -70,11 +88,14 @@ def test_find_candidates_matches_plain_nms_and_topk(dtype, kernel, rng):
         heat = heat.astype(dtype)
         m = min(int(rng.integers(1, 12)), h * w)
         threshold = float(rng.choice([0.0, 0.1, 0.5]))
-        val, idx, cnt = _candidates(heat, threshold, kernel, m)
+        want_max = _tile_max(heat, _peaks.FIND_BLOCK)
+        tile_max = np.full_like(want_max, np.nan)
+        val, idx, cnt = _candidates(heat, threshold, kernel, m, tile_max)
         for j, (rv, ri) in enumerate(_reference_candidates(heat, threshold, kernel, m)):
             assert cnt[j] == len(rv)
             np.testing.assert_array_equal(val[j, : cnt[j]], rv)
             np.testing.assert_array_equal(idx[j, : cnt[j]], ri)
+        np.testing.assert_array_equal(tile_max, want_max)
 
 
 def test_plateau_pixels_are_all_peaks_and_ties_rank_by_index():
@@ -178,7 +199,9 @@ def test_refine_finds_the_full_scan_argmax(dtype, block, mode, rng):
         opts = RefineOptions(mode, False, 0, block, 0.0, mult, top_min)
         cand = Candidates(_val, idx, cnt, np.zeros((k, m, dim), dtype), np.zeros((k, m, 4), dtype))
         out = People(kp, np.zeros(n, dtype), ref, ref.copy(), det)
-        _refine.refine_image(heat, tags, np.arange(k), n, cand, opts, out)
+        # the tiles' largest heat from the caller (the peak search's), or computed here
+        tile_max = _tile_max(heat, block) if trial % 2 else np.empty((0, 1), dtype)
+        _refine.refine_image(heat, tags, np.arange(k), n, cand, opts, out, tile_max)
         for p in range(n):
             for j in range(k):
                 if det[p, j]:
@@ -208,20 +231,25 @@ def test_refine_reads_only_the_slots_of_needed_joints(rng):
         no_vals, empty, np.zeros(3, np.int64), no_vals[..., None], np.zeros((3, 1, 4), np.float32)
     )
     out = People(kp, np.zeros(1, np.float32), ref, ref, det)
-    _refine.refine_image(heat[1:2], tags[1:2], slot, 1, cand, opts, out)
+    _refine.refine_image(
+        heat[1:2], tags[1:2], slot, 1, cand, opts, out, np.empty((0, 1), np.float32)
+    )
     y, x = divmod(_brute_force(heat[1], tags[1], ref[0], 100), 9)
     assert kp[0, 1].tolist() == [x, y, heat[1, y, x]]
 
 
 @pytest.mark.parametrize("block", [1, 3, 16])
 @pytest.mark.parametrize("top_min", [-1.0, 0.6, 0.9])
-def test_block_stats_match_numpy(block, top_min, rng):
+@pytest.mark.parametrize("have_hmax", [False, True])
+def test_block_stats_match_numpy(block, top_min, have_hmax, rng):
     h, w, dim = 21, 35, 2
     hk = rng.random((h, w)).astype(np.float32)
     tk = rng.standard_normal((dim, h, w)).astype(np.float32)
     nby, nbx = -(-h // block), -(-w // block)
     stats, scratch = _refine.work_arrays(hk[None], dim, block, top_min)
-    assert _refine.block_stats(hk, tk, block, stats, scratch)
+    if have_hmax:  # given by the caller: kept as it is, and used for the top ranges
+        stats.hmax[:] = _tile_max(hk[None], block)[0]
+    assert _refine.block_stats(hk, tk, block, stats, scratch, have_hmax)
     hmax, lo, hi, lo_top, hi_top = stats[:5]
     for by in range(nby):
         for bx in range(nbx):
@@ -254,20 +282,22 @@ def test_passes_over_the_maps_report_non_finite_values(dtype, bad, rng):
             np.empty((k, 3, dim), dtype),
             np.empty((k, 3, 4), dtype),
         )
-        assert _peaks.find_candidates(heat, 0.1, 3, cand)
+        no_max = np.empty((0, 1), dtype)
+        have_hmax = bool(rng.integers(0, 2))
+        assert _peaks.find_candidates(heat, 0.1, 3, cand, no_max)
         assert _peaks.gather_candidates(heat, tags, cand)
-        assert _refine.block_stats(heat[1], tags[1], block, stats, scratch)
+        assert _refine.block_stats(heat[1], tags[1], block, stats, scratch, have_hmax)
         assert _peaks.rows_finite(tags[1].reshape(dim * h, w), fin)
         j, y, x = int(rng.integers(0, k)), int(rng.integers(0, h)), int(rng.integers(0, w))
         bad_heat = heat.copy()
         bad_heat[j, y, x] = bad
-        assert not _peaks.find_candidates(bad_heat, 0.1, 3, cand)
+        assert not _peaks.find_candidates(bad_heat, 0.1, 3, cand, no_max)
         d = int(rng.integers(0, dim))
         bad_tags = tags.copy()
         bad_tags[j, d, y, x] = bad
-        assert _refine.block_stats(heat[j], bad_tags[j], block, stats, scratch) is False
+        assert _refine.block_stats(heat[j], bad_tags[j], block, stats, scratch, have_hmax) is False
         assert _peaks.rows_finite(bad_tags[j].reshape(dim * h, w), fin) is False
-        assert _peaks.find_candidates(heat, 0.1, 3, cand)
+        assert _peaks.find_candidates(heat, 0.1, 3, cand, no_max)
         at_candidate = y * w + x in cand.idx[j, : cand.cnt[j]]
         assert _peaks.gather_candidates(heat, bad_tags, cand) is not at_candidate
         i = cand.idx[j, 0]

@@ -16,7 +16,14 @@ from numba import njit
 
 from ._grouping import People, group_image
 from ._matching import GroupOptions
-from ._peaks import Candidates, find_candidates, gather_candidates, new_candidates, rows_finite
+from ._peaks import (
+    FIND_BLOCK,
+    Candidates,
+    find_candidates,
+    gather_candidates,
+    new_candidates,
+    rows_finite,
+)
 from ._refine import REFINE_OFF, RefineOptions, joint_missing, refine_image
 
 
@@ -57,17 +64,23 @@ def decode_image(heat, tags, order, opts, out):
     """
     n_joints, h_size, w_size = heat.shape
     cand = new_candidates(heat, tags, opts.max_candidates)
-    if not find_candidates(heat, opts.detection_threshold, opts.nms_kernel, cand):
+    r = opts.refine
+    # the peak search keeps its tiles' largest heat for the missing-joint search
+    n_keep = n_joints if r.mode != REFINE_OFF and r.block == FIND_BLOCK else 0
+    nbx = (w_size + FIND_BLOCK - 1) // FIND_BLOCK
+    nby = (h_size + FIND_BLOCK - 1) // FIND_BLOCK
+    tile_max = np.empty((n_keep, nby * nbx), heat.dtype)
+    if not find_candidates(heat, opts.detection_threshold, opts.nms_kernel, cand, tile_max):
         return -1
     if not gather_candidates(heat, tags, cand):
         return -1
     n = group_image(cand, h_size, w_size, order, opts.group, out)
-    refined = opts.refine.mode != REFINE_OFF and n > 0
+    refined = r.mode != REFINE_OFF and n > 0
     if refined:
         slot = np.empty(n_joints, np.int64)
         for k in range(n_joints):
             slot[k] = k
-        if not refine_image(heat, tags, slot, n, cand, opts.refine, out):
+        if not refine_image(heat, tags, slot, n, cand, r, out, tile_max):
             return -1
     fin = np.empty(w_size, tags.dtype)
     for k in range(n_joints):
@@ -105,5 +118,12 @@ def refine_range(heat, tags, slot, cand, opts, span, out, out_n):
     """Recover missing joints of images ``span = (start, stop)``; ``slot (B, K)`` indexes heat."""
     for b in range(span[0], span[1]):
         refine_image(
-            heat, tags, slot[b], out_n[b], _image_candidates(cand, b), opts, _image_people(out, b)
+            heat,
+            tags,
+            slot[b],
+            out_n[b],
+            _image_candidates(cand, b),
+            opts,
+            _image_people(out, b),
+            np.empty((0, 1), heat.dtype),
         )

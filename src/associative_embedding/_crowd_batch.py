@@ -157,7 +157,7 @@ def refine_crowd(heat, tags, n_people, cand, out, out_pix, copts, r, tag_thresho
             continue
         hk = heat[k]
         tk = tags[k]
-        block_stats(hk, tk, block, stats, scratch)
+        block_stats(hk, tk, block, stats, scratch, False)
         for p in range(n_people):
             if not searched[p] or has[p, k]:
                 continue
@@ -360,7 +360,7 @@ def decode_image_crowd(heat, tags, order, opts, copts, out):
             slot = np.empty(n_joints, np.int64)
             for k in range(n_joints):
                 slot[k] = k
-            refine_image(heat, tags, slot, n, cand, r, out)
+            refine_image(heat, tags, slot, n, cand, r, out, np.empty((0, 1), heat.dtype))
     return select_people(
         out.kp, out.score, out.tag, n, copts.min_score, copts.pose_nms, copts.sigmas
     )

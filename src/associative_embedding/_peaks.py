@@ -142,7 +142,7 @@ def _peak_row(hk, y, xs, xe, threshold, keep):
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-def find_candidates(heat, threshold, kernel, cand):
+def find_candidates(heat, threshold, kernel, cand, tile_max):
     """Peaks of each joint's heatmap above ``threshold``, the strongest first.
 
     A pixel is a peak when no pixel of the ``kernel x kernel`` window centred
@@ -154,6 +154,10 @@ def find_candidates(heat, threshold, kernel, cand):
     number to ``cand.cnt[k]``. Returns whether every value of ``heat`` is finite
     (the pass reads them all; see :func:`strip_max`). On a non-finite map the
     candidates are meaningless and the caller raises.
+
+    ``tile_max`` receives the largest heat of every ``FIND_BLOCK x FIND_BLOCK``
+    tile, ``tile_max[k, by * n_tiles_x + bx]`` (the missing-joint search reuses
+    it), unless it has no rows (shape ``(0, n)``).
 
     Rows are visited in strips of ``FIND_BLOCK``; a vectorised column maximum
     over the strip tells which ``FIND_BLOCK``-wide tiles hold any value above
@@ -171,6 +175,7 @@ def find_candidates(heat, threshold, kernel, cand):
     fin = np.zeros(w_size, heat.dtype)
     hot = np.empty(nbx, np.bool_)
     keep = np.empty(block, np.bool_)
+    store = tile_max.shape[0] > 0
     for k in range(n_joints):
         hk = heat[k]
         cnt = 0
@@ -187,6 +192,8 @@ def find_candidates(heat, threshold, kernel, cand):
                     m = v if v > m else m
                 hot[bx] = m > threshold
                 any_hot = any_hot or hot[bx]
+                if store:
+                    tile_max[k, (y0 // block) * nbx + bx] = m
             if not any_hot:
                 continue
             for y in range(y0, y1):
@@ -266,7 +273,7 @@ def image_candidates(heat, tags, m_size, threshold, kernel):
     :func:`find_candidates` and :func:`gather_candidates` are dropped).
     """
     cand = new_candidates(heat, tags, m_size)
-    find_candidates(heat, threshold, kernel, cand)
+    find_candidates(heat, threshold, kernel, cand, np.empty((0, 1), heat.dtype))
     gather_candidates(heat, tags, cand)
     return cand
 

@@ -182,11 +182,11 @@ def _scan_block(hk, tk, ref, mult, tile, best, best_idx, scratch):
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
-def _fold_strip(col, cols, block, by, d, hmax, lo, hi):
+def _fold_strip(col, cols, block, by, d, with_hmax, hmax, lo, hi):
     """Fold strip ``by``'s column rows into its tiles' statistics, all three in one pass.
 
     ``lo[d, b]`` / ``hi[d, b]`` = min of ``cols[0]`` / max of ``cols[1]`` over tile b's
-    columns, and for ``d == 0`` also ``hmax[b]`` = max of ``col``.
+    columns, and with ``with_hmax`` also ``hmax[b]`` = max of ``col``.
     """
     w_size = col.shape[0]
     nbx = (w_size + block - 1) // block
@@ -205,14 +205,14 @@ def _fold_strip(col, cols, block, by, d, hmax, lo, hi):
             lo_m = v if v < lo_m else lo_m
             v = cols[1, x]
             hi_m = v if v > hi_m else hi_m
-        if d == 0:
+        if with_hmax:
             hmax[b] = m
         lo[d, b] = lo_m
         hi[d, b] = hi_m
 
 
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
-def block_stats(hk, tk, block, stats, scratch):
+def block_stats(hk, tk, block, stats, scratch, have_hmax):
     """Tile statistics of one joint's maps for the missing-joint search.
 
     Per ``block x block`` tile (numbered row-major, ``b = by * nbx + bx``): the
@@ -222,10 +222,12 @@ def block_stats(hk, tk, block, stats, scratch):
     The last is computed only for tiles with ``hmax > scratch.consts[2]`` (the
     detection threshold); a tile below it gets its whole range as its top range,
     a looser but still valid bound (its pixels are rarely worth a scan).
-    Results go to ``stats`` (:class:`TileStats`); ``scratch`` (:class:`Scratch`)
-    holds the work rows. Each row of tiles takes vectorisable column-wise passes,
-    then one fold per tile. Returns whether every value of ``tk`` is finite
-    (the same ``v - v`` column sums as :func:`~._peaks.strip_max`; the heat is
+    Results go to ``stats`` (:class:`TileStats`); with ``have_hmax``,
+    ``stats.hmax`` already holds the tiles' largest heat (the peak search's
+    ``tile_max``) and the heat is read only in the tiles above ``consts[2]``.
+    ``scratch`` (:class:`Scratch`) holds the work rows. Each row of tiles takes
+    vectorisable column-wise passes, then one fold per tile. Returns whether
+    every value of ``tk`` is finite (see :func:`_strip_ranges`; the heat is
     checked by the peak search).
     """
     hmax, lo, hi, lo_top, hi_top = stats[:5]
@@ -240,8 +242,11 @@ def block_stats(hk, tk, block, stats, scratch):
         y0 = by * block
         y1 = min(y0 + block, h_size)
         for d in range(dim):
-            _strip_ranges(hk, tk, d, y0, y1, col, cols)
-            _fold_strip(col, cols, block, by, d, hmax, lo, hi)
+            if have_hmax:
+                _strip_tag_ranges(tk, d, y0, y1, cols)
+            else:
+                _strip_ranges(hk, tk, d, y0, y1, col, cols)
+            _fold_strip(col, cols, block, by, d, d == 0 and not have_hmax, hmax, lo, hi)
             _top_ranges(
                 hk, tk, d, y0, y1, block, by, hmax, top_min, lo, hi, lo_top, hi_top, scratch
             )
@@ -254,30 +259,62 @@ def _strip_ranges(hk, tk, d, y0, y1, col, cols):
 
     One vectorised pass over a strip of tag dimension d of ``tk (D, H, W)`` and
     the heat ``hk (H, W)`` (read again for every dimension: cheaper than a pass
-    of its own); ``cols[2, x]`` accumulates ``v - v`` of the tags (no fast-math
-    here). The maps are indexed in two dimensions, not through row views: in
-    numba a view costs two atomic reference-count updates, more than the
-    arithmetic of a row.
+    of its own). The maps are indexed in two dimensions, not through row
+    views: in numba a view costs two atomic reference-count updates, more than
+    the arithmetic of a row. The finite test is :func:`_strip_tag_ranges`'s.
     """
     w = uint64(hk.shape[1])
     uy0 = uint64(y0)
     for x in range(w):
         v = tk[d, uy0, x]
-        cols[2, x] = cols[2, x] + (v - v)
         col[x] = hk[uy0, x]
         cols[0, x] = v
         cols[1, x] = v
     for y in range(uy0 + uint64(1), uint64(y1)):
         for x in range(w):
             v = tk[d, y, x]
-            cols[2, x] = cols[2, x] + (v - v)
             h = hk[y, x]
             c = col[x]
             col[x] = h if h > c else c
             lo_v = cols[0, x]
             hi_v = cols[1, x]
             cols[0, x] = v if v < lo_v else lo_v
-            cols[1, x] = v if v > hi_v else hi_v
+            cols[1, x] = v if (v > hi_v) | (v != v) else hi_v
+    _add_finite(cols)
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _strip_tag_ranges(tk, d, y0, y1, cols):
+    """:func:`_strip_ranges` without the heat: the tag range ``cols[0:2]`` alone.
+
+    The column maxima keep a NaN once met (``v != v`` selects it; no later
+    comparison replaces it), an infinity is its own extreme, so a strip is
+    finite exactly when its column minima and maxima are; their ``v - v`` is
+    added to ``cols[2]`` (no fast-math flags here: "no NaN" would fold it to 0).
+    """
+    w = uint64(tk.shape[2])
+    uy0 = uint64(y0)
+    for x in range(w):
+        v = tk[d, uy0, x]
+        cols[0, x] = v
+        cols[1, x] = v
+    for y in range(uy0 + uint64(1), uint64(y1)):
+        for x in range(w):
+            v = tk[d, y, x]
+            lo_v = cols[0, x]
+            hi_v = cols[1, x]
+            cols[0, x] = v if v < lo_v else lo_v
+            cols[1, x] = v if (v > hi_v) | (v != v) else hi_v
+    _add_finite(cols)
+
+
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+def _add_finite(cols):
+    """``cols[2] += (lo - lo) + (hi - hi)`` column-wise: NaN where a strip was not finite."""
+    for x in range(uint64(cols.shape[1])):
+        lo_v = cols[0, x]
+        hi_v = cols[1, x]
+        cols[2, x] = cols[2, x] + ((lo_v - lo_v) + (hi_v - hi_v))
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
@@ -454,7 +491,7 @@ def work_arrays(heat, dim, block, top_min):
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-def refine_image(heat, tags, slot, n_people, cand, opts, out):
+def refine_image(heat, tags, slot, n_people, cand, opts, out, tile_max):
     """Recover the missing joints of the ``n_people`` people of one image, in place.
 
     For person p and a joint k it misses, the pixel maximising ``heat_k -
@@ -465,6 +502,8 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
     of the joints some person misses, joint k at ``slot[k]``; ``cand`` holds
     the candidates of ``find_candidates``, ``out`` the :class:`People` of
     ``group_image`` (``kp``, ``ref`` and ``det`` are read; ``kp`` is written).
+    ``tile_max (S, n_tiles)``, if it has rows, holds the largest heat of every
+    ``block x block`` tile of each map (``_peaks.find_candidates``).
 
     The search is exact and avoids a full pass per person: per joint, one pass
     over its maps computes tile statistics (``block_stats``); per person, the
@@ -501,7 +540,11 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
             continue
         hk = heat[slot[k]]
         tk = tags[slot[k]]
-        if not block_stats(hk, tk, block, stats, scratch):
+        have_hmax = tile_max.shape[0] > 0
+        st = stats
+        if have_hmax:
+            st = TileStats(tile_max[slot[k]], *stats[1:])
+        if not block_stats(hk, tk, block, st, scratch, have_hmax):
             return False
         for p in range(n_people):
             if out_det[p, k] != 0:
@@ -521,7 +564,7 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out):
                 if best_idx < 0 or score > best or (score == best and idx < best_idx):
                     best = score
                     best_idx = idx
-            _bounds(stats, ref, mult, scratch)
+            _bounds(st, ref, mult, scratch)
             n_open = 0
             for b in range(nb):
                 if (
