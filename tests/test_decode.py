@@ -377,6 +377,39 @@ def test_layouts_dtypes_and_memory_orders(rng):
     assert mixed.keypoints.dtype == mixed.tags.dtype == mixed.scores.dtype == np.float64
 
 
+def test_repeated_numpy_calls_equal_the_general_path(rng):
+    # contiguous writeable numpy calls take a cached plan; a read-only copy of the same maps
+    # takes the general path (it converts them), so both must give the same people
+    heat, tags = random_scene(rng, 5, 20, 22, 2, 6)
+    hb, tb = heat[None], tags[None]
+    ro_h, ro_t = hb.copy(), tb.copy()
+    ro_h.setflags(write=False)
+    ro_t.setflags(write=False)
+    configs = [None, DecodeConfig.preset("mmpose-1.x"), DecodeConfig(refine=False)]
+    for _ in range(2):  # the second round hits the cache
+        for config in configs:
+            for threads in (None, 1, 2):
+                fast = decode(hb, tb, config, num_threads=threads)[0]
+                slow = decode(ro_h, ro_t, config, num_threads=threads)[0]
+                for a, b in ((fast.keypoints, slow.keypoints), (fast.tags, slow.tags)):
+                    np.testing.assert_array_equal(a, b)
+    # a plan is per config: another config with equal shapes gives its own people
+    assert len(decode(hb, tb, max_instances=1)[0]) == 1
+    assert len(decode(hb, tb, DecodeConfig(max_instances=1))[0]) == 1
+    assert len(decode(hb, tb)[0]) > 1
+    # errors are the general path's, on the first call and after a cached one
+    for _ in range(2):
+        with pytest.raises(ValueError, match="num_threads"):
+            decode(hb, tb, num_threads=0)
+        with pytest.raises(TypeError, match="config must be a DecodeConfig"):
+            decode(hb, tb, {"refine": False})
+        bad = tb.copy()
+        bad[0, 3, 1, 4, 5] = np.nan
+        with pytest.raises(ValueError, match="tags contains 1 NaN"):
+            decode(hb, bad)
+    assert decode(hb[:0], tb[:0]) == []
+
+
 def test_float64_tags_are_not_rounded_to_float32():
     # two candidates whose distances to a person differ only beyond float32 precision
     heat = np.zeros((1, 2, 8, 8))

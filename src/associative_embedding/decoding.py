@@ -290,6 +290,10 @@ def decode(
     >>> len(poses), poses.keypoints[0, :, :2].tolist()
     (1, [[3.25, 2.25], [3.25, 5.25]])
     """
+    if not options and type(heatmaps) is np.ndarray and type(tags) is np.ndarray:
+        plan = _numpy_plan(heatmaps, tags, config, num_threads)
+        if plan is not None:
+            return plan.run(heatmaps, tags)
     config = _resolve_config(config, options)
     if num_threads is None:
         num_threads = default_threads()
@@ -401,11 +405,106 @@ def _decode_numpy(
         decode_range(heat, tag, order, opts, (start, stop), out, out_n)
 
     run_chunks(run, b, num_threads)
-    if out_n.min() < 0:  # the kernels met NaN or infinity: count them for the message
-        check_finite(heat, "heatmaps")
-        check_finite(tag, "tags")
-        raise ValueError("heatmaps or tags contain NaN or infinite values")
+    if out_n.min() < 0:
+        _raise_non_finite(heat, tag)
     return collect(out, out_n)
+
+
+def _raise_non_finite(heat: np.ndarray, tag: np.ndarray) -> None:
+    """Raise the error for maps the kernels found NaN or infinity in, with the counts."""
+    check_finite(heat, "heatmaps")
+    check_finite(tag, "tags")
+    raise ValueError("heatmaps or tags contain NaN or infinite values")
+
+
+class _NumpyPlan:
+    """Everything a plain numpy call of :func:`decode` derives from its arguments' metadata.
+
+    Built once per (config, shapes, dtypes, num_threads) by :func:`_numpy_plan`
+    with the same checks as the general path; a repeated call then validates
+    nothing it has seen and runs the kernel directly. A one-image call spends
+    far less time in Python, which matters next to a kernel of a few tenths
+    of a millisecond.
+    """
+
+    __slots__ = ("cap", "d", "dtype", "kernel", "opts", "order", "tag_shape", "threads")
+
+    def __init__(
+        self, config: DecodeConfig, shape: tuple[int, ...], d: int, dtype: np.dtype, threads: int
+    ) -> None:
+        from ._batch import decode_range
+
+        b, k, h, w = shape
+        self.kernel = decode_range
+        self.dtype = dtype
+        self.opts = _options(config, h, w, self.dtype)
+        self.order = _joint_order(config, k)
+        self.cap = _capacity(config, k, self.opts.max_candidates)
+        self.tag_shape = (b, k, d, h, w)
+        self.d = d
+        self.threads = max(1, min(threads, b))
+
+    def run(self, heat: np.ndarray, tags: np.ndarray) -> list[Poses]:
+        from ._grouping import empty_people
+
+        b, k = self.tag_shape[:2]
+        tag = tags.reshape(self.tag_shape)
+        out = empty_people((b,), self.cap, k, self.d, self.dtype)
+        out_n = np.zeros(b, np.int64)
+        kernel, order, opts = self.kernel, self.order, self.opts
+        if self.threads == 1:
+            kernel(heat, tag, order, opts, (0, b), out, out_n)
+        else:
+            run_chunks(
+                lambda start, stop: kernel(heat, tag, order, opts, (start, stop), out, out_n),
+                b,
+                self.threads,
+            )
+        if out_n.min() < 0:
+            _raise_non_finite(heat, tag)
+        return collect(out, out_n)
+
+
+_PLANS: dict[tuple[Any, ...], tuple[DecodeConfig | None, _NumpyPlan | None]] = {}
+
+
+def _numpy_plan(
+    heatmaps: np.ndarray, tags: np.ndarray, config: Any, num_threads: Any
+) -> _NumpyPlan | None:
+    """Return the :class:`_NumpyPlan` of a call, or None where the general path must run.
+
+    Only numpy arrays that the kernels take as they are: one dtype, float32 or
+    float64, C-contiguous and writeable (anything else is converted by the
+    general path), a batch of at least one image, and a config without the
+    crowd options. Invalid arguments raise the general path's errors, from the
+    same checks.
+    """
+    if not (config is None or type(config) is DecodeConfig):
+        return None
+    if not (num_threads is None or type(num_threads) is int):
+        return None
+    dtype = heatmaps.dtype
+    if dtype != tags.dtype or dtype.type not in (np.float32, np.float64):
+        return None
+    f_heat, f_tags = heatmaps.flags, tags.flags
+    if not (f_heat.c_contiguous and f_heat.writeable and f_tags.c_contiguous and f_tags.writeable):
+        return None
+    key = (id(config), heatmaps.shape, tags.shape, dtype, num_threads)
+    hit = _PLANS.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    resolved = _resolve_config(config, {})
+    threads = (
+        default_threads() if num_threads is None else check_int(num_threads, "num_threads", low=1)
+    )
+    shape, d = _check_inputs(heatmaps, tags)
+    plan = None
+    if shape[0] > 0 and not _uses_crowd(resolved):
+        plan = _NumpyPlan(resolved, shape, d, dtype, threads)
+    if len(_PLANS) >= 64:
+        _PLANS.clear()
+    _PLANS[key] = (config, plan)  # holding config keeps its id from being reused
+    return plan
 
 
 def collect(out: People, out_n: np.ndarray) -> list[Poses]:
