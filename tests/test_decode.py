@@ -410,6 +410,34 @@ def test_repeated_numpy_calls_equal_the_general_path(rng):
     assert decode(hb[:0], tb[:0]) == []
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_threshold_in_the_work_dtype_selects_as_float64(dtype, rng):
+    thresholds = [0.1, 0.3, -0.2, 1 / 3, 0.0, 1e-40, 1e300, -1e300, 2.0**-149 * 0.75]
+    with np.errstate(over="ignore"):  # 1e300 is an infinity in float32
+        at = [dtype(t) for t in thresholds]
+    near = [np.nextafter(a, dtype(d)) for a in at for d in (-np.inf, np.inf)]
+    values = np.concatenate([rng.standard_normal(2000), at, near, [np.inf, -np.inf]]).astype(dtype)
+    for t in thresholds:
+        got = decoding._threshold_for(t, np.dtype(dtype))
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(values > got, values.astype(np.float64) > np.float64(t))
+
+
+def test_a_peak_at_the_float32_of_the_threshold_is_detected():
+    # float32(0.1) is just above 0.1: the references compare the values in float64 rows,
+    # so it is a detection; the float32 below it is not (numpy and torch paths alike)
+    heat = np.zeros((1, 2, 7, 8), np.float32)
+    heat[0, 0, 2, 3] = np.float32(0.1)
+    heat[0, 1, 4, 5] = np.nextafter(np.float32(0.1), np.float32(0))
+    tags = np.zeros_like(heat)
+    want = reference_parse(heat[0], tags[0, :, None], refine=False)
+    for h, t in ((heat, tags), (torch.from_numpy(heat), torch.from_numpy(tags))):
+        (poses,) = decode(h, t, refine=False)
+        assert len(poses) == 1
+        assert not np.isnan(poses.keypoints[0, 0, 0]) and np.isnan(poses.keypoints[0, 1, 0])
+        np.testing.assert_array_equal(poses.keypoints, want[0])
+
+
 def test_float64_tags_are_not_rounded_to_float32():
     # two candidates whose distances to a person differ only beyond float32 precision
     heat = np.zeros((1, 2, 8, 8))

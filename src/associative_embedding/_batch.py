@@ -30,7 +30,10 @@ from ._refine import REFINE_OFF, RefineOptions, joint_missing, refine_image
 class DecodeOptions(NamedTuple):
     """Every option of one decode call, as the kernels read them.
 
-    ``detection_threshold`` and ``nms_kernel`` for the peaks, ``max_candidates``
+    ``detection_threshold`` (a scalar of the work dtype, the largest not above
+    the configured value: a comparison with it selects what a float64
+    comparison with the configured value selects) and ``nms_kernel`` for the
+    peaks, ``max_candidates``
     (M, the top-k per joint type), and the :class:`GroupOptions` and
     :class:`RefineOptions` records.
     """

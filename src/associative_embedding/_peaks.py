@@ -101,10 +101,10 @@ def _peak_at_edge(hk, y, yu, yd, x, threshold):
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-def _peak_row(hk, y, xs, xe, threshold, keep):
+def _peak_row(hk, y, xs, xe, threshold, keep, o):
     """Flag the pixels of row y, columns ``xs:xe``, that may be peaks; return their number.
 
-    ``keep[x - xs]`` = pixel ``(y, x)`` of ``hk`` is above ``threshold`` and no
+    ``keep[o + x - xs]`` = pixel ``(y, x)`` of ``hk`` is above ``threshold`` and no
     4-neighbour is larger.
 
     Neighbours outside the map do not count (the clipped window of the
@@ -120,9 +120,9 @@ def _peak_row(hk, y, xs, xe, threshold, keep):
     n_keep = 0
     for x in range(xs, min(lo, xe)):
         ok = _peak_at_edge(hk, y, yu, yd, x, threshold)
-        keep[x - xs] = ok
+        keep[o + x - xs] = ok
         n_keep += ok
-    uxs = uint64(xs)
+    uxs = uint64(xs - o)
     for x in range(uint64(lo), uint64(hi)):
         v = hk[uy, x]
         ok = (
@@ -136,9 +136,52 @@ def _peak_row(hk, y, xs, xe, threshold, keep):
         n_keep += ok
     for x in range(hi, xe):
         ok = _peak_at_edge(hk, y, yu, yd, x, threshold)
-        keep[x - xs] = ok
+        keep[o + x - xs] = ok
         n_keep += ok
     return n_keep
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep):
+    """Flag the pixels of tile ``y0:y1, xs:xe`` that may be peaks, in ``keep``.
+
+    ``keep[(y - y0) * FIND_BLOCK + x - xs]`` (``FIND_BLOCK**2`` entries, the
+    rest zero): above ``threshold`` and, for a window radius ``r > 0``, no
+    4-neighbour larger (:func:`_peak_row`). Nothing is counted in the loops, so
+    that they compare eight or more pixels at a time; the caller reads the
+    flags eight at a time.
+    """
+    keep[:] = False
+    h_size, w_size = hk.shape
+    inner = xs > 0 and xe < w_size and xe - xs == FIND_BLOCK
+    for y in range(y0, y1):
+        o = (y - y0) * FIND_BLOCK
+        uy = uint64(y)
+        if r == 0:
+            for x in range(uint64(xs), uint64(xe)):
+                keep[o + x - xs] = hk[uy, x] > threshold
+        elif inner:  # _peak_row's vectorised loop, without a call per row
+            yu = uint64(y - 1 if y > 0 else y)
+            yd = uint64(y + 1 if y + 1 < h_size else y)
+            uo = uint64(o - xs)
+            for i in range(FIND_BLOCK):  # a constant trip count: unrolled, no remainder loop
+                x = uint64(xs + i)
+                v = hk[uy, x]
+                keep[uo + x] = (
+                    (v > threshold)
+                    & (hk[uy, x - uint64(1)] <= v)
+                    & (hk[uy, x + uint64(1)] <= v)
+                    & (hk[yu, x] <= v)
+                    & (hk[yd, x] <= v)
+                )
+        else:
+            _peak_row(hk, y, xs, xe, threshold, keep, o)
+
+
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+def _ranks_before(v, idx, v_other, idx_other):
+    """Whether peak ``(v, idx)`` ranks before ``(v_other, idx_other)`` (larger, or tied, first)."""
+    return v > v_other or (v == v_other and idx < idx_other)
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
@@ -161,7 +204,9 @@ def find_candidates(heat, threshold, kernel, cand, tile_max):
 
     Rows are visited in strips of ``FIND_BLOCK``; a vectorised column maximum
     over the strip tells which ``FIND_BLOCK``-wide tiles hold any value above
-    the threshold, and only those are examined pixel by pixel.
+    the threshold, and only those are examined, a tile at a time
+    (:func:`_flag_tile`), then pixel by pixel where a flag is set. Peaks enter
+    the ranking in tile order; ties are ranked by index as they go in.
     """
     n_joints, h_size, w_size = heat.shape
     cand_val = cand.val
@@ -174,7 +219,8 @@ def find_candidates(heat, threshold, kernel, cand, tile_max):
     col = np.empty(w_size, heat.dtype)
     fin = np.zeros(w_size, heat.dtype)
     hot = np.empty(nbx, np.bool_)
-    keep = np.empty(block, np.bool_)
+    keep = np.zeros(block * block, np.bool_)
+    words = keep.view(np.uint64)  # eight flags at a time: most are zero
     store = tile_max.shape[0] > 0
     for k in range(n_joints):
         hk = heat[k]
@@ -196,36 +242,30 @@ def find_candidates(heat, threshold, kernel, cand, tile_max):
                     tile_max[k, (y0 // block) * nbx + bx] = m
             if not any_hot:
                 continue
-            for y in range(y0, y1):
-                wy0 = max(y - r, 0)
-                wy1 = min(y + r + 1, h_size)
-                uy = uint64(y)
-                for bx in range(nbx):
-                    if not hot[bx]:
+            for bx in range(nbx):
+                if not hot[bx]:
+                    continue
+                xs = bx * block
+                xe = min(xs + block, w_size)
+                # vectorised, a tile at a time: above the threshold and no larger
+                # 4-neighbour (most pixels of a slope have one); the window test decides
+                _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep)
+                for wi in range(words.shape[0]):
+                    if words[wi] == 0:
                         continue
-                    x0 = uint64(bx * block)
-                    n = uint64(min(bx * block + block, w_size) - bx * block)
-                    n_above = 0
-                    for i in range(n):  # vectorised: does this row of the tile need a look?
-                        n_above += hk[uy, x0 + i] > threshold
-                    if n_above == 0:
-                        continue
-                    xs = bx * block
-                    xe = min(xs + block, w_size)
-                    if r > 0:
-                        # vectorised: above the threshold and no larger 4-neighbour (most
-                        # pixels of a slope have one); the window test below decides
-                        if _peak_row(hk, y, xs, xe, threshold, keep) == 0:
+                    for e in range(wi * 8, wi * 8 + 8):
+                        if not keep[e]:
                             continue
-                    else:
-                        for i in range(n):
-                            keep[i] = hk[uy, x0 + i] > threshold
-                    for x in range(xs, xe):
-                        if not keep[x - xs]:
-                            continue
+                        y = y0 + e // block
+                        x = xs + e % block
                         v = hk[y, x]
-                        if cnt == m_size and not v > cand_val[k, m_size - 1]:
+                        idx = y * w_size + x
+                        if cnt == m_size and not _ranks_before(
+                            v, idx, cand_val[k, m_size - 1], cand_idx[k, m_size - 1]
+                        ):
                             continue
+                        wy0 = max(y - r, 0)
+                        wy1 = min(y + r + 1, h_size)
                         wx0 = max(x - r, 0)
                         wx1 = min(x + r + 1, w_size)
                         peak = True
@@ -241,12 +281,14 @@ def find_candidates(heat, threshold, kernel, cand, tile_max):
                         if cnt < m_size:
                             cnt += 1
                         pos = cnt - 1
-                        while pos > 0 and cand_val[k, pos - 1] < v:
+                        while pos > 0 and _ranks_before(
+                            v, idx, cand_val[k, pos - 1], cand_idx[k, pos - 1]
+                        ):
                             cand_val[k, pos] = cand_val[k, pos - 1]
                             cand_idx[k, pos] = cand_idx[k, pos - 1]
                             pos -= 1
                         cand_val[k, pos] = v
-                        cand_idx[k, pos] = y * w_size + x
+                        cand_idx[k, pos] = idx
         cand_cnt[k] = cnt
     return all_zero(fin)
 

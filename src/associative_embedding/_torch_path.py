@@ -103,8 +103,11 @@ def decode_tensors(
     with torch.no_grad():
         heat_t = heatmaps.detach().to(tdt).contiguous()
         tags_t = tags.detach().to(tdt).reshape(b, k, d, h, w).contiguous()
-        m = _options(config, h, w, dtype).max_candidates
-        found = torch_candidates(heat_t, tags_t, m, config.detection_threshold, config.nms_kernel)
+        opts = _options(config, h, w, dtype)
+        # the work dtype's threshold: torch compares in the tensors' dtype, and this
+        # value selects what the float64 comparison of the numpy path selects
+        threshold = float(opts.detection_threshold)
+        found = torch_candidates(heat_t, tags_t, opts.max_candidates, threshold, config.nms_kernel)
         vals, idx, counts, cand_tag, nb = (
             np.ascontiguousarray(t.cpu().numpy()) for t in found
         )  # one transfer of the candidates

@@ -175,12 +175,28 @@ def _build_options(
         top_min=float(config.detection_threshold),
     )
     return DecodeOptions(
-        detection_threshold=float(config.detection_threshold),
+        detection_threshold=_threshold_for(config.detection_threshold, dtype),
         nms_kernel=config.nms_kernel,
         max_candidates=min(config.max_people, h * w),
         group=group,
         refine=refine,
     )
+
+
+def _threshold_for(value: float, dtype: np.dtype) -> np.floating:
+    """Return the largest number of the work ``dtype`` not above ``value``.
+
+    For every ``v`` of ``dtype``, ``v > result`` exactly when ``v > value`` in
+    float64, the references' comparison (HigherHRNet and mmpose test the
+    values in float64 rows, next to int64 locations): a float32 pixel equal to
+    ``float32(0.1)``, just above 0.1, is a detection. The kernels then compare
+    float32 maps in float32, at twice the vector width of float64.
+    """
+    with np.errstate(over="ignore"):  # beyond float32's range: an infinity
+        t = dtype.type(value)
+    if float(t) > value:  # rounded up to the nearest float32: take the one below
+        t = np.nextafter(t, dtype.type(-np.inf))
+    return t
 
 
 # --- decode ---------------------------------------------------------------------------------
