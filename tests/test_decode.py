@@ -393,6 +393,9 @@ def test_repeated_numpy_calls_equal_the_general_path(rng):
                 slow = decode(ro_h, ro_t, config, num_threads=threads)[0]
                 for a, b in ((fast.keypoints, slow.keypoints), (fast.tags, slow.tags)):
                     np.testing.assert_array_equal(a, b)
+    # maps in the other byte order are converted by the general path
+    swapped = decode(hb.astype(hb.dtype.newbyteorder()), tb.astype(tb.dtype.newbyteorder()))[0]
+    np.testing.assert_array_equal(swapped.keypoints, decode(hb, tb)[0].keypoints)
     # a plan is per config: another config with equal shapes gives its own people
     assert len(decode(hb, tb, max_instances=1)[0]) == 1
     assert len(decode(hb, tb, DecodeConfig(max_instances=1))[0]) == 1

@@ -490,17 +490,17 @@ def _numpy_plan(
     """Return the :class:`_NumpyPlan` of a call, or None where the general path must run.
 
     Only numpy arrays that the kernels take as they are: one dtype, float32 or
-    float64, C-contiguous and writeable (anything else is converted by the
-    general path), a batch of at least one image, and a config without the
-    crowd options. Invalid arguments raise the general path's errors, from the
-    same checks.
+    float64 in the machine's byte order, C-contiguous and writeable (anything
+    else is converted by the general path), a batch of at least one image, and
+    a config without the crowd options. Invalid arguments raise the general
+    path's errors, from the same checks.
     """
     if not (config is None or type(config) is DecodeConfig):
         return None
     if not (num_threads is None or type(num_threads) is int):
         return None
     dtype = heatmaps.dtype
-    if dtype != tags.dtype or dtype.type not in (np.float32, np.float64):
+    if dtype != tags.dtype or dtype.type not in (np.float32, np.float64) or not dtype.isnative:
         return None
     f_heat, f_tags = heatmaps.flags, tags.flags
     if not (f_heat.c_contiguous and f_heat.writeable and f_tags.c_contiguous and f_tags.writeable):
