@@ -138,6 +138,19 @@ def test_equals_reference_parser_with_small_refine_tiles(block, rng, monkeypatch
             check_batch(rng, {"refine_mode": mode}, batch=3, size=(24, 31))
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", ["higherhrnet", "mmpose-1.x"])
+def test_equals_reference_parser_on_maps_of_many_tiles(preset, rng):
+    # 16 x 16 tiles inside the map (not touching its edges) take the peak search's
+    # unrolled test, and the missing-joint search reuses the peak search's tile maxima
+    options = {
+        f: getattr(DecodeConfig.preset(preset), f) for f in DecodeConfig.__dataclass_fields__
+    }
+    for _ in range(4):
+        size = (int(rng.integers(33, 65)), int(rng.integers(33, 65)))
+        check_batch(rng, options, batch=2, size=size, people=int(rng.integers(5, 20)))
+
+
 def test_equals_reference_parser_with_many_tag_dimensions(rng):
     # D >= 8 takes numpy's 8-way pairwise sums over the tag dimensions
     for _ in range(6):
