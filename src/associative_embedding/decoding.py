@@ -399,30 +399,21 @@ def _crowd_options(config: DecodeConfig, k: int) -> Any:
 def _decode_numpy(
     heat: np.ndarray, tag: np.ndarray, config: DecodeConfig, order: np.ndarray, num_threads: int
 ) -> list[Poses]:
-    from ._batch import decode_range
+    b, k, h, w = heat.shape
+    if not _uses_crowd(config):
+        return _NumpyPlan(config, heat.shape, tag.shape[2], heat.dtype, num_threads).run(heat, tag)
+    from ._crowd_batch import decode_range_crowd
     from ._grouping import empty_people
 
-    b, k, h, w = heat.shape
     opts = _options(config, h, w, heat.dtype)
     out = empty_people((b,), _capacity(config, k, opts.max_candidates), k, tag.shape[2], heat.dtype)
     out_n = np.zeros(b, np.int64)
-    if _uses_crowd(config):
-        from ._crowd_batch import decode_range_crowd
-
-        copts = _crowd_options(config, k)
-
-        def run(start: int, stop: int) -> None:
-            decode_range_crowd(heat, tag, order, opts, copts, (start, stop), out, out_n)
-
-        run_chunks(run, b, num_threads)
-        return collect(out, out_n)
+    copts = _crowd_options(config, k)
 
     def run(start: int, stop: int) -> None:
-        decode_range(heat, tag, order, opts, (start, stop), out, out_n)
+        decode_range_crowd(heat, tag, order, opts, copts, (start, stop), out, out_n)
 
     run_chunks(run, b, num_threads)
-    if out_n.min() < 0:
-        _raise_non_finite(heat, tag)
     return collect(out, out_n)
 
 
@@ -434,13 +425,14 @@ def _raise_non_finite(heat: np.ndarray, tag: np.ndarray) -> None:
 
 
 class _NumpyPlan:
-    """Everything a plain numpy call of :func:`decode` derives from its arguments' metadata.
+    """Everything a numpy call of :func:`decode` derives from its arguments' metadata.
 
-    Built once per (config, shapes, dtypes, num_threads) by :func:`_numpy_plan`
-    with the same checks as the general path; a repeated call then validates
-    nothing it has seen and runs the kernel directly. A one-image call spends
-    far less time in Python, which matters next to a kernel of a few tenths
-    of a millisecond.
+    ``_decode_numpy`` builds one per call; :func:`_numpy_plan` keeps one per
+    (config, shapes, dtypes, num_threads), built with the same checks as the
+    general path, so that a repeated call of plain numpy arrays validates
+    nothing it has seen and runs the kernel directly. A one-image call then
+    spends far less time in Python, which matters next to a kernel of a few
+    tenths of a millisecond.
     """
 
     __slots__ = ("cap", "d", "dtype", "kernel", "opts", "order", "tag_shape", "threads")
@@ -453,14 +445,15 @@ class _NumpyPlan:
         b, k, h, w = shape
         self.kernel = decode_range
         self.dtype = dtype
-        self.opts = _options(config, h, w, self.dtype)
+        self.opts = _options(config, h, w, dtype)
         self.order = _joint_order(config, k)
         self.cap = _capacity(config, k, self.opts.max_candidates)
         self.tag_shape = (b, k, d, h, w)
         self.d = d
-        self.threads = max(1, min(threads, b))
+        self.threads = threads
 
     def run(self, heat: np.ndarray, tags: np.ndarray) -> list[Poses]:
+        """Decode C-contiguous, writeable maps of the plan's shapes and work dtype."""
         from ._grouping import empty_people
 
         b, k = self.tag_shape[:2]
@@ -468,14 +461,11 @@ class _NumpyPlan:
         out = empty_people((b,), self.cap, k, self.d, self.dtype)
         out_n = np.zeros(b, np.int64)
         kernel, order, opts = self.kernel, self.order, self.opts
-        if self.threads == 1:
-            kernel(heat, tag, order, opts, (0, b), out, out_n)
-        else:
-            run_chunks(
-                lambda start, stop: kernel(heat, tag, order, opts, (start, stop), out, out_n),
-                b,
-                self.threads,
-            )
+        run_chunks(
+            lambda start, stop: kernel(heat, tag, order, opts, (start, stop), out, out_n),
+            b,
+            self.threads,
+        )
         if out_n.min() < 0:
             _raise_non_finite(heat, tag)
         return collect(out, out_n)
