@@ -23,7 +23,7 @@ import numpy as np
 from numba import njit, uint64
 
 from ._grouping import place_joint
-from ._peaks import all_zero
+from ._peaks import all_zero, strip_max
 from ._sums import pairwise_sum
 
 REFINE_OFF = 0
@@ -224,11 +224,12 @@ def block_stats(hk, tk, block, stats, scratch, have_hmax):
     a looser but still valid bound (its pixels are rarely worth a scan).
     Results go to ``stats`` (:class:`TileStats`); with ``have_hmax``,
     ``stats.hmax`` already holds the tiles' largest heat (the peak search's
-    ``tile_max``) and the heat is read only in the tiles above ``consts[2]``.
+    ``tile_max``) and the heat is read only in the tiles above ``consts[2]``;
+    without, a column-wise pass over the heat (``_peaks.strip_max``) finds it.
     ``scratch`` (:class:`Scratch`) holds the work rows. Each row of tiles takes
     vectorisable column-wise passes, then one fold per tile. Returns whether
-    every value of ``tk`` is finite (see :func:`_strip_ranges`; the heat is
-    checked by the peak search).
+    every value of ``tk`` is finite, and without ``have_hmax`` of ``hk`` too
+    (see :func:`_strip_tag_ranges`; with it, the peak search checked the heat).
     """
     hmax, lo, hi, lo_top, hi_top = stats[:5]
     col = scratch.col
@@ -241,11 +242,10 @@ def block_stats(hk, tk, block, stats, scratch, have_hmax):
     for by in range(nby):
         y0 = by * block
         y1 = min(y0 + block, h_size)
+        if not have_hmax:  # the strip's column maxima of the heat, folded with d == 0
+            strip_max(hk, y0, y1, col, cols[2])
         for d in range(dim):
-            if have_hmax:
-                _strip_tag_ranges(tk, d, y0, y1, cols)
-            else:
-                _strip_ranges(hk, tk, d, y0, y1, col, cols)
+            _strip_tag_ranges(tk, d, y0, y1, cols)
             _fold_strip(col, cols, block, by, d, d == 0 and not have_hmax, hmax, lo, hi)
             _top_ranges(
                 hk, tk, d, y0, y1, block, by, hmax, top_min, lo, hi, lo_top, hi_top, scratch
@@ -254,43 +254,16 @@ def block_stats(hk, tk, block, stats, scratch, have_hmax):
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-def _strip_ranges(hk, tk, d, y0, y1, col, cols):
-    """Column-wise over rows ``y0:y1``: heat maximum ``col``, tag range ``cols[0:2]``.
-
-    One vectorised pass over a strip of tag dimension d of ``tk (D, H, W)`` and
-    the heat ``hk (H, W)`` (read again for every dimension: cheaper than a pass
-    of its own). The maps are indexed in two dimensions, not through row
-    views: in numba a view costs two atomic reference-count updates, more than
-    the arithmetic of a row. The finite test is :func:`_strip_tag_ranges`'s.
-    """
-    w = uint64(hk.shape[1])
-    uy0 = uint64(y0)
-    for x in range(w):
-        v = tk[d, uy0, x]
-        col[x] = hk[uy0, x]
-        cols[0, x] = v
-        cols[1, x] = v
-    for y in range(uy0 + uint64(1), uint64(y1)):
-        for x in range(w):
-            v = tk[d, y, x]
-            h = hk[y, x]
-            c = col[x]
-            col[x] = h if h > c else c
-            lo_v = cols[0, x]
-            hi_v = cols[1, x]
-            cols[0, x] = v if v < lo_v else lo_v
-            cols[1, x] = v if (v > hi_v) | (v != v) else hi_v
-    _add_finite(cols)
-
-
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _strip_tag_ranges(tk, d, y0, y1, cols):
-    """:func:`_strip_ranges` without the heat: the tag range ``cols[0:2]`` alone.
+    """Column-wise over rows ``y0:y1`` of tag dimension d: the tag range ``cols[0:2]``.
 
-    The column maxima keep a NaN once met (``v != v`` selects it; no later
-    comparison replaces it), an infinity is its own extreme, so a strip is
-    finite exactly when its column minima and maxima are; their ``v - v`` is
-    added to ``cols[2]`` (no fast-math flags here: "no NaN" would fold it to 0).
+    One vectorised pass over a strip of ``tk (D, H, W)``, indexed in three
+    dimensions, not through row views: in numba a view costs two atomic
+    reference-count updates, more than the arithmetic of a row. The column
+    maxima keep a NaN once met (``v != v`` selects it; no later comparison
+    replaces it), an infinity is its own extreme, so a strip is finite exactly
+    when its column minima and maxima are; their ``v - v`` is added to
+    ``cols[2]`` (no fast-math flags here: "no NaN" would fold it to 0).
     """
     w = uint64(tk.shape[2])
     uy0 = uint64(y0)
@@ -535,12 +508,12 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out, tile_max):
     sq = scratch.sq
     ub = stats.ub
     open_blocks = np.empty(nb, np.int64)
+    have_hmax = tile_max.shape[0] > 0
     for k in range(n_joints):
         if not joint_missing(out_det, n_people, k):
             continue
         hk = heat[slot[k]]
         tk = tags[slot[k]]
-        have_hmax = tile_max.shape[0] > 0
         st = stats
         if have_hmax:
             st = TileStats(tile_max[slot[k]], *stats[1:])
