@@ -100,6 +100,23 @@ def _peak_at_edge(hk, y, yu, yd, x, threshold):
     return ok and (x == 0 or hk[y, x - 1] <= v) and (x + 1 == w_size or hk[y, x + 1] <= v)
 
 
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+def _inner_peak(hk, uy, yu, yd, x, threshold):
+    """:func:`_peak_row`'s branch-free test at pixel ``(uy, x)`` with both columns beside it.
+
+    Above ``threshold`` and no 4-neighbour larger; ``yu`` / ``yd`` are the rows
+    above and below (clipped to the map: the pixel's own row at its edges).
+    """
+    v = hk[uy, x]
+    return (
+        (v > threshold)
+        & (hk[uy, x - uint64(1)] <= v)
+        & (hk[uy, x + uint64(1)] <= v)
+        & (hk[yu, x] <= v)
+        & (hk[yd, x] <= v)
+    )
+
+
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _peak_row(hk, y, xs, xe, threshold, keep, o):
     """Flag the pixels of row y, columns ``xs:xe``, that may be peaks; return their number.
@@ -124,14 +141,7 @@ def _peak_row(hk, y, xs, xe, threshold, keep, o):
         n_keep += ok
     uxs = uint64(xs - o)
     for x in range(uint64(lo), uint64(hi)):
-        v = hk[uy, x]
-        ok = (
-            (v > threshold)
-            & (hk[uy, x - uint64(1)] <= v)
-            & (hk[uy, x + uint64(1)] <= v)
-            & (hk[yu, x] <= v)
-            & (hk[yd, x] <= v)
-        )
+        ok = _inner_peak(hk, uy, yu, yd, x, threshold)
         keep[x - uxs] = ok
         n_keep += ok
     for x in range(hi, xe):
@@ -160,20 +170,13 @@ def _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep):
         if r == 0:
             for x in range(uint64(xs), uint64(xe)):
                 keep[o + x - xs] = hk[uy, x] > threshold
-        elif inner:  # _peak_row's vectorised loop, without a call per row
+        elif inner:  # _peak_row's inner loop, without a call per row
             yu = uint64(y - 1 if y > 0 else y)
             yd = uint64(y + 1 if y + 1 < h_size else y)
             uo = uint64(o - xs)
             for i in range(FIND_BLOCK):  # a constant trip count: unrolled, no remainder loop
                 x = uint64(xs + i)
-                v = hk[uy, x]
-                keep[uo + x] = (
-                    (v > threshold)
-                    & (hk[uy, x - uint64(1)] <= v)
-                    & (hk[uy, x + uint64(1)] <= v)
-                    & (hk[yu, x] <= v)
-                    & (hk[yd, x] <= v)
-                )
+                keep[uo + x] = _inner_peak(hk, uy, yu, yd, x, threshold)
         else:
             _peak_row(hk, y, xs, xe, threshold, keep, o)
 
