@@ -20,13 +20,19 @@ from numba import njit
 
 
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+def _sequential_sum(a, start, n):
+    """Sum ``a[start:start + n]`` one after another, in ``a``'s dtype (numpy's order for n < 8)."""
+    res = a[start] - a[start]
+    for i in range(n):
+        res += a[start + i]
+    return res
+
+
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def _pairwise_block(a, start, n):
     """Sum ``a[start:start + n]`` as numpy's pairwise sum does for 1 <= n <= 128."""
     if n < 8:
-        res = a[start] - a[start]
-        for i in range(n):
-            res += a[start + i]
-        return res
+        return _sequential_sum(a, start, n)
     r0 = a[start]
     r1 = a[start + 1]
     r2 = a[start + 2]
@@ -66,10 +72,7 @@ def pairwise_sum(a, start, n):
     compile the sum again.
     """
     if n < 8:
-        res = a[start] - a[start]
-        for i in range(n):
-            res += a[start + i]
-        return res
+        return _sequential_sum(a, start, n)
     return _pairwise_sum(a, np.int64(start), np.int64(n))
 
 
@@ -127,11 +130,11 @@ def _pairwise_sum(a, start, n):
 
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def mean_rows(rows, n, out, buf):
-    """``out[:] = np.mean(rows[:n], axis=0)``, as :func:`_mean_rows` computes it.
+    """``out[:] = np.mean(rows[:n], axis=0)`` with numpy's summation order and dtype.
 
     Row after row here, without a call, where numpy adds one after another: D > 1,
     or fewer than 8 rows (a pairwise sum of fewer than 8 numbers is sequential).
-    Otherwise :func:`_mean_rows` with ``n`` made plain int64.
+    Otherwise (D = 1) :func:`_mean_rows`, with ``n`` made plain int64.
     """
     dim = rows.shape[1]
     if dim > 1 or n < 8:
@@ -146,20 +149,13 @@ def mean_rows(rows, n, out, buf):
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _mean_rows(rows, n, out, buf):
-    """``out[:] = np.mean(rows[:n], axis=0)`` with numpy's summation order and dtype.
+    """``out[0] = np.mean(rows[:n], axis=0)[0]`` for D = 1: numpy's pairwise sum, then a division.
 
-    ``rows`` is ``(>= n, D)``, ``out`` ``(D,)``, ``buf`` a scratch vector of at
-    least ``n`` entries, all of one dtype. numpy reduces a ``(n, 1)`` array
-    pairwise and a ``(n, D > 1)`` array row after row. ``n`` must be >= 1.
+    ``rows`` is ``(>= n, 1)``, ``out`` ``(1,)``, ``buf`` a scratch vector of at
+    least ``n`` entries, all of one dtype; ``n`` must be >= 1. numpy reduces a
+    ``(n, 1)`` array pairwise (a ``(n, D > 1)`` one row after row, which
+    :func:`mean_rows` adds itself).
     """
-    dim = rows.shape[1]
-    if dim == 1:
-        for i in range(n):
-            buf[i] = rows[i, 0]
-        out[0] = _pairwise_sum(buf, np.int64(0), n) / n
-    else:
-        for d in range(dim):
-            s = rows[0, d] - rows[0, d]
-            for i in range(n):
-                s += rows[i, d]
-            out[d] = s / n
+    for i in range(n):
+        buf[i] = rows[i, 0]
+    out[0] = _pairwise_sum(buf, np.int64(0), n) / n
