@@ -303,3 +303,43 @@ def test_passes_over_the_maps_report_non_finite_values(dtype, bad, rng):
         i = cand.idx[j, 0]
         bad_tags[j, d, i // w, i % w] = bad
         assert _peaks.gather_candidates(heat, bad_tags, cand) is False
+
+
+CHILD_COMPILES = """
+import json
+import numpy as np
+import associative_embedding as ae
+from associative_embedding import _matching
+heat = np.zeros((1, 17, 32, 32), np.float32)
+heat[0, :, 10, 12] = 1.0
+heat[0, :9, 20, 5] = 0.8
+tags = np.zeros((1, 17, 32, 32), np.float32)
+tags[0, :, 20, 5] = 3.0
+n_plain = len(ae.decode(heat, tags)[0])
+plain = len(_matching.assign_feasible.signatures)
+n_crowd = len(ae.decode(heat, tags, ae.DecodeConfig.preset("crowd"))[0])
+crowd = len(_matching.assign_feasible.signatures)
+print(json.dumps([n_plain, plain, n_crowd, crowd]))
+"""
+
+
+@pytest.mark.slow
+def test_plain_decode_does_not_compile_the_crowd_assignment(tmp_path):
+    """A first plain decode leaves the crowd assignment uncompiled; the crowd preset compiles it.
+
+    Run in a fresh interpreter with an empty numba cache, so nothing compiled by
+    other tests (or loaded from a cache) hides what the plain decode compiled.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD_COMPILES], capture_output=True, text=True, env=env, check=True
+    )
+    n_plain, plain, n_crowd, crowd = json.loads(out.stdout.strip().splitlines()[-1])
+    assert (n_plain, n_crowd) == (2, 2)
+    assert plain == 0
+    assert crowd >= 1

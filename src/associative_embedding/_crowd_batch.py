@@ -346,7 +346,7 @@ def decode_image_crowd(heat, tags, order, opts, copts, out):
     cand = image_candidates(heat, tags, m_size, opts.detection_threshold, opts.nms_kernel)
     g = opts.group
     joint_of = np.empty((max(n_joints * m_size, 1), n_joints), np.int64)
-    n = first_pass(cand, order, g, copts.tag_cost, joint_of)
+    n = first_pass(cand, order, g, copts.tag_cost, joint_of, True)
     if copts.regroup > 0:
         n = regroup(cand, w_size, order, joint_of, n, g, copts)
     n_keep = n if g.max_out < 0 else min(n, g.max_out)

@@ -109,7 +109,7 @@ def group_image(cand, h_size, w_size, order, opts, out):
     """
     n_joints, m_size = cand.val.shape
     joint_of = np.empty((max(n_joints * m_size, 1), n_joints), np.int64)
-    n_people = first_pass(cand, order, opts, TAG_COST_ROUNDED, joint_of)
+    n_people = first_pass(cand, order, opts, TAG_COST_ROUNDED, joint_of, None)
     n_keep = n_people if opts.max_out < 0 else min(n_people, opts.max_out)
     out_pix = np.empty((max(min(n_keep, out.kp.shape[0]), 1), n_joints), np.int64)
     return write_people(joint_of, n_keep, cand, h_size, w_size, order, opts, out, out_pix)

@@ -215,7 +215,7 @@ def assign_feasible(cand_val, k, n_rows, n_cols, total, feasible, use_value, tag
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-def first_pass(cand, order, g, tag_cost, joint_of):
+def first_pass(cand, order, g, tag_cost, joint_of, crowd_costs):
     """Group joint by joint as the references do, with ``match_cost``; return the count.
 
     The first joint type (in ``order``) with candidates starts one person per
@@ -228,7 +228,11 @@ def first_pass(cand, order, g, tag_cost, joint_of):
     over the feasible pairs (``d < tag_threshold``) only
     (:func:`assign_feasible`). ``cand`` is a ``Candidates`` record, ``g``
     the ``GroupOptions``; ``joint_of (>= K * M, K)`` receives the candidate
-    rows (-1 where missing).
+    rows (-1 where missing). ``crowd_costs`` is None on the references' path:
+    ``tag_cost`` is then ``TAG_COST_ROUNDED`` and numba drops the crowd branch
+    at compile time (an argument typed None prunes its ``is None`` tests), so a
+    first call does not compile :func:`assign_feasible`; the crowd decoder
+    passes True.
     """
     cand_val = cand.val
     cand_cnt = cand.cnt
@@ -278,7 +282,7 @@ def first_pass(cand, order, g, tag_cost, joint_of):
                     if match[r] < 0 and dist[r, c] < tag_threshold:
                         match[r] = c
                         break
-        elif tag_cost == TAG_COST_ROUNDED:  # the references' assignment over every pair
+        elif crowd_costs is None or tag_cost == TAG_COST_ROUNDED:  # the references' assignment
             width = max(n_rows, n_cols)
             cost = np.empty((n_rows, width), np.float64)
             for r in range(n_rows):

@@ -124,15 +124,23 @@ def munkres_assign(cost, col_of_row):
             col_of_row[i] = -1
     n = max(n_rows, n_cols)
 
-    # pad_matrix(pad_value=0)
-    c = np.zeros((n, n), dtype=np.float64)
-    for i in range(n_rows):
-        for j in range(n_cols):
-            c[i, j] = cost[i, j]
-    marked = np.zeros((n, n), dtype=np.int8)  # 1 = star, 2 = prime
-    row_covered = np.zeros(n, dtype=np.bool_)
-    col_covered = np.zeros(n, dtype=np.bool_)
-    path = np.zeros((2 * n + 1, 2), dtype=np.int64)
+    # pad_matrix(pad_value=0); np.empty and loops, not np.zeros: each np.zeros signature
+    # is one more compiled function on a first call
+    c = np.empty((n, n), np.float64)
+    marked = np.empty((n, n), np.int8)  # 1 = star, 2 = prime
+    for i in range(n):
+        for j in range(n):
+            c[i, j] = cost[i, j] if i < n_rows and j < n_cols else 0.0
+            marked[i, j] = 0
+    row_covered = np.empty(n, np.bool_)
+    col_covered = np.empty(n, np.bool_)
+    for i in range(n):
+        row_covered[i] = False
+        col_covered[i] = False
+    path = np.empty((2 * n + 1, 2), np.int64)
+    for i in range(2 * n + 1):
+        path[i, 0] = 0
+        path[i, 1] = 0
 
     # step 1: subtract each row's minimum (Python's min keeps the first of equal values)
     for i in range(n):

@@ -220,9 +220,13 @@ def find_candidates(heat, threshold, kernel, cand, tile_max):
     block = FIND_BLOCK
     nbx = (w_size + block - 1) // block
     col = np.empty(w_size, heat.dtype)
-    fin = np.zeros(w_size, heat.dtype)
+    fin = np.empty(w_size, heat.dtype)  # np.empty and loops: no np.zeros to compile
+    for x in range(w_size):
+        fin[x] = 0
     hot = np.empty(nbx, np.bool_)
-    keep = np.zeros(block * block, np.bool_)
+    keep = np.empty(block * block, np.bool_)
+    for i in range(block * block):
+        keep[i] = False
     words = keep.view(np.uint64)  # eight flags at a time: most are zero
     store = tile_max.shape[0] > 0
     for k in range(n_joints):

@@ -28,9 +28,14 @@ def _sequential_sum(a, start, n):
     return res
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def _pairwise_block(a, start, n):
-    """Sum ``a[start:start + n]`` as numpy's pairwise sum does for 1 <= n <= 128."""
+    """Sum ``a[start:start + n]`` as numpy's pairwise sum does for 1 <= n <= 128.
+
+    Compiled on its own rather than inlined by numba: :func:`_pairwise_sum` calls
+    it twice, and two inlined copies cost numba's front end twice (about 0.5 s of
+    a first call); LLVM still inlines it.
+    """
     if n < 8:
         return _sequential_sum(a, start, n)
     r0 = a[start]
