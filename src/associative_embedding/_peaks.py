@@ -224,9 +224,7 @@ def find_candidates(heat, threshold, kernel, cand, tile_max):
     for x in range(w_size):
         fin[x] = 0
     hot = np.empty(nbx, np.bool_)
-    keep = np.empty(block * block, np.bool_)
-    for i in range(block * block):
-        keep[i] = False
+    keep = np.empty(block * block, np.bool_)  # _flag_tile clears it before each tile
     words = keep.view(np.uint64)  # eight flags at a time: most are zero
     store = tile_max.shape[0] > 0
     for k in range(n_joints):
