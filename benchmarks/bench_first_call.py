@@ -4,7 +4,10 @@ Every row runs in a new Python process with ``NUMBA_CACHE_DIR`` set:
 
 - empty cache: a new empty folder, so every kernel compiles; the process imports the
   package, decodes one float32 image, then one float64 image (the float64 kernels
-  compile separately);
+  compile separately). On a machine with two cores or more, a second process compiles
+  the missing-joint search meanwhile (``_compile_ahead``);
+- empty cache, one process: the same with ``ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES=1``,
+  every kernel compiled in the decoding process, one after another;
 - warm cache: the same folder, now filled by the row above, so the kernels load;
 - unwritable cache folder: ``NUMBA_CACHE_DIR`` names a folder that cannot be created
   (a path below a regular file). Numba then falls back to its next cache location
@@ -15,8 +18,9 @@ Every row runs in a new Python process with ``NUMBA_CACHE_DIR`` set:
 
 Columns: seconds to import the package, to the first float32 image, to the float64
 image after it, and the whole process as seen from outside (interpreter start
-included); the CPU seconds the process used (``time.process_time``: on a shared machine
-wall times stretch, CPU times much less); the kernel cache numba used.
+included); the CPU seconds the process and the compiling process it started used
+(``time.process_time`` and ``RUSAGE_CHILDREN``: on a shared machine wall times stretch,
+CPU times much less); the kernel cache numba used.
 
 Usage::
 
@@ -61,6 +65,14 @@ def image(dtype):
     tags[0, :, 40, 10] = 3.0
     return heat, tags
 
+def children_cpu():
+    try:
+        import resource
+    except ImportError:  # not on Unix
+        return 0.0
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
 t1 = time.perf_counter()
 (p32,) = ae.decode(*image(np.float32))
 t_f32 = time.perf_counter() - t1
@@ -69,19 +81,23 @@ t1 = time.perf_counter()
 t_f64 = time.perf_counter() - t1
 assert len(p32) == len(p64) == 2, (len(p32), len(p64))
 print(json.dumps({
-    "import": t_import, "float32": t_f32, "float64": t_f64, "cpu": time.process_time(),
+    "import": t_import, "float32": t_f32, "float64": t_f64,
+    "cpu": time.process_time() + children_cpu(),
     "cache": _batch.decode_range.stats.cache_path,
     "hits": sum(_batch.decode_range.stats.cache_hits.values()),
 }))
 """
 
 
-def run_child(cache_dir: str | None) -> dict:
+def run_child(cache_dir: str | None, processes: int | None = None) -> dict:
     """Run :data:`CHILD` in a new interpreter with ``NUMBA_CACHE_DIR=cache_dir``.
 
-    ``None`` keeps the caller's environment (its cache, or numba's default).
+    ``None`` keeps the caller's environment (its cache, or numba's default);
+    ``processes`` sets ``ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES``.
     """
     env = dict(os.environ)
+    if processes is not None:
+        env["ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES"] = str(processes)
     env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
     if cache_dir is not None:
         env["NUMBA_CACHE_DIR"] = cache_dir
@@ -146,8 +162,11 @@ def main(argv=None):
             rows.append(row("caller's cache, warm", run_child(None), None))
         else:
             cache.mkdir()
-            for label in ("empty (compile)", "warm (load)"):
-                rows.append(row(label, run_child(str(cache)), str(cache)))
+            single = Path(tmp) / "single"
+            single.mkdir()
+            rows.append(row("empty (compile)", run_child(str(cache)), str(cache)))
+            rows.append(row("empty, one process", run_child(str(single), 1), str(single)))
+            rows.append(row("warm (load)", run_child(str(cache)), str(cache)))
             blocker = Path(tmp) / "a-file"
             blocker.touch()
             bad = str(blocker / "cache")

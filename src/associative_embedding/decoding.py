@@ -441,12 +441,14 @@ class _NumpyPlan:
         self, config: DecodeConfig, shape: tuple[int, ...], d: int, dtype: np.dtype, threads: int
     ) -> None:
         from ._batch import decode_range
+        from ._compile_ahead import prepare as prepare_kernels
 
         b, k, h, w = shape
         self.kernel = decode_range
         self.dtype = dtype
         self.opts = _options(config, h, w, dtype)
         self.order = _joint_order(config, k)
+        prepare_kernels(dtype, self.opts, self.order)
         self.cap = _capacity(config, k, self.opts.max_candidates)
         self.tag_shape = (b, k, d, h, w)
         self.d = d

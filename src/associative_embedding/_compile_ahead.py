@@ -1,0 +1,227 @@
+"""The decoder's first compilation, split over two processes.
+
+With an empty numba cache the first :func:`~associative_embedding.decode` of a
+work dtype compiles about thirty kernels, one after another, in one process.
+The missing-joint search (``_refine.refine_image`` and what it calls) is about
+a third of that work and shares nothing with the peak search and the grouping
+but their argument types. So before the first call compiles, a second Python
+process compiles ``refine_image`` into numba's on-disk cache while this one
+compiles the peak search and the grouping; when the child is done, the batch
+kernel is compiled here and finds ``refine_image`` in the cache instead of
+compiling it.
+
+Nothing changes when the child cannot help: the kernels are cached already (or
+in memory), numba's cache is not writable, the machine has one core, numba's
+JIT is off, ``sys.executable`` is not a Python interpreter (an application
+that embeds one), or ``ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES=1`` is set. A child
+that fails or takes more than :data:`CHILD_TIMEOUT` seconds is ignored: the
+batch kernel then compiles ``refine_image`` itself, as without the child.
+
+Each kernel is compiled here for exactly the argument types the batch kernel
+calls it with; ``tests/test_compile_ahead.py`` checks that a fresh process then
+holds one signature of each and loaded ``refine_image`` from the cache.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import pickle
+import subprocess
+import sys
+import threading
+from pathlib import Path, PureWindowsPath
+from typing import Any
+
+import numpy as np
+
+ENV_PROCESSES = "ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES"
+CHILD_TIMEOUT = 600.0
+
+_DONE: set[str] = set()
+_LOCK = threading.Lock()
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def _python_executable() -> bool:
+    """Whether ``sys.executable`` is a Python interpreter (not an application embedding one)."""
+    name = PureWindowsPath(sys.executable or "").name.lower()  # either separator
+    return name.startswith(("python", "pypy"))
+
+
+def _enabled() -> bool:
+    import numba
+
+    if numba.config.DISABLE_JIT or not _python_executable():
+        return False
+    value = os.environ.get(ENV_PROCESSES, "").strip()
+    if value:
+        try:
+            return int(value) > 1
+        except ValueError:
+            return False
+    return _usable_cores() > 1
+
+
+def _image_args(dtype: np.dtype, opts: Any, order: np.ndarray) -> dict[str, tuple[Any, ...]]:
+    """Arguments of the per-image kernels, typed as ``_batch.decode_image`` calls them.
+
+    Only the types matter (numba compiles one version per argument types):
+    the arrays are 1-long in every axis, C-contiguous like the kernel's slices
+    of C-contiguous batches and its own allocations.
+    """
+    from numba import types
+
+    from ._grouping import empty_people
+    from ._matching import TAG_COST_ROUNDED
+    from ._peaks import empty_candidates
+
+    heat = np.zeros((1, 1, 1), dtype)
+    tags = np.zeros((1, 1, 1, 1), dtype)
+    cand = empty_candidates((), 1, 1, 1, dtype)
+    out = empty_people((), 1, 1, 1, dtype)
+    joint_of = np.zeros((1, 1), np.int64)
+    plane = np.zeros((1, 1), dtype)
+    batch_out = empty_people((1,), 1, 1, 1, dtype)
+    return {
+        "decode_range": (
+            heat[None],
+            tags[None],
+            order,
+            opts,
+            (0, 1),
+            batch_out,
+            np.zeros(1, np.int64),
+        ),
+        "find_candidates": (heat, opts.detection_threshold, opts.nms_kernel, cand, plane),
+        "gather_candidates": (heat, tags, cand),
+        # a module-level constant argument is typed as its literal value
+        "first_pass": (cand, order, opts.group, types.literal(TAG_COST_ROUNDED), joint_of, None),
+        "write_people": (joint_of, 1, cand, 1, 1, order, opts.group, out, joint_of),
+        "refine_image": (heat, tags, np.zeros(1, np.int64), 1, cand, opts.refine, out, plane),
+    }
+
+
+def _kernels() -> dict[str, Any]:
+    """Return the per-image kernels compiled ahead, in the order the batch kernel calls them."""
+    from ._grouping import write_people
+    from ._matching import first_pass
+    from ._peaks import find_candidates, gather_candidates
+    from ._refine import refine_image
+
+    return {
+        "find_candidates": find_candidates,
+        "gather_candidates": gather_candidates,
+        "first_pass": first_pass,
+        "write_people": write_people,
+        "refine_image": refine_image,
+    }
+
+
+def signature(name: str, dtype: np.dtype, opts: Any, order: np.ndarray) -> tuple[Any, ...]:
+    """Return the numba argument types of kernel ``name`` as the batch kernel calls it."""
+    from numba import typeof
+    from numba.core.types import Type
+
+    return tuple(
+        a if isinstance(a, Type) else typeof(a) for a in _image_args(dtype, opts, order)[name]
+    )
+
+
+def _cached(kernel: Any, sig: tuple[Any, ...]) -> bool:
+    """Whether ``kernel`` holds ``sig`` in memory or in numba's on-disk cache."""
+    if sig in kernel.overloads:
+        return True
+    cache = kernel._cache
+    try:
+        key = cache._index_key(sig, kernel.targetctx.codegen())
+        return key in cache._cache_file._load_index()
+    except Exception:  # an unexpected numba: let the dispatcher decide
+        return True
+
+
+def _cache_writable(kernel: Any) -> bool:
+    path = getattr(kernel._cache, "_cache_path", None)
+    return bool(path) and os.access(path, os.W_OK)
+
+
+def _start_child(sig: tuple[Any, ...]) -> subprocess.Popen[bytes] | None:
+    root = str(Path(__file__).resolve().parent.parent)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "from associative_embedding._compile_ahead import child_main; child_main(sys.argv[2])"
+    )
+    env = dict(os.environ, **{ENV_PROCESSES: "1"})
+    arg = base64.b64encode(pickle.dumps(sig)).decode("ascii")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-c", code, root, arg],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+    except OSError:
+        return None
+
+
+def _wait(child: subprocess.Popen[bytes]) -> bool:
+    try:
+        child.communicate(timeout=CHILD_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.communicate()
+        return False
+    return child.returncode == 0
+
+
+def child_main(encoded_signature: str) -> None:
+    """Compile ``refine_image`` for the parent's argument types (the child's work).
+
+    ``encoded_signature`` is the pickled tuple of numba types, base64-encoded
+    (the parent's :func:`signature`); the compiled kernel goes to numba's cache.
+    """
+    sig = pickle.loads(base64.b64decode(encoded_signature))
+    _kernels()["refine_image"].compile(sig)
+
+
+def prepare(dtype: np.dtype, opts: Any, order: np.ndarray) -> bool:
+    """Compile the per-image kernels of ``dtype`` before the batch kernel, two processes at once.
+
+    Called before the first batch-kernel call of a work dtype; returns whether
+    a child process compiled ``refine_image``. The option records' types, not
+    their values, enter the signatures: every configuration of the plain
+    decoder shares them.
+    """
+    dtype = np.dtype(dtype)
+    with _LOCK:
+        if dtype.name in _DONE:
+            return False
+        _DONE.add(dtype.name)
+        if not _enabled():
+            return False
+        from ._batch import decode_range
+
+        if _cached(decode_range, signature("decode_range", dtype, opts, order)):
+            return False  # loading it loads everything it calls
+        kernels = _kernels()
+        refine = kernels["refine_image"]
+        refine_sig = signature("refine_image", dtype, opts, order)
+        if _cached(refine, refine_sig) or not _cache_writable(refine):
+            return False
+        child = _start_child(refine_sig)
+        if child is None:
+            return False
+        try:
+            for name, kernel in kernels.items():
+                if name != "refine_image":
+                    kernel.compile(signature(name, dtype, opts, order))
+        finally:
+            done = _wait(child)
+        return done

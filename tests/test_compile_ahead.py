@@ -1,0 +1,247 @@
+"""The first compilation split over two processes (``_compile_ahead``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import associative_embedding as ae
+from associative_embedding import _compile_ahead as ca
+from associative_embedding.decoding import _joint_order, _options
+
+# Decodes under several configurations in a process that compiles (or loads) every
+# kernel only through the batch kernel, then reports each per-image kernel whose
+# signature as _compile_ahead builds it is not among those the batch kernel compiled.
+CHILD_SIGNATURES = """
+import json
+import numpy as np
+import associative_embedding as ae
+from associative_embedding import _batch, _compile_ahead as ca
+from associative_embedding.decoding import _joint_order, _options
+
+configs = [
+    ae.DecodeConfig(),
+    ae.DecodeConfig.preset("higherhrnet"),
+    ae.DecodeConfig.preset("mmpose-1.x"),
+    ae.DecodeConfig.preset("pose-ae-train"),
+    ae.DecodeConfig(matching="greedy", refine=False, adjust=False, tag_distance="rms"),
+    ae.DecodeConfig(use_detection_value=False, max_instances=3, ignore_too_much=True),
+]
+rng = np.random.default_rng(0)
+missing = []
+for dtype in (np.float32, np.float64):
+    for dim in (1, 2):
+        for i, config in enumerate(configs):
+            heat = rng.random((2, 5, 12, 10)).astype(dtype)
+            tags = rng.normal(size=(2, 5, dim, 12, 10)).astype(dtype)
+            ae.decode(heat, tags, config)
+            opts = _options(config, 12, 10, np.dtype(dtype))
+            order = _joint_order(config, 5)
+            kernels = {**ca._kernels(), "decode_range": _batch.decode_range}
+            for name, kernel in kernels.items():
+                if ca.signature(name, np.dtype(dtype), opts, order) not in kernel.overloads:
+                    missing.append([np.dtype(dtype).name, dim, i, name])
+print(json.dumps(missing))
+"""
+
+# A first decode with an empty cache: what the decoding process compiled and loaded.
+CHILD_FIRST_CALL = """
+import json
+import numpy as np
+import associative_embedding as ae
+from associative_embedding import _batch, _compile_ahead as ca
+rng = np.random.default_rng(5)
+heat = rng.random((1, 17, 32, 32), np.float32)
+tags = rng.normal(size=(1, 17, 2, 32, 32)).astype(np.float32)
+(poses,) = ae.decode(heat, tags)
+kernels = {**ca._kernels(), "decode_range": _batch.decode_range}
+print(json.dumps({
+    "keypoints": poses.keypoints.tolist(),
+    "signatures": {name: len(k.signatures) for name, k in kernels.items()},
+    "hits": {name: sum(k.stats.cache_hits.values()) for name, k in kernels.items()},
+    "misses": {name: sum(k.stats.cache_misses.values()) for name, k in kernels.items()},
+}))
+"""
+
+
+def _run(code: str, **env: str) -> object:
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+def test_signatures_are_those_the_batch_kernel_compiles(tmp_path):
+    """Each kernel compiled ahead gets the argument types the batch kernel calls it with.
+
+    In a fresh process with an empty cache (a kernel loaded from the cache
+    loads what it calls without compiling it), compiling in one process only,
+    so that nothing was compiled from ``_compile_ahead``'s signatures: a
+    mismatch would compile a kernel twice.
+    """
+    missing = _run(
+        CHILD_SIGNATURES, NUMBA_CACHE_DIR=str(tmp_path), ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES="1"
+    )
+    assert missing == []
+
+
+@pytest.mark.slow
+def test_first_call_loads_the_missing_joint_search_compiled_by_the_child(tmp_path):
+    """With an empty cache, the decoding process loads refine_image and compiles the rest once."""
+    result = _run(
+        CHILD_FIRST_CALL,
+        NUMBA_CACHE_DIR=str(tmp_path),
+        ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES="2",
+    )
+    assert result["hits"]["refine_image"] == 1
+    assert result["misses"]["refine_image"] == 0
+    for name in ("find_candidates", "gather_candidates", "first_pass", "write_people"):
+        assert result["misses"][name] == 1, name
+    assert result["misses"]["decode_range"] == 1
+    assert set(result["signatures"].values()) == {1}
+    rng = np.random.default_rng(5)  # the child's maps
+    heat = rng.random((1, 17, 32, 32), np.float32)
+    tags = rng.normal(size=(1, 17, 2, 32, 32)).astype(np.float32)
+    (poses,) = ae.decode(heat, tags)
+    assert len(poses) > 1
+    np.testing.assert_array_equal(np.array(result["keypoints"]), poses.keypoints)
+
+
+@pytest.mark.parametrize(
+    ("value", "cores", "expected"),
+    [
+        ("", 1, False),
+        ("", 2, True),
+        ("1", 8, False),
+        ("2", 1, True),
+        ("0", 8, False),
+        ("many", 8, False),
+    ],
+)
+def test_enabled_follows_the_variable_and_the_cores(monkeypatch, value, cores, expected):
+    monkeypatch.setenv(ca.ENV_PROCESSES, value)
+    monkeypatch.setattr(ca, "_usable_cores", lambda: cores)
+    assert ca._enabled() is expected
+
+
+@pytest.mark.parametrize(
+    ("executable", "expected"),
+    [
+        ("/usr/bin/python3.11", True),
+        ("C:\\Python311\\python.exe", True),
+        ("/opt/pypy/bin/pypy3", True),
+        ("/usr/bin/uwsgi", False),
+        ("/opt/blender/blender", False),
+        ("", False),
+    ],
+)
+def test_only_a_python_interpreter_is_started(monkeypatch, executable, expected):
+    monkeypatch.setenv(ca.ENV_PROCESSES, "2")
+    monkeypatch.setattr(sys, "executable", executable)
+    assert ca._enabled() is expected
+
+
+def test_disabled_jit_compiles_nothing_ahead(monkeypatch):
+    import numba
+
+    monkeypatch.setenv(ca.ENV_PROCESSES, "2")
+    monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
+    assert ca._enabled() is False
+
+
+def _plan_args(dtype=np.float32):
+    config = ae.DecodeConfig()
+    return np.dtype(dtype), _options(config, 8, 8, np.dtype(dtype)), _joint_order(config, 2)
+
+
+def _no_child(*args):
+    raise AssertionError("no child process expected")
+
+
+def test_compiled_kernels_start_no_child(monkeypatch):
+    ae.decode(np.zeros((1, 2, 8, 8), np.float32), np.zeros((1, 2, 8, 8), np.float32))
+    monkeypatch.setattr(ca, "_DONE", set())
+    monkeypatch.setattr(ca, "_enabled", lambda: True)
+    monkeypatch.setattr(ca, "_start_child", _no_child)
+    assert ca.prepare(*_plan_args()) is False
+    assert "float32" in ca._DONE and len(ca._DONE) == 1
+    assert ca.prepare(*_plan_args()) is False  # once per dtype and process
+
+
+def test_unwritable_cache_starts_no_child(monkeypatch):
+    monkeypatch.setattr(ca, "_DONE", set())
+    monkeypatch.setattr(ca, "_enabled", lambda: True)
+    monkeypatch.setattr(ca, "_cached", lambda kernel, sig: False)
+    monkeypatch.setattr(ca, "_cache_writable", lambda kernel: False)
+    monkeypatch.setattr(ca, "_start_child", _no_child)
+    assert ca.prepare(*_plan_args()) is False
+
+
+def test_cache_writable_needs_an_existing_writable_folder(tmp_path):
+    def kernel(path):
+        return SimpleNamespace(_cache=SimpleNamespace(_cache_path=path))
+
+    assert ca._cache_writable(kernel(str(tmp_path))) is True
+    assert ca._cache_writable(kernel(str(tmp_path / "absent"))) is False
+    assert ca._cache_writable(SimpleNamespace(_cache=SimpleNamespace())) is False
+
+
+@pytest.mark.parametrize("child", [None, "exit"])
+def test_a_failed_child_leaves_the_decoder_working(monkeypatch, child):
+    """No process started, or one that fails: the kernels are compiled here, results unchanged."""
+
+    def start(sig):
+        if child is None:
+            return None
+        return subprocess.Popen(
+            [sys.executable, "-c", "raise SystemExit(3)"], stderr=subprocess.PIPE
+        )
+
+    monkeypatch.setattr(ca, "_DONE", set())
+    monkeypatch.setattr(ca, "_enabled", lambda: True)
+    monkeypatch.setattr(ca, "_cached", lambda kernel, sig: False)
+    monkeypatch.setattr(ca, "_cache_writable", lambda kernel: True)
+    monkeypatch.setattr(ca, "_start_child", start)
+    assert ca.prepare(*_plan_args(np.float64)) is False
+    heat = np.zeros((1, 2, 8, 8))
+    heat[0, :, 3, 4] = 1.0
+    (poses,) = ae.decode(heat, np.zeros((1, 2, 8, 8)), refine=False)
+    assert poses.keypoints[:, :, :2].tolist() == [
+        [[4.25, 3.25], [4.25, 3.25]]
+    ]  # the quarter-pixel rule
+
+
+def test_a_child_past_the_timeout_is_stopped(monkeypatch):
+    monkeypatch.setattr(ca, "CHILD_TIMEOUT", 0.2)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], stderr=subprocess.PIPE
+    )
+    assert ca._wait(child) is False
+    assert child.returncode is not None
+
+
+def test_child_main_compiles_the_given_signature(monkeypatch):
+    import base64
+    import pickle
+
+    compiled = []
+
+    class Kernel:
+        def compile(self, sig):
+            compiled.append(sig)
+
+    monkeypatch.setattr(ca, "_kernels", lambda: {"refine_image": Kernel()})
+    sig = ca.signature("refine_image", *_plan_args())
+    ca.child_main(base64.b64encode(pickle.dumps(sig)).decode("ascii"))
+    assert compiled == [sig]
