@@ -267,6 +267,24 @@ def _tiny_args(extra=()):
     return hg_train.resolve(args)
 
 
+@pytest.mark.parametrize(("flag", "most"), [([], 6), (["--train-people", "2"], 2)])
+def test_synthetic_training_scenes_hold_up_to_train_people(flag, most):
+    """The tiny preset trains on scenes of 1 to 6 people; held-out scenes keep 1 to 4."""
+    config, args = _tiny_args(["--input-size", "64", *flag])
+    assert args.train_people == most
+    loader = hg_train.make_loader(args, config, 0, 1, 0, torch.device("cpu"))
+    counts = [len(kp) for kp in (loader.dataset[i][1] for i in range(60))]
+    assert min(counts) >= 1 and max(counts) == most, counts
+    held_out = [len(SyntheticPeople(seed=1, size=64)[i][1]) for i in range(60)]
+    assert max(held_out) == 4
+
+
+def test_train_people_below_one_is_refused():
+    config, args = _tiny_args(["--train-people", "0"])
+    with pytest.raises(SystemExit, match="--train-people must be at least 1, got 0"):
+        hg_train.make_loader(args, config, 0, 1, 0, torch.device("cpu"))
+
+
 def test_a_few_training_steps_reduce_the_loss():
     torch.manual_seed(0)
     config, args = _tiny_args(["--input-size", "64"])

@@ -26,6 +26,7 @@ class TrainDefaults:
     push: str  # "exp" (pose-ae-train, HigherHRNet) or "margin" (HigherHRNet 'max', CornerNet)
     heatmap_weight: float
     positive_weight: float
+    train_people: int  # synthetic training scenes show 1 to this many people (held-out: 1-4)
     sigma: float | None  # heatmap Gaussian sigma in output pixels; None: library default
     render: str  # ae.render_heatmaps method: "reference" (pose-ae-train) or "exact" (sub-pixel)
     project: bool  # decode at input resolution (maps upsampled), HigherHRNet's PROJECT2IMAGE
@@ -52,6 +53,7 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
         push="exp",
         heatmap_weight=1.0,
         positive_weight=0.0,
+        train_people=4,
         sigma=None,
         render="reference",
         project=False,
@@ -76,6 +78,7 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
         push="margin",
         heatmap_weight=1.0,
         positive_weight=16.0,
+        train_people=6,
         sigma=2.0,
         render="exact",
         project=True,
@@ -130,6 +133,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     g.add_argument(
         "--positive-weight", type=float, help="heatmap MSE weight 1 + w * target (0: plain MSE)"
+    )
+    g = p.add_argument_group("synthetic data (--data synthetic)")
+    g.add_argument(
+        "--train-people",
+        type=int,
+        help="training scenes show 1 to this many people (held-out scenes: 1 to 4)",
     )
     g = p.add_argument_group("model overrides")
     g.add_argument("--input-size", type=int)

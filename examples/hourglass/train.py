@@ -132,8 +132,13 @@ def make_loader(args, config, rank, world, start_index, device):
     if args.data == "synthetic":
         from data.synthetic import SyntheticPeople
 
-        # training images come from seed 1000 + args.seed; held-out sets use seeds 1, 2
-        dataset = SyntheticPeople(seed=1000 + args.seed, size=config.input_size)
+        # training images come from seed 1000 + args.seed; held-out sets use seeds 1, 2 and
+        # the generator's 1 to 4 people, training scenes 1 to args.train_people
+        if args.train_people < 1:
+            raise SystemExit(f"--train-people must be at least 1, got {args.train_people}")
+        dataset = SyntheticPeople(
+            seed=1000 + args.seed, size=config.input_size, max_people=args.train_people
+        )
         sampler = Sampler(len(dataset), rank, world, start_index, None)
     elif args.data == "mpii":
         from data.mpii import MPIIKeypoints, load_annotations
