@@ -42,13 +42,6 @@ _DONE: set[str] = set()
 _LOCK = threading.Lock()
 
 
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
-
-
 def _python_executable() -> bool:
     """Whether ``sys.executable`` is a Python interpreter (not an application embedding one)."""
     name = PureWindowsPath(sys.executable or "").name.lower()  # either separator
@@ -66,7 +59,8 @@ def _enabled() -> bool:
             return int(value) > 1
         except ValueError:
             return False
-    return _usable_cores() > 1
+    # the cores this process may run on (os.sched_getaffinity, else os.cpu_count)
+    return numba.config.NUMBA_DEFAULT_NUM_THREADS > 1
 
 
 def _image_args(dtype: np.dtype, opts: Any, order: np.ndarray) -> dict[str, tuple[Any, ...]]:
@@ -124,14 +118,15 @@ def _kernels() -> dict[str, Any]:
     }
 
 
-def signature(name: str, dtype: np.dtype, opts: Any, order: np.ndarray) -> tuple[Any, ...]:
-    """Return the numba argument types of kernel ``name`` as the batch kernel calls it."""
+def signatures(dtype: np.dtype, opts: Any, order: np.ndarray) -> dict[str, tuple[Any, ...]]:
+    """Return the numba argument types of each kernel, by name, as the batch kernel calls it."""
     from numba import typeof
     from numba.core.types import Type
 
-    return tuple(
-        a if isinstance(a, Type) else typeof(a) for a in _image_args(dtype, opts, order)[name]
-    )
+    return {
+        name: tuple(a if isinstance(a, Type) else typeof(a) for a in args)
+        for name, args in _image_args(dtype, opts, order).items()
+    }
 
 
 def _cached(kernel: Any, sig: tuple[Any, ...]) -> bool:
@@ -185,7 +180,7 @@ def child_main(encoded_signature: str) -> None:
     """Compile ``refine_image`` for the parent's argument types (the child's work).
 
     ``encoded_signature`` is the pickled tuple of numba types, base64-encoded
-    (the parent's :func:`signature`); the compiled kernel goes to numba's cache.
+    (from the parent's :func:`signatures`); the compiled kernel goes to numba's cache.
     """
     sig = pickle.loads(base64.b64decode(encoded_signature))
     _kernels()["refine_image"].compile(sig)
@@ -208,20 +203,19 @@ def prepare(dtype: np.dtype, opts: Any, order: np.ndarray) -> bool:
             return False
         from ._batch import decode_range
 
-        if _cached(decode_range, signature("decode_range", dtype, opts, order)):
+        sigs = signatures(dtype, opts, order)
+        if _cached(decode_range, sigs["decode_range"]):
             return False  # loading it loads everything it calls
         kernels = _kernels()
-        refine = kernels["refine_image"]
-        refine_sig = signature("refine_image", dtype, opts, order)
-        if _cached(refine, refine_sig) or not _cache_writable(refine):
+        refine = kernels.pop("refine_image")
+        if _cached(refine, sigs["refine_image"]) or not _cache_writable(refine):
             return False
-        child = _start_child(refine_sig)
+        child = _start_child(sigs["refine_image"])
         if child is None:
             return False
         try:
             for name, kernel in kernels.items():
-                if name != "refine_image":
-                    kernel.compile(signature(name, dtype, opts, order))
+                kernel.compile(sigs[name])
         finally:
             done = _wait(child)
         return done
