@@ -165,6 +165,75 @@ def test_narrow_head_reduces_the_features_before_upsampling():
     assert PoseNet(cfg.replace(head_dim=16)).head_reduce is None
 
 
+def _reference_forward(model: PoseNet, x: torch.Tensor) -> torch.Tensor:
+    """The forward pass of a residual, one-stack network with the upsampling head, written
+    out layer by layer from the description of ``HourglassConfig.residual``."""
+    up = torch.nn.functional.interpolate
+
+    def hourglass(h, y):
+        skip = y + h.up1(y)
+        low1 = h.low1(torch.nn.functional.max_pool2d(y, 2))
+        if hasattr(h.low2, "up1"):
+            low2 = hourglass(h.low2, low1)
+        else:
+            low2 = low1 + h.low2(low1)
+        return skip + up(h.low3(low2), scale_factor=2, mode="nearest")
+
+    half = model.pre_half(x)
+    pooled = torch.nn.functional.max_pool2d(half, 2)
+    y = pooled + model.pre[2](model.pre[1](pooled))
+    hg = hourglass(model.hgs[0], y)
+    feature = hg + model.features[0][1](model.features[0][0](hg))
+    if model.config.head_interpolation == "bilinear":
+        upsampled = up(feature, scale_factor=2, mode="bilinear", align_corners=False)
+    else:
+        upsampled = up(feature, scale_factor=2, mode="nearest")
+    return model.head(upsampled + model.head_skip(half))[:, None]
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+def test_residual_shortcuts_match_the_written_out_forward(interpolation):
+    torch.manual_seed(0)
+    cfg = PRESETS["tiny"].replace(
+        inp_dim=16,
+        increase=8,
+        input_size=64,
+        stem_channels=(8, 16),
+        head_interpolation=interpolation,
+    )
+    assert PRESETS["tiny"].residual and not PRESETS["paper"].residual
+    model = PoseNet(cfg).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+        x = torch.rand(2, 3, 64, 64)
+        out = model(x)
+        torch.testing.assert_close(out, _reference_forward(model, x))
+        # the same weights without the shortcuts compute something else
+        plain = PoseNet(cfg.replace(residual=False)).eval()
+        plain.load_state_dict(model.state_dict())
+        assert (plain(x) - out).abs().max() > 1e-2
+    # the stem's shortcut needs equal widths: with 8 -> 16 -> 16 it exists, with a stem
+    # 16 wide into 8 features it does not (and the forward still runs)
+    assert model.pre_residual
+    narrow = PoseNet(cfg.replace(inp_dim=8, increase=4, stem_channels=(8, 16)))
+    assert not narrow.pre_residual
+    assert narrow(torch.rand(1, 3, 64, 64)).shape == (1, 1, 51, 32, 32)
+    # checkpoints written before the options existed load without shortcuts, nearest
+    d = cfg.to_dict()
+    del d["residual"], d["head_interpolation"]
+    loaded = type(cfg).from_dict(d)
+    assert (loaded.residual, loaded.head_interpolation) == (False, "nearest")
+    with pytest.raises(ValueError, match="head_interpolation must be 'nearest' or 'bilinear'"):
+        PoseNet(cfg.replace(head_interpolation="bicubic"))
+    config, _ = _tiny_args(["--no-residual"])
+    assert config.residual is False
+    config, _ = _tiny_args([])
+    assert config.residual is True
+
+
 @pytest.mark.parametrize("tag_dim", [0, 1, 2])
 def test_split_outputs_equals_slicing_and_passes_gradients(tag_dim):
     k = 3
@@ -228,7 +297,64 @@ def test_mirrored_pass_lines_up_after_the_flip_shift(stem_stride, head_upsample)
         hg_eval.mirror(x, -1)
 
 
-# ------------------------------------------------------------------------------ synthetic data
+def test_shift_image_moves_content_and_fills_as_documented():
+    x = torch.arange(12.0).reshape(1, 3, 4)
+    right = hg_eval.shift_image(x, 1, 0)
+    assert torch.equal(right[..., 1:], x[..., :-1]) and (right[..., 0] == 0).all()
+    down = hg_eval.shift_image(x, 0, 1)
+    assert torch.equal(down[..., 1:, :], x[..., :-1, :]) and (down[..., 0, :] == 0).all()
+    back = hg_eval.shift_image(hg_eval.shift_image(x, 1, 1), -1, -1)
+    # everything but the last row and column comes back; those keep the shifted values
+    assert torch.equal(back[..., :-1, :-1], x[..., :-1, :-1])
+    assert back[..., -1, -1] == x[..., -2, -2]
+    with pytest.raises(ValueError, match="smaller than the size"):
+        hg_eval.shift_image(x, 4, 0)
+
+
+def test_shift_test_averages_the_shifted_passes_shifted_back():
+    """network_maps(shift_test=True) against the four passes done by hand."""
+    torch.manual_seed(0)
+    config = PRESETS["tiny"].replace(inp_dim=8, increase=4, input_size=32)
+    model = PoseNet(config).eval()
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (32, 32, 3), dtype=np.uint8) for _ in range(2)]
+    options = dict(flip=True, project=True)
+    with torch.no_grad():
+        hm, tags, factors, stride = hg_eval.network_maps(
+            model, config, images, shift_test=True, **options
+        )
+        want_hm, want_tags = torch.zeros_like(hm), torch.zeros_like(tags)
+        for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            # the image moved right and down by (dx, dy), zero-filled, is the input
+            moved = []
+            for im in images:
+                m = np.zeros_like(im)
+                m[dy:, dx:] = im[: 32 - dy, : 32 - dx]
+                moved.append(m)
+            h, t, _, _ = hg_eval.network_maps(model, config, moved, **options)
+            # maps moved back: pixel (i, j) of the result is pixel (i + dy, j + dx) of h,
+            # the last rows and columns keep h's values
+            back_h, back_t = h.clone(), t.clone()
+            back_h[..., : 32 - dy, : 32 - dx] = h[..., dy:, dx:]
+            back_t[..., : 32 - dy, : 32 - dx] = t[..., dy:, dx:]
+            want_hm += back_h / 4
+            want_tags += back_t / 4
+        plain = hg_eval.network_maps(model, config, images, **options)
+    torch.testing.assert_close(hm, want_hm)
+    torch.testing.assert_close(tags, want_tags)
+    assert stride == 1.0 and np.allclose(factors, 1.0)
+    assert (plain[0] - hm).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="shift_test needs project=True"):
+        hg_eval.network_maps(model, config, images, shift_test=True, project=False)
+    with pytest.raises(ValueError, match=r"scales=\(1\.0,\)"):
+        hg_eval.network_maps(model, config, images, shift_test=True, project=True, scales=(1, 2))
+    _, args = _tiny_args([])
+    assert hg_train.test_options(args, torch.device("cpu"), "none")["shift_test"] is True
+    _, args = _tiny_args(["--no-shift-test"])
+    assert hg_train.test_options(args, torch.device("cpu"), "none")["shift_test"] is False
+
+
+# ------------------------------------------------------------------------------ synthetic data# ------------------------------------------------------------------------------ synthetic data
 
 
 def test_synthetic_people_are_deterministic_and_coco_like():
@@ -372,10 +498,14 @@ def test_cpu_autocast_is_bf16_only_where_the_cpu_computes_it(
 def test_training_uses_the_fused_optimiser(tmp_path):
     run = hg_train.create_run(["--output", str(tmp_path), "--device", "cpu", *SMALL])
     assert run.optimizer.defaults["fused"] is True
-    run = hg_train.create_run(
-        ["--output", str(tmp_path), "--device", "cpu", "--optimizer", "adamw", *SMALL]
-    )
+    # the tiny preset's second-moment decay; --beta2 and the paper preset's PyTorch default
+    assert run.optimizer.defaults["betas"] == (0.9, 0.99)
+    adamw = ["--optimizer", "adamw", "--beta2", "0.95"]
+    run = hg_train.create_run(["--output", str(tmp_path), "--device", "cpu", *adamw, *SMALL])
     assert isinstance(run.optimizer, torch.optim.AdamW) and run.optimizer.defaults["fused"]
+    assert run.optimizer.defaults["betas"] == (0.9, 0.95)
+    _, args = hg_train.resolve(hg_train.parse_args(["--output", "x", "--preset", "paper"]))
+    assert args.beta2 == 0.999
 
 
 @pytest.mark.parametrize("positive_weight", [0.0, 16.0])
@@ -629,6 +759,14 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     assert 0.0 <= float(m.group(1)) <= 1.0
     for name in ("skeletons.png", "tags.png", "results.json", "gt.json"):
         assert (out / "eval" / name).stat().st_size > 0
+    # the tiny preset's shift test applies at scale 1 only: with other scales evaluate.py
+    # leaves it out unless asked for it, and then says why it cannot
+    assert ckpt["args"]["shift_test"] is True
+    several = ["--checkpoint", str(out / "checkpoint.pt"), "--num-images", "2"]
+    several += ["--scales", "1", "1.5"]
+    assert 0.0 <= hg_eval.main(several)["AP"] <= 1.0
+    with pytest.raises(ValueError, match="shift_test needs project=True and scales"):
+        hg_eval.main([*several, "--shift-test"])
 
 
 @pytest.mark.slow

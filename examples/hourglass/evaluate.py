@@ -99,6 +99,29 @@ def mirror(x: torch.Tensor, shift: int = 0) -> torch.Tensor:
     return m.contiguous(memory_format=torch.channels_last)
 
 
+# the shift test's input shifts (dx, dy) in input pixels
+SHIFTS = ((0, 0), (1, 0), (0, 1), (1, 1))
+
+
+def shift_image(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """Move the content of ``x`` (..., H, W) by ``dx`` pixels right and ``dy`` down.
+
+    Negative shifts move it left and up. The vacated rows and columns are zero (the
+    network's padding) when ``dx`` and ``dy`` are both >= 0; otherwise they keep the
+    values ``x`` has there (the edge of a map shifted back).
+    """
+    h, w = x.shape[-2:]
+    if abs(dx) >= w or abs(dy) >= h:
+        raise ValueError(f"shift ({dx}, {dy}) must be smaller than the size ({h}, {w})")
+    out = torch.zeros_like(x) if dx >= 0 and dy >= 0 else x.clone()
+    src_y = slice(max(0, -dy), h - max(0, dy))
+    dst_y = slice(max(0, dy), h - max(0, -dy))
+    src_x = slice(max(0, -dx), w - max(0, dx))
+    dst_x = slice(max(0, dx), w - max(0, -dx))
+    out[..., dst_y, dst_x] = x[..., src_y, src_x]
+    return out
+
+
 def _autocast(device: torch.device, amp: str):
     if amp == "none" or device.type != "cuda":
         return contextlib.nullcontext()
@@ -118,6 +141,8 @@ def network_maps(
     amp: str = "none",
     project: bool = False,
     flip_shift: int | None = None,
+    shift_test: bool = False,
+    _input_shift: tuple[int, int] = (0, 0),
 ):
     """Run the network at several scales (and mirrored), aggregate with ``ae.aggregate``.
 
@@ -130,6 +155,12 @@ def network_maps(
         HigherHRNet's PROJECT2IMAGE) instead of at the output resolution.
     flip_shift : input pixels by which the mirrored image is shifted left (see
         :func:`mirror`); None: ``config.flip_shift`` (1), 0: the references' flip test.
+    shift_test : also run the network on the input shifted by one input pixel right,
+        down, and both (:func:`shift_image`), shift those maps back and average them with
+        the unshifted ones: four times the passes. A network whose output stride is 2
+        samples the shifted inputs on the other phases of its grid; the average places the
+        joints as if at stride 1. Needs ``project`` (maps at input resolution, where the
+        shift is a whole map pixel) and the single scale 1.0.
 
     Returns
     -------
@@ -138,6 +169,22 @@ def network_maps(
     factors : (B,) letterbox factors r (continuous image px x r = input px)
     map_stride : input pixels per map pixel
     """
+    if shift_test:
+        if not project or tuple(scales) != (1.0,):
+            raise ValueError(
+                "shift_test needs project=True and scales=(1.0,), got "
+                f"project={project}, scales={tuple(scales)}"
+            )
+        options = dict(flip=flip, device=device, amp=amp, project=True, flip_shift=flip_shift)
+        heatmaps = tags = None
+        for dx, dy in SHIFTS:
+            hm, tg, factors, map_stride = network_maps(
+                model, config, images, **options, _input_shift=(dx, dy)
+            )
+            hm, tg = shift_image(hm, -dx, -dy), shift_image(tg, -dx, -dy)
+            heatmaps = hm if heatmaps is None else heatmaps + hm
+            tags = tg if tags is None else tags + tg
+        return heatmaps / len(SHIFTS), tags / len(SHIFTS), factors, map_stride
     device = torch.device(device)
     shift = config.flip_shift if flip_shift is None else flip_shift
     multiple = config.stem_stride * 2**config.depth
@@ -152,6 +199,8 @@ def network_maps(
             # factors for the first scale, rescaled to scale 1 (base input side)
             factors = np.array([r * config.input_size / side for _, r in boxed])
         x = to_input(torch.from_numpy(np.stack([b for b, _ in boxed])), device)
+        if _input_shift != (0, 0):
+            x = shift_image(x, *_input_shift).contiguous(memory_format=torch.channels_last)
         passes = [x, mirror(x, shift)] if flip else [x]
         for j, inp in enumerate(passes):
             with _autocast(device, amp):
@@ -471,6 +520,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="decode at input resolution (default: as the checkpoint was trained)",
     )
     p.add_argument(
+        "--shift-test",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also decode the maps of the input shifted by one pixel right, down and both "
+        "(needs --project; default: as the checkpoint was trained)",
+    )
+    p.add_argument(
         "--gt-heatmaps",
         action="store_true",
         help="ground-truth heatmaps + predicted tags (grouping quality alone)",
@@ -524,6 +580,11 @@ def main(argv=None) -> dict:
         )
     model, config, train_args = load_model(args.checkpoint, args.device)
     project = args.project if args.project is not None else bool(train_args.get("project", False))
+    shift_test = args.shift_test
+    if shift_test is None:
+        # the checkpoint's choice where it applies: not with other scales or unprojected maps
+        shift_test = bool(train_args.get("shift_test", False))
+        shift_test = shift_test and project and tuple(args.scales) == (1.0,)
     threshold = args.detection_threshold
     if threshold is None:
         threshold = train_args.get("detection_threshold") or 0.1
@@ -535,6 +596,7 @@ def main(argv=None) -> dict:
         device=args.device,
         amp=args.amp,
         project=project,
+        shift_test=shift_test,
         decode_options={"detection_threshold": threshold},
     )
     t0 = time.time()

@@ -14,6 +14,12 @@ A port of ``princeton-vl/pose-ae-train``'s ``PoseNet`` (``models/posenet.py``,
 - output ``2K`` channels per stack (``K`` heatmaps then ``K * D`` tags), all stacks
   returned for intermediate supervision.
 
+``residual=True`` adds identity shortcuts (ResNet's, and the residual modules of
+the original stacked hourglass) around every conv or pair of convs whose input and
+output widths match: each level's skip conv (``x + up1(x)``), the innermost conv,
+the stem's two convs at 1/4 and the two feature convs after each hourglass. It adds
+no parameters; pose-ae-train and mmpose's ``HourglassAENet`` have none.
+
 ``bn=True`` adds BatchNorm after every conv (conv -> BN -> ReLU, the order of
 mmpose's ``HourglassAENet``); pose-ae-train has none. Two ways to get maps at half
 the input resolution (a 1/4 map is too coarse to place joints within COCO's OKS
@@ -61,6 +67,10 @@ class HourglassConfig:
         (needs ``stem_stride=4``).
     head_dim : width of that head (0: ``inp_dim``); a narrower head takes the
         hourglasses' features through a 1x1 convolution before upsampling them.
+    residual : identity shortcuts around the convs whose widths match (pose-ae-train:
+        none).
+    head_interpolation : how the upsampling head enlarges the hourglasses' features:
+        ``"nearest"`` or ``"bilinear"`` (``align_corners=False``).
     input_size : square training input side in pixels.
     """
 
@@ -75,6 +85,8 @@ class HourglassConfig:
     stem_stride: int = 4
     head_upsample: int = 1
     head_dim: int = 0
+    residual: bool = False
+    head_interpolation: str = "nearest"
     input_size: int = 512
 
     @property
@@ -119,6 +131,8 @@ class HourglassConfig:
         # checkpoints written before these fields existed
         d.setdefault("head_upsample", 1)
         d.setdefault("head_dim", 0)
+        d.setdefault("residual", False)
+        d.setdefault("head_interpolation", "nearest")
         return cls(**d)
 
     def replace(self, **changes) -> HourglassConfig:
@@ -142,6 +156,8 @@ PRESETS: dict[str, HourglassConfig] = {
         head_upsample=2,
         input_size=96,
         tag_dim=2,
+        residual=True,
+        head_interpolation="bilinear",
     ),
 }
 
@@ -165,21 +181,34 @@ class Conv(nn.Module):
 
 
 class Hourglass(nn.Module):
-    """One recursive hourglass level: f channels here, f + increase one level down."""
+    """One recursive hourglass level: f channels here, f + increase one level down.
 
-    def __init__(self, depth: int, f: int, increase: int, *, bn: bool):
+    ``residual``: ``x + up1(x)`` on the skip branch and ``y + low2(y)`` around the
+    innermost conv.
+    """
+
+    def __init__(self, depth: int, f: int, increase: int, *, bn: bool, residual: bool = False):
         super().__init__()
         nf = f + increase
+        self.residual = residual
         self.up1 = Conv(f, f, 3, bn=bn)
         self.low1 = Conv(f, nf, 3, bn=bn)
         self.low2 = (
-            Hourglass(depth - 1, nf, increase, bn=bn) if depth > 1 else Conv(nf, nf, 3, bn=bn)
+            Hourglass(depth - 1, nf, increase, bn=bn, residual=residual)
+            if depth > 1
+            else Conv(nf, nf, 3, bn=bn)
         )
         self.low3 = Conv(nf, f, 3, bn=bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         up1 = self.up1(x)
-        low = self.low3(self.low2(self.low1(F.max_pool2d(x, 2))))
+        low1 = self.low1(F.max_pool2d(x, 2))
+        low2 = self.low2(low1)
+        if self.residual:
+            up1 = up1 + x
+            if not isinstance(self.low2, Hourglass):
+                low2 = low2 + low1
+        low = self.low3(low2)
         return up1 + F.interpolate(low, scale_factor=2, mode="nearest")
 
 
@@ -207,6 +236,11 @@ class PoseNet(nn.Module):
                 "head_upsample must be 1, or 2 with stem_stride 4, got "
                 f"head_upsample={config.head_upsample}, stem_stride={config.stem_stride}"
             )
+        if config.head_interpolation not in ("nearest", "bilinear"):
+            raise ValueError(
+                "head_interpolation must be 'nearest' or 'bilinear', got "
+                f"{config.head_interpolation!r}"
+            )
         self.config = config
         c = config
         c1, c2 = c.stem_channels
@@ -215,8 +249,11 @@ class PoseNet(nn.Module):
         stem = [nn.MaxPool2d(2, 2)] if c.stem_stride == 4 else []
         stem += [Conv(c2, c2, 3, bn=c.bn), Conv(c2, c.inp_dim, 3, bn=c.bn)]
         self.pre = nn.Sequential(*stem)
+        # a shortcut around the stem's last two convs needs equal widths
+        self.pre_residual = c.residual and c2 == c.inp_dim
         self.hgs = nn.ModuleList(
-            Hourglass(c.depth, c.inp_dim, c.increase, bn=c.bn) for _ in range(c.nstack)
+            Hourglass(c.depth, c.inp_dim, c.increase, bn=c.bn, residual=c.residual)
+            for _ in range(c.nstack)
         )
         self.features = nn.ModuleList(
             nn.Sequential(
@@ -254,15 +291,27 @@ class PoseNet(nn.Module):
                 f"images H and W must be multiples of {multiple}, got {tuple(images.shape[2:])}"
             )
         half = self.pre_half(images)
-        x = self.pre(half)
+        if self.pre_residual:
+            x = self.pre[0](half) if self.config.stem_stride == 4 else half
+            x = x + self.pre[-1](self.pre[-2](x))
+        else:
+            x = self.pre(half)
         preds = []
         last = self.config.nstack - 1
         for i in range(self.config.nstack):
-            feature = self.features[i](self.hgs[i](x))
+            hg = self.hgs[i](x)
+            feature = self.features[i](hg)
+            if self.config.residual:
+                feature = feature + hg
             if i == last and self.config.head_upsample == 2:
                 if self.head_reduce is not None:
                     feature = self.head_reduce(feature)
-                up = F.interpolate(feature, scale_factor=2, mode="nearest")
+                if self.config.head_interpolation == "bilinear":
+                    up = F.interpolate(
+                        feature, scale_factor=2, mode="bilinear", align_corners=False
+                    )
+                else:
+                    up = F.interpolate(feature, scale_factor=2, mode="nearest")
                 preds.append(self.head(up + self.head_skip(half)))
                 break
             pred = self.outs[i](feature)

@@ -21,6 +21,7 @@ class TrainDefaults:
     lr_drop: float  # "step" schedule: fraction of the run after which lr = lr_final
     lr_schedule: str  # "step" (pose-ae-train: lr, then lr_final) or "cosine" (lr -> lr_final)
     warmup_steps: int
+    beta2: float  # Adam's (AdamW's) second-moment decay (PyTorch's default 0.999)
     ema: float  # decay of the weights' exponential moving average used for evaluation (0: off)
     tag_weight: float
     push: str  # "exp" (pose-ae-train, HigherHRNet) or "margin" (HigherHRNet 'max', CornerNet)
@@ -32,6 +33,7 @@ class TrainDefaults:
     project: bool  # decode at input resolution (maps upsampled), HigherHRNet's PROJECT2IMAGE
     detection_threshold: float  # ae.decode's detection threshold (library default 0.1)
     subpixel: str  # "quarter" (ae.decode's adjust, the references) or "dark" (Poses.refine_dark)
+    shift_test: bool  # average the maps of the input shifted by 1 px (evaluate.network_maps)
     minutes: float | None  # time budget (training + periodic evaluation)
     steps: int | None
     eval_every: float  # minutes between held-out evaluations (synthetic)
@@ -48,6 +50,7 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
         lr_drop=0.8,
         lr_schedule="step",
         warmup_steps=0,
+        beta2=0.999,
         ema=0.0,
         tag_weight=1e-3,
         push="exp",
@@ -59,6 +62,7 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
         project=False,
         detection_threshold=0.1,
         subpixel="quarter",
+        shift_test=False,
         minutes=None,
         steps=250_000,
         eval_every=60.0,
@@ -73,6 +77,7 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
         lr_drop=0.8,
         lr_schedule="step",
         warmup_steps=50,
+        beta2=0.99,
         ema=0.0,
         tag_weight=1e-1,
         push="margin",
@@ -84,6 +89,7 @@ TRAIN_DEFAULTS: dict[str, TrainDefaults] = {
         project=True,
         detection_threshold=0.6,
         subpixel="dark",
+        shift_test=True,
         minutes=14.0,
         steps=None,
         eval_every=2.0,
@@ -120,6 +126,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="evaluate an exponential moving average of the weights with this decay (0: off)",
     )
     g.add_argument("--optimizer", choices=("adam", "adamw"), default="adam")
+    g.add_argument(
+        "--beta2", type=float, help="Adam's second-moment decay (paper preset 0.999, tiny 0.99)"
+    )
     g.add_argument("--weight-decay", type=float, default=0.0)
     g = p.add_argument_group("loss")
     g.add_argument("--tag-weight", type=float, help="weight of pull + push (paper 1e-3)")
@@ -154,9 +163,20 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="2: hourglasses at 1/4 and a final head predicting at 1/2 (needs --stem-stride 4)",
     )
     g.add_argument("--head-dim", type=int, help="width of the upsampling head (0: --inp-dim)")
+    g.add_argument(
+        "--head-interpolation",
+        choices=("nearest", "bilinear"),
+        help="how the upsampling head enlarges the hourglasses' features",
+    )
     g.add_argument("--stem-channels", type=int, nargs=2, help="widths of the stem's two convs")
     g.add_argument("--tag-dim", type=int)
     g.add_argument("--bn", choices=("on", "off"))
+    g.add_argument(
+        "--residual",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="identity shortcuts around the convs whose widths match (tiny: on, paper: off)",
+    )
     g = p.add_argument_group("evaluation")
     g.add_argument("--eval-every", type=float, help="minutes between held-out evaluations")
     g.add_argument("--eval-images", type=int, help="held-out images per periodic evaluation")
@@ -173,6 +193,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=("quarter", "dark"),
         help="sub-pixel placement of decoded joints: the references' quarter-pixel rule or "
         "DARK (Poses.refine_dark)",
+    )
+    g.add_argument(
+        "--shift-test",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also decode the maps of the input shifted by one pixel right, down and both, "
+        "shifted back and averaged (needs --project; default: the preset's choice)",
     )
     g.add_argument("--no-final-eval", action="store_true")
     g = p.add_argument_group("system")
@@ -237,6 +264,7 @@ def resolve(args: argparse.Namespace) -> tuple[HourglassConfig, argparse.Namespa
             "stem_stride",
             "head_upsample",
             "head_dim",
+            "head_interpolation",
             "tag_dim",
         )
         if getattr(args, k) is not None
@@ -245,6 +273,8 @@ def resolve(args: argparse.Namespace) -> tuple[HourglassConfig, argparse.Namespa
         overrides["stem_channels"] = tuple(args.stem_channels)
     if args.bn is not None:
         overrides["bn"] = args.bn == "on"
+    if args.residual is not None:
+        overrides["residual"] = args.residual
     if args.data == "mpii":
         overrides["num_joints"] = 16
     return config.replace(**overrides), args
