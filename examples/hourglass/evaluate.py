@@ -103,6 +103,11 @@ def mirror(x: torch.Tensor, shift: int = 0) -> torch.Tensor:
 SHIFTS = ((0, 0), (1, 0), (0, 1), (1, 1))
 
 
+def shift_test_applies(project: bool, scales) -> bool:
+    """Whether :func:`network_maps` can run the shift test: projected maps, scale 1 only."""
+    return bool(project) and tuple(scales) == (1.0,)
+
+
 def shift_image(x: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
     """Move the content of ``x`` (..., H, W) by ``dx`` pixels right and ``dy`` down.
 
@@ -170,7 +175,7 @@ def network_maps(
     map_stride : input pixels per map pixel
     """
     if shift_test:
-        if not project or tuple(scales) != (1.0,):
+        if not shift_test_applies(project, scales):
             raise ValueError(
                 "shift_test needs project=True and scales=(1.0,), got "
                 f"project={project}, scales={tuple(scales)}"
@@ -584,7 +589,7 @@ def main(argv=None) -> dict:
     if shift_test is None:
         # the checkpoint's choice where it applies: not with other scales or unprojected maps
         shift_test = bool(train_args.get("shift_test", False))
-        shift_test = shift_test and project and tuple(args.scales) == (1.0,)
+        shift_test = shift_test and shift_test_applies(project, args.scales)
     threshold = args.detection_threshold
     if threshold is None:
         threshold = train_args.get("detection_threshold") or 0.1

@@ -266,6 +266,7 @@ def resolve(args: argparse.Namespace) -> tuple[HourglassConfig, argparse.Namespa
             "head_dim",
             "head_interpolation",
             "tag_dim",
+            "residual",
         )
         if getattr(args, k) is not None
     }
@@ -273,8 +274,6 @@ def resolve(args: argparse.Namespace) -> tuple[HourglassConfig, argparse.Namespa
         overrides["stem_channels"] = tuple(args.stem_channels)
     if args.bn is not None:
         overrides["bn"] = args.bn == "on"
-    if args.residual is not None:
-        overrides["residual"] = args.residual
     if args.data == "mpii":
         overrides["num_joints"] = 16
     return config.replace(**overrides), args
