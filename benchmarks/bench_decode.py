@@ -298,9 +298,10 @@ def batched(size, dim, people, batch, repeats, seed, with_prange):
     import numba
     from numba import njit, prange
 
-    from associative_embedding._batch import decode_image
-    from associative_embedding._grouping import People, empty_people
-    from associative_embedding.decoding import DecodeConfig, _capacity, _joint_order, _options
+    from associative_embedding import DecodeConfig
+    from associative_embedding._decode.options import build, capacity, joint_order
+    from associative_embedding._decode.people import People, empty_people
+    from associative_embedding._decode.pipeline import decode_image
 
     heat, tags = make_batch(seed, batch, people, size, dim)
     n_all = max(1, int(numba.config.NUMBA_NUM_THREADS))
@@ -312,7 +313,7 @@ def batched(size, dim, people, batch, repeats, seed, with_prange):
     if with_prange:
         config = DecodeConfig()
         b, k, h, w = heat.shape
-        opts = _options(config, h, w, heat.dtype)
+        opts = build(config, k, h, w, heat.dtype)
 
         # a parfor cannot take the nested options tuple as an argument: numba freezes it
         # as a constant of the closure instead (the pool's kernels take it as an argument)
@@ -322,9 +323,9 @@ def batched(size, dim, people, batch, repeats, seed, with_prange):
                 people = People(out.kp[b], out.score[b], out.tag[b], out.ref[b], out.det[b])
                 out_n[b] = decode_image(heat[b], tags[b], order, opts, people)
 
-        cap = _capacity(config, k, opts.max_candidates)
+        cap = capacity(config, k, opts.max_candidates)
         tag5 = tags.reshape(b, k, dim, h, w)
-        order = _joint_order(config, k)
+        order = joint_order(config, k)
         outs = (empty_people((b,), cap, k, dim, heat.dtype), np.zeros(b, np.int64))
         t0 = time.perf_counter()
         run_prange(heat, tag5, order, *outs)

@@ -55,7 +55,7 @@ t0 = time.perf_counter()
 import numpy as np
 import associative_embedding as ae
 t_import = time.perf_counter() - t0
-from associative_embedding import _batch
+from associative_embedding._decode import pipeline as _batch
 
 def image(dtype):
     heat = np.zeros((1, 17, 64, 64), dtype)

@@ -54,7 +54,7 @@ def solve(cost, solver):
         for r, c in Munkres().compute(cost.tolist()):
             out[r] = c
     else:  # the library's compiled copy of the same solver, for speed in the benchmark
-        from associative_embedding._munkres import linear_assignment
+        from associative_embedding._decode.munkres import linear_assignment
 
         rows, cols = linear_assignment(cost)
         out[rows] = cols

@@ -1,4 +1,4 @@
-"""The first compilation split over two processes (``_compile_ahead``)."""
+"""The first compilation split over two processes (``_decode/compile_ahead.py``)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import associative_embedding as ae
-from associative_embedding import _compile_ahead as ca
-from associative_embedding.decoding import _joint_order, _options
+from associative_embedding._decode import compile_ahead as ca
+from associative_embedding._decode.options import build, joint_order
 
 # Decodes under several configurations in a process that compiles (or loads) every
 # kernel only through the batch kernel, then reports each per-image kernel whose
@@ -22,8 +22,9 @@ CHILD_SIGNATURES = """
 import json
 import numpy as np
 import associative_embedding as ae
-from associative_embedding import _batch, _compile_ahead as ca
-from associative_embedding.decoding import _joint_order, _options
+from associative_embedding._decode import compile_ahead as ca
+from associative_embedding._decode import pipeline as _batch
+from associative_embedding._decode.options import build, joint_order
 
 configs = [
     ae.DecodeConfig(),
@@ -41,8 +42,8 @@ for dtype in (np.float32, np.float64):
             heat = rng.random((2, 5, 12, 10)).astype(dtype)
             tags = rng.normal(size=(2, 5, dim, 12, 10)).astype(dtype)
             ae.decode(heat, tags, config)
-            opts = _options(config, 12, 10, np.dtype(dtype))
-            order = _joint_order(config, 5)
+            opts = build(config, 5, 12, 10, np.dtype(dtype))
+            order = joint_order(config, 5)
             kernels = {**ca._kernels(), "decode_range": _batch.decode_range}
             sigs = ca.signatures(np.dtype(dtype), opts, order)
             for name, kernel in kernels.items():
@@ -56,7 +57,8 @@ CHILD_FIRST_CALL = """
 import json
 import numpy as np
 import associative_embedding as ae
-from associative_embedding import _batch, _compile_ahead as ca
+from associative_embedding._decode import compile_ahead as ca
+from associative_embedding._decode import pipeline as _batch
 rng = np.random.default_rng(5)
 heat = rng.random((1, 17, 32, 32), np.float32)
 tags = rng.normal(size=(1, 17, 2, 32, 32)).astype(np.float32)
@@ -165,7 +167,7 @@ def test_disabled_jit_compiles_nothing_ahead(monkeypatch):
 
 def _plan_args(dtype=np.float32):
     config = ae.DecodeConfig()
-    return np.dtype(dtype), _options(config, 8, 8, np.dtype(dtype)), _joint_order(config, 2)
+    return np.dtype(dtype), build(config, 2, 8, 8, np.dtype(dtype)), joint_order(config, 2)
 
 
 def _no_child(*args):

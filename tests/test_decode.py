@@ -12,9 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import associative_embedding as ae
-import associative_embedding.decoding as decoding
-from associative_embedding import _peaks, _torch_path
-from associative_embedding._peaks import Candidates
+from associative_embedding._decode import options as decode_options
+from associative_embedding._decode import peaks as _peaks
+from associative_embedding._decode import torch_path as _torch_path
+from associative_embedding._decode.peaks import Candidates
 from associative_embedding.decoding import DecodeConfig, Poses, decode, warmup
 from associative_embedding.skeletons import COCO_KEYPOINTS
 from tests.reference_parser import reference_parse
@@ -132,7 +133,7 @@ def test_equals_reference_parser_in_crowds(rng):
 @pytest.mark.parametrize("block", [1, 2, 5])
 def test_equals_reference_parser_with_small_refine_tiles(block, rng, monkeypatch):
     # tiny tiles make the bounded search skip and order many tiles
-    monkeypatch.setattr(decoding, "_REFINE_BLOCK", block)
+    monkeypatch.setattr(decode_options, "TILE", block)
     for mode in ("higherhrnet", "pose-ae-train", "mmpose"):
         for _ in range(10):
             check_batch(rng, {"refine_mode": mode}, batch=3, size=(24, 31))
@@ -434,7 +435,7 @@ def test_threshold_in_the_work_dtype_selects_as_float64(dtype, rng):
     near = [np.nextafter(a, dtype(d)) for a in at for d in (-np.inf, np.inf)]
     values = np.concatenate([rng.standard_normal(2000), at, near, [np.inf, -np.inf]]).astype(dtype)
     for t in thresholds:
-        got = decoding._threshold_for(t, np.dtype(dtype))
+        got = decode_options.threshold_for(t, np.dtype(dtype))
         assert got.dtype == dtype
         np.testing.assert_array_equal(values > got, values.astype(np.float64) > np.float64(t))
 
@@ -526,9 +527,8 @@ def test_tensor_path_equals_numpy_path(refine, rng):
         heat = np.stack([s[0] for s in scenes])
         tags = np.stack([s[1] for s in scenes])
         config = DecodeConfig(refine=refine)
-        order = decoding._joint_order(config, k)
         via_torch = _torch_path.decode_tensors(
-            torch.from_numpy(heat), torch.from_numpy(tags), config, order, d, 2
+            torch.from_numpy(heat), torch.from_numpy(tags), config, d, 2
         )
         for a, b in zip(decode(heat, tags, config), via_torch, strict=True):
             np.testing.assert_array_equal(a.keypoints, b.keypoints)

@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from associative_embedding import _grouping, _peaks, _refine, _sums
-from associative_embedding._grouping import People
-from associative_embedding._peaks import Candidates
-from associative_embedding._refine import RefineOptions
+from associative_embedding._decode import missing as _refine
+from associative_embedding._decode import peaks as _peaks
+from associative_embedding._decode import people as _grouping
+from associative_embedding._decode import sums as _sums
+from associative_embedding._decode import tiles as _tiles
+from associative_embedding._decode.missing import RefineOptions
+from associative_embedding._decode.peaks import Candidates
+from associative_embedding._decode.people import People
 from tests.reference_parser import quarter, top_k
 
 DTYPES = [np.float32, np.float64]
@@ -88,7 +92,7 @@ def test_find_candidates_matches_plain_nms_and_topk(dtype, kernel, rng):
         heat = heat.astype(dtype)
         m = min(int(rng.integers(1, 12)), h * w)
         threshold = float(rng.choice([0.0, 0.1, 0.5]))
-        want_max = _tile_max(heat, _peaks.FIND_BLOCK)
+        want_max = _tile_max(heat, _peaks.TILE)
         tile_max = np.full_like(want_max, np.nan)
         val, idx, cnt = _candidates(heat, threshold, kernel, m, tile_max)
         for j, (rv, ri) in enumerate(_reference_candidates(heat, threshold, kernel, m)):
@@ -149,17 +153,13 @@ def test_quarter_offset_matches_the_reference_rules_everywhere(rule, rng):
         tmp = np.round(rng.random((h, w)) * 3).astype(np.float32)  # many ties
         for y in range(h):
             for x in range(w):
-                got = _grouping.quarter_offset(
+                nb = (
                     tmp[y, max(x - 1, 0)],
                     tmp[y, min(x + 1, w - 1)],
                     tmp[max(y - 1, 0), x],
                     tmp[min(y + 1, h - 1), x],
-                    x,
-                    y,
-                    h,
-                    w,
-                    code,
                 )
+                got = _grouping.quarter_offset(nb, (x, y), (h, w), code)
                 assert got == quarter(tmp, x, y, rule), (h, w, y, x)
 
 
@@ -246,11 +246,12 @@ def test_block_stats_match_numpy(block, top_min, have_hmax, rng):
     hk = rng.random((h, w)).astype(np.float32)
     tk = rng.standard_normal((dim, h, w)).astype(np.float32)
     nby, nbx = -(-h // block), -(-w // block)
-    stats, scratch = _refine.work_arrays(hk[None], dim, block, top_min)
+    opts = RefineOptions(_refine.REFINE_HIGHERHRNET, False, 0, block, 0.0, np.float32(1), top_min)
+    stats, scratch = _tiles.work_arrays(hk[None], dim, opts)
     if have_hmax:  # given by the caller: kept as it is, and used for the top ranges
         stats.hmax[:] = _tile_max(hk[None], block)[0]
-    assert _refine.block_stats(hk, tk, block, stats, scratch, have_hmax)
-    hmax, lo, hi, lo_top, hi_top = stats[:5]
+    assert _tiles.block_stats(hk, tk, stats, scratch, have_hmax)
+    hmax, lo, hi, lo_top, hi_top = stats.hmax, stats.lo, stats.hi, stats.lo_top, stats.hi_top
     for by in range(nby):
         for bx in range(nbx):
             b = by * nbx + bx
@@ -273,7 +274,8 @@ def test_passes_over_the_maps_report_non_finite_values(dtype, bad, rng):
     for _ in range(10):
         heat = rng.random((k, h, w)).astype(dtype)
         tags = rng.standard_normal((k, dim, h, w)).astype(dtype)
-        stats, scratch = _refine.work_arrays(heat, dim, block, 0.0)
+        opts = RefineOptions(_refine.REFINE_HIGHERHRNET, False, 0, block, 0.0, dtype(1), 0.0)
+        stats, scratch = _tiles.work_arrays(heat, dim, opts)
         fin = np.empty(w, dtype)
         cand = Candidates(
             np.empty((k, 3), dtype),
@@ -286,7 +288,7 @@ def test_passes_over_the_maps_report_non_finite_values(dtype, bad, rng):
         have_hmax = bool(rng.integers(0, 2))
         assert _peaks.find_candidates(heat, 0.1, 3, cand, no_max)
         assert _peaks.gather_candidates(heat, tags, cand)
-        assert _refine.block_stats(heat[1], tags[1], block, stats, scratch, have_hmax)
+        assert _tiles.block_stats(heat[1], tags[1], stats, scratch, have_hmax)
         assert _peaks.rows_finite(tags[1].reshape(dim * h, w), fin)
         j, y, x = int(rng.integers(0, k)), int(rng.integers(0, h)), int(rng.integers(0, w))
         bad_heat = heat.copy()
@@ -295,7 +297,7 @@ def test_passes_over_the_maps_report_non_finite_values(dtype, bad, rng):
         d = int(rng.integers(0, dim))
         bad_tags = tags.copy()
         bad_tags[j, d, y, x] = bad
-        assert _refine.block_stats(heat[j], bad_tags[j], block, stats, scratch, have_hmax) is False
+        assert _tiles.block_stats(heat[j], bad_tags[j], stats, scratch, have_hmax) is False
         assert _peaks.rows_finite(bad_tags[j].reshape(dim * h, w), fin) is False
         assert _peaks.find_candidates(heat, 0.1, 3, cand, no_max)
         at_candidate = y * w + x in cand.idx[j, : cand.cnt[j]]
@@ -309,7 +311,7 @@ CHILD_COMPILES = """
 import json
 import numpy as np
 import associative_embedding as ae
-from associative_embedding import _matching
+from associative_embedding._decode import matching as _matching
 heat = np.zeros((1, 17, 32, 32), np.float32)
 heat[0, :, 10, 12] = 1.0
 heat[0, :9, 20, 5] = 0.8

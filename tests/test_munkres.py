@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy.optimize import linear_sum_assignment
 
-from associative_embedding._munkres import linear_assignment, munkres_assign
+from associative_embedding._decode.munkres import linear_assignment, munkres_assign
 
 KINDS = ("integer", "reference", "reference_padded", "float")
 

@@ -60,11 +60,11 @@ _LAZY: dict[str, str] = {
     # mpii.py (numpy only)
     "MPIIResult": "mpii",
     "evaluate_mpii": "mpii",
-    # refinement.py
-    "PersonCrops": "refinement",
-    "crop_people": "refinement",
-    "merge_single_person": "refinement",
-    "person_crops": "refinement",
+    # single_person.py
+    "PersonCrops": "single_person",
+    "crop_people": "single_person",
+    "merge_single_person": "single_person",
+    "person_crops": "single_person",
     # skeletons.py
     "AIC_KEYPOINTS": "skeletons",
     "COCO_KEYPOINTS": "skeletons",
@@ -101,7 +101,7 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from .mpii import MPIIResult, evaluate_mpii
     from .plot import draw_poses, plot_tags, show_maps
     from .poses import Person, Poses
-    from .refinement import PersonCrops, crop_people, merge_single_person, person_crops
+    from .single_person import PersonCrops, crop_people, merge_single_person, person_crops
     from .skeletons import (
         AIC_KEYPOINTS,
         COCO_KEYPOINTS,

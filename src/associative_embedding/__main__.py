@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "warmup":
         t0 = time.perf_counter()
-        import associative_embedding as ae
+        from .decoding import warmup
 
-        ae.warmup()
+        warmup()
         seconds = time.perf_counter() - t0
         print(f"decoder kernels ready in {seconds:.1f} s (numba cache: {cache_dir()})")
     return 0

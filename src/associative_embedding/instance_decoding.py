@@ -281,8 +281,8 @@ def decode_instances(
     out_area = np.zeros((b, cap), np.int64)
     counts = np.zeros((b, 2), np.int64)
     if b:
-        from ._instance_kernels import PixelOptions, PixelOutputs, group_pixels_range
-        from ._threads import default_threads, run_chunks
+        from ._decode.instances import PixelOptions, PixelOutputs, group_pixels_range
+        from ._decode.threads import default_threads, run_chunks
 
         opts = PixelOptions(thr, tag_thr, min_px, cap, max_sd, n_iter)
         out = PixelOutputs(labels, out_score, out_class, out_tag, out_area)

@@ -282,37 +282,48 @@ def _splat(windows, origins, centre, shift, exact, denom, out):  # pragma: no co
     outside a window would round to 0.
     """
     nb, nn, nk, _ = windows.shape
-    inv = 1.0 / denom
     ex = np.empty(out.shape[3], np.float64)
     for bi in range(nb):
         for p in range(nn):
             for k in range(nk):
-                r0 = windows[bi, p, k, 0]
-                r1 = windows[bi, p, k, 1]
-                c0 = windows[bi, p, k, 2]
-                c1 = windows[bi, p, k, 3]
-                oy = origins[bi, p, k, 0]
-                ox = origins[bi, p, k, 1]
+                window = windows[bi, p, k]
+                origin = (origins[bi, p, k, 0], origins[bi, p, k, 1])
                 if exact:
-                    for c in range(c0, c1):
-                        dx = (c + shift) - ox
-                        ex[c] = np.exp(-(dx * dx) * inv)
-                for r in range(r0, r1):
-                    if exact:
-                        dy = (r + shift) - oy
-                        ey = np.exp(-(dy * dy) * inv)
-                        for c in range(c0, c1):
-                            v = np.float32(ey * ex[c])
-                            if v > out[bi, k, r, c]:
-                                out[bi, k, r, c] = v
-                    else:
-                        dy = (r - oy) - centre
-                        dy2 = dy * dy
-                        for c in range(c0, c1):
-                            dx = (c - ox) - centre
-                            v = np.float32(np.exp(-(dx * dx + dy2) / denom))
-                            if v > out[bi, k, r, c]:
-                                out[bi, k, r, c] = v
+                    _splat_exact(window, origin, shift, 1.0 / denom, ex, out[bi, k])
+                else:
+                    _splat_reference(window, origin, centre, denom, out[bi, k])
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _splat_exact(window, origin, shift, inv, ex, plane):  # pragma: no cover
+    """Max the separable Gaussian of joint ``origin = (y, x)`` into ``plane`` (``"exact"``)."""
+    r0, r1, c0, c1 = window[0], window[1], window[2], window[3]
+    oy, ox = origin
+    for c in range(c0, c1):
+        dx = (c + shift) - ox
+        ex[c] = np.exp(-(dx * dx) * inv)
+    for r in range(r0, r1):
+        dy = (r + shift) - oy
+        ey = np.exp(-(dy * dy) * inv)
+        for c in range(c0, c1):
+            v = np.float32(ey * ex[c])
+            if v > plane[r, c]:
+                plane[r, c] = v
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _splat_reference(window, origin, centre, denom, plane):  # pragma: no cover
+    """Max the references' patch with corner ``origin = (oy, ox)`` into ``plane``."""
+    r0, r1, c0, c1 = window[0], window[1], window[2], window[3]
+    oy, ox = origin
+    for r in range(r0, r1):
+        dy = (r - oy) - centre
+        dy2 = dy * dy
+        for c in range(c0, c1):
+            dx = (c - ox) - centre
+            v = np.float32(np.exp(-(dx * dx + dy2) / denom))
+            if v > plane[r, c]:
+                plane[r, c] = v
 
 
 def pad_keypoints(

@@ -22,8 +22,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ._matching import TAG_COST_ROUNDED, first_pass, member_mean
-from ._sums import mean_rows, pairwise_sum
+from .matching import TAG_COST_ROUNDED, first_pass, member_mean
+from .sums import mean_rows, pairwise_sum
 
 ADJUST_REFERENCE = 0
 ADJUST_MMPOSE = 1
@@ -51,8 +51,11 @@ def empty_people(lead: tuple[int, ...], cap: int, k: int, d: int, dtype: np.dtyp
 
 
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
-def quarter_offset(left, right, up, down, x, y, h_size, w_size, rule):
+def quarter_offset(nb, pixel, shape, rule):
     """Return the ±0.25 px shift towards the larger neighbour, as ``(dx, dy)``.
+
+    ``nb = (left, right, up, down)``: the heat of the pixel's four neighbours
+    (clipped to the map); ``pixel = (x, y)``; ``shape = (H, W)``.
 
     ``rule`` ADJUST_REFERENCE (pose-ae-train, HigherHRNet, mmpose 0.x): +0.25
     if the right (lower) neighbour is strictly larger than the left (upper)
@@ -61,6 +64,9 @@ def quarter_offset(left, right, up, down, x, y, h_size, w_size, rule):
     difference (0 on ties), and no x-shift unless ``1 < x < W - 1`` and
     ``y > 0``, no y-shift unless ``1 < y < H - 1`` and ``x > 0``.
     """
+    left, right, up, down = nb
+    x, y = pixel
+    h_size, w_size = shape
     if rule == ADJUST_REFERENCE:
         dx = 0.25 if right > left else -0.25
         dy = 0.25 if down > up else -0.25
@@ -84,17 +90,26 @@ def quarter_offset(left, right, up, down, x, y, h_size, w_size, rule):
 def quarter_at(hk, x, y, rule):
     """:func:`quarter_offset` of pixel ``(x, y)`` of one heatmap ``hk (H, W)``."""
     h_size, w_size = hk.shape
-    return quarter_offset(
+    nb = (
         hk[y, max(x - 1, 0)],
         hk[y, min(x + 1, w_size - 1)],
         hk[max(y - 1, 0), x],
         hk[min(y + 1, h_size - 1), x],
-        x,
-        y,
-        h_size,
-        w_size,
-        rule,
     )
+    return quarter_offset(nb, (x, y), (h_size, w_size), rule)
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def quarter_offsets(maps, xs, ys, rule, out):
+    """``out[n] = (dx, dy)``: :func:`quarter_at` of pixel ``(xs[n], ys[n])`` of ``maps[n]``.
+
+    ``maps (N, H, W)``, ``xs``, ``ys (N,)`` int64, ``out (N, 2)`` float64: the
+    rule for callers outside the decoder (``single_person.merge_single_person``).
+    """
+    for n in range(maps.shape[0]):
+        dx, dy = quarter_at(maps[n], xs[n], ys[n], rule)
+        out[n, 0] = dx
+        out[n, 1] = dy
 
 
 # --- grouping -----------------------------------------------------------------------------
@@ -112,16 +127,17 @@ def group_image(cand, h_size, w_size, order, opts, out):
     n_people = first_pass(cand, order, opts, TAG_COST_ROUNDED, joint_of, None)
     n_keep = n_people if opts.max_out < 0 else min(n_people, opts.max_out)
     out_pix = np.empty((max(min(n_keep, out.kp.shape[0]), 1), n_joints), np.int64)
-    return write_people(joint_of, n_keep, cand, h_size, w_size, order, opts, out, out_pix)
+    return write_people(joint_of, n_keep, cand, (h_size, w_size), order, opts, out, out_pix)
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-def place_joint(out_kp, p, k, hk, x, y, r, score):
-    """Write a recovered joint at pixel ``(x, y)`` of map ``hk``: adjusted, shifted, scored.
+def place_joint(out_kp, p, k, hk, pixel, r, score):
+    """Write a recovered joint at ``pixel = (x, y)`` of map ``hk``: adjusted, shifted, scored.
 
     ``r`` is the ``RefineOptions`` record (``adjust``, ``adjust_rule``,
     ``center_shift``).
     """
+    x, y = pixel
     dx = 0.0
     dy = 0.0
     if r.adjust:
@@ -132,7 +148,7 @@ def place_joint(out_kp, p, k, hk, x, y, r, score):
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-def write_people(joint_of, n_keep, cand, h_size, w_size, order, opts, out, out_pix):
+def write_people(joint_of, n_keep, cand, shape, order, opts, out, out_pix):
     """Write the first ``n_keep`` people of ``joint_of (P, K)`` (candidate rows, -1: none).
 
     People are ranked by score (the pairwise mean of the K detection values,
@@ -194,22 +210,13 @@ def write_people(joint_of, n_keep, cand, h_size, w_size, order, opts, out, out_p
                 out_pix[i, k] = -1
                 continue
             idx = cand_idx[k, r]
-            y = idx // w_size
-            x = idx % w_size
+            y = idx // shape[1]
+            x = idx % shape[1]
             dx = 0.0
             dy = 0.0
             if adjust:
-                dx, dy = quarter_offset(
-                    cand_nb[k, r, 0],
-                    cand_nb[k, r, 1],
-                    cand_nb[k, r, 2],
-                    cand_nb[k, r, 3],
-                    x,
-                    y,
-                    h_size,
-                    w_size,
-                    adjust_rule,
-                )
+                nb = (cand_nb[k, r, 0], cand_nb[k, r, 1], cand_nb[k, r, 2], cand_nb[k, r, 3])
+                dx, dy = quarter_offset(nb, (x, y), shape, adjust_rule)
             out_kp[i, k, 0] = (x + dx) + shift
             out_kp[i, k, 1] = (y + dy) + shift
             out_kp[i, k, 2] = cand_val[k, r]

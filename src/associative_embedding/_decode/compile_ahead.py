@@ -2,7 +2,7 @@
 
 With an empty numba cache the first :func:`~associative_embedding.decode` of a
 work dtype compiles about thirty kernels, one after another, in one process.
-The missing-joint search (``_refine.refine_image`` and what it calls) is about
+The missing-joint search (``missing.refine_image`` and what it calls) is about
 a third of that work and shares nothing with the peak search and the grouping
 but their argument types. So before the first call compiles, a second Python
 process compiles ``refine_image`` into numba's on-disk cache while this one
@@ -64,7 +64,7 @@ def _enabled() -> bool:
 
 
 def _image_args(dtype: np.dtype, opts: Any, order: np.ndarray) -> dict[str, tuple[Any, ...]]:
-    """Arguments of the per-image kernels, typed as ``_batch.decode_image`` calls them.
+    """Arguments of the per-image kernels, typed as ``pipeline.decode_image`` calls them.
 
     Only the types matter (numba compiles one version per argument types):
     the arrays are 1-long in every axis, C-contiguous like the kernel's slices
@@ -72,9 +72,9 @@ def _image_args(dtype: np.dtype, opts: Any, order: np.ndarray) -> dict[str, tupl
     """
     from numba import types
 
-    from ._grouping import empty_people
-    from ._matching import TAG_COST_ROUNDED
-    from ._peaks import empty_candidates
+    from .matching import TAG_COST_ROUNDED
+    from .peaks import empty_candidates
+    from .people import empty_people
 
     heat = np.zeros((1, 1, 1), dtype)
     tags = np.zeros((1, 1, 1, 1), dtype)
@@ -97,17 +97,17 @@ def _image_args(dtype: np.dtype, opts: Any, order: np.ndarray) -> dict[str, tupl
         "gather_candidates": (heat, tags, cand),
         # a module-level constant argument is typed as its literal value
         "first_pass": (cand, order, opts.group, types.literal(TAG_COST_ROUNDED), joint_of, None),
-        "write_people": (joint_of, 1, cand, 1, 1, order, opts.group, out, joint_of),
+        "write_people": (joint_of, 1, cand, (1, 1), order, opts.group, out, joint_of),
         "refine_image": (heat, tags, np.zeros(1, np.int64), 1, cand, opts.refine, out, plane),
     }
 
 
 def _kernels() -> dict[str, Any]:
     """Return the per-image kernels compiled ahead, in the order the batch kernel calls them."""
-    from ._grouping import write_people
-    from ._matching import first_pass
-    from ._peaks import find_candidates, gather_candidates
-    from ._refine import refine_image
+    from .matching import first_pass
+    from .missing import refine_image
+    from .peaks import find_candidates, gather_candidates
+    from .people import write_people
 
     return {
         "find_candidates": find_candidates,
@@ -147,10 +147,11 @@ def _cache_writable(kernel: Any) -> bool:
 
 
 def _start_child(sig: tuple[Any, ...]) -> subprocess.Popen[bytes] | None:
-    root = str(Path(__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[2])
     code = (
         "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from associative_embedding._compile_ahead import child_main; child_main(sys.argv[2])"
+        "from associative_embedding._decode.compile_ahead import child_main; "
+        "child_main(sys.argv[2])"
     )
     env = dict(os.environ, **{ENV_PROCESSES: "1"})
     arg = base64.b64encode(pickle.dumps(sig)).decode("ascii")
@@ -201,7 +202,7 @@ def prepare(dtype: np.dtype, opts: Any, order: np.ndarray) -> bool:
         _DONE.add(dtype.name)
         if not _enabled():
             return False
-        from ._batch import decode_range
+        from .pipeline import decode_range
 
         sigs = signatures(dtype, opts, order)
         if _cached(decode_range, sigs["decode_range"]):

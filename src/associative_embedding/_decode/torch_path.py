@@ -3,7 +3,7 @@
 Non-maximum suppression, top-k and the gathers run with torch where the maps
 are; only the candidates, and for the missing-joint search the maps of the
 joint types some person misses, cross to the CPU, where the numba kernels of
-``_grouping`` and ``_refine`` finish the work. Results equal the numpy path's.
+``people`` and ``missing`` finish the work. Results equal the numpy path's.
 """
 
 from __future__ import annotations
@@ -13,19 +13,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._threads import run_chunks
-from ._validation import work_dtype
-from .decoding import DecodeConfig, _capacity, _options, collect
+from .._validation import work_dtype
+from ..config import DecodeConfig
+from . import options as _options
+from .plan import collect
+from .threads import run_chunks
 
 if TYPE_CHECKING:
-    from ._peaks import Candidates
-    from .poses import Poses
+    from ..poses import Poses
+    from .peaks import Candidates
 
 
 def torch_candidates(heat: Any, tags: Any, m: int, threshold: float, kernel: int) -> tuple:
     """NMS, top-k and gathers with torch on the tensors' device.
 
-    Same candidates, order included, as ``_peaks.find_candidates``:
+    Same candidates, order included, as ``peaks.find_candidates``:
     peaks (``max_pool2d == heat``) with value ``> threshold``, the ``m``
     strongest, ties by flat index. ``heat`` is ``(B, K, H, W)``, ``tags``
     ``(B, K, D, H, W)``, both of the work dtype. Returns tensors on the same
@@ -88,12 +90,12 @@ def torch_candidates(heat: Any, tags: Any, m: int, threshold: float, kernel: int
 
 
 def decode_tensors(
-    heatmaps: Any, tags: Any, config: DecodeConfig, order: np.ndarray, d: int, num_threads: int
+    heatmaps: Any, tags: Any, config: DecodeConfig, d: int, num_threads: int
 ) -> list[Poses]:
     """Decode tensors: candidates with torch on their device, grouping and refine on the CPU."""
     import torch
 
-    from ._peaks import Candidates
+    from .peaks import Candidates
 
     b, k, h, w = (int(s) for s in heatmaps.shape)
     dtype = work_dtype(heatmaps.dtype, tags.dtype)
@@ -103,7 +105,7 @@ def decode_tensors(
     with torch.no_grad():
         heat_t = heatmaps.detach().to(tdt).contiguous()
         tags_t = tags.detach().to(tdt).reshape(b, k, d, h, w).contiguous()
-        opts = _options(config, h, w, dtype)
+        opts = _options.build(config, k, h, w, dtype)
         # the work dtype's threshold: torch compares in the tensors' dtype, and this
         # value selects what the float64 comparison of the numpy path selects
         threshold = float(opts.detection_threshold)
@@ -122,7 +124,7 @@ def decode_tensors(
                 np.ascontiguousarray(tags_t[sel_b, sel_k].cpu().numpy()),
             )
 
-    return group_and_refine(cand, (h, w), maps_of, config, order, num_threads)
+    return group_and_refine(cand, (h, w), maps_of, config, num_threads)
 
 
 def group_and_refine(
@@ -130,7 +132,6 @@ def group_and_refine(
     size: tuple[int, int],
     maps_of: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
     config: DecodeConfig,
-    order: np.ndarray,
     num_threads: int,
 ) -> list[Poses]:
     """Group a batch of candidates ``(B, K, M, ...)`` and recover the missing joints.
@@ -139,14 +140,15 @@ def group_and_refine(
     W)`` (numpy, work dtype) of the S (image, joint type) pairs ``(bi[s], ki[s])``:
     only the maps of joint types some person misses are fetched, in one call.
     """
-    from ._batch import group_range, refine_range
-    from ._grouping import empty_people
+    from .people import empty_people
+    from .pipeline import group_range, refine_range
 
     h, w = size
     b, k, m, d = cand.tag.shape
     dtype = cand.tag.dtype
-    opts = _options(config, h, w, dtype)
-    out = empty_people((b,), _capacity(config, k, m), k, d, dtype)
+    opts = _options.build(config, k, h, w, dtype)
+    order = _options.joint_order(config, k)
+    out = empty_people((b,), _options.capacity(config, k, m), k, d, dtype)
     out_n = np.zeros(b, np.int64)
 
     def group(start: int, stop: int) -> None:

@@ -1,11 +1,15 @@
-"""Missing-joint recovery of the decoder ("refine"), an exact bounded search (numba).
+"""Tile statistics and scores shared by both missing-joint searches (numba).
 
-For a person missing joint k, the references (HigherHRNet ``lib/core/group.py``
-``refine``, pose-ae-train ``utils/group.py``, mmpose ``codecs/associative_embedding.py``)
-take the pixel of the whole map maximising ``heat_k - mult * round(||tag_k -
-ref||)``. Here one pass per joint computes tile statistics, and per person only
-the tiles whose upper bound can still beat the best score found so far are
-scanned; the answer is the same pixel, ties included.
+The search for a missing joint k of a person with reference tag ``ref`` looks
+for the pixel maximising ``heat_k - mult * round(||tag_k - ref||)``. Each map
+is cut into ``block x block`` tiles (numbered row-major, ``b = by * nbx +
+bx``); :func:`block_stats` computes per tile the largest heat and the range of
+every tag dimension, :func:`tile_bounds` turns them into an upper bound of the
+score inside each tile, :func:`tile_scores` scores a tile's pixels and
+:func:`pixel_score` one pixel, all with the same float operations, so that a
+bound never undercuts a score. ``missing.refine_image`` (the references' search
+over the whole map) and ``missing.refine_crowd`` (inside a person's window)
+both use them.
 
 Loops over rows of pixels and over blocks are written for LLVM's vectoriser. Their only
 fast-math flags are "no NaN" and "no signed zeros" (the inputs are checked finite): no
@@ -22,39 +26,11 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, uint64
 
-from ._grouping import place_joint
-from ._peaks import all_zero, strip_max
-from ._sums import pairwise_sum
-
-REFINE_OFF = 0
-REFINE_HIGHERHRNET = 1
-REFINE_POSE_AE = 2
-REFINE_MMPOSE = 3
+from .peaks import all_zero, strip_max
+from .sums import pairwise_sum
 
 _FM = {"nnan", "nsz"}
 _BIG = 1e15  # an empty tag range [BIG, -BIG]: its distance bound is huge but finite
-
-
-class RefineOptions(NamedTuple):
-    """The missing-joint search's options, as the kernels read them.
-
-    ``mode`` one of the REFINE_* codes; ``adjust`` / ``adjust_rule`` the
-    quarter-pixel move of a recovered joint; ``block`` the side of the search
-    tiles; ``center_shift``; ``mult`` the weight of the rounded distance, a
-    scalar of the work dtype (1 for HigherHRNet and pose-ae-train, 100 for
-    mmpose 1.x, whose argmin of ``round(dist) * 100 - heat`` is the same pixel);
-    ``top_min`` the heat above which a tile's bound uses the tags of its peak's
-    core (the detection threshold; see :func:`block_stats`). Any value gives
-    the same answers; it only decides how tight the tiles' bounds are.
-    """
-
-    mode: int
-    adjust: bool
-    adjust_rule: int
-    block: int
-    center_shift: float
-    mult: float
-    top_min: float = 0.0
 
 
 class TileStats(NamedTuple):
@@ -83,8 +59,11 @@ class Scratch(NamedTuple):
     minima of a tag dimension), ``cols (3, W)`` (a strip's column minima and
     maxima of one tag dimension, and the finite test's column sums), ``acc
     (max(nb, W),)`` (also the top pixels' column maxima), ``buf (block**2,)``,
-    ``sq (D,)`` and
-    ``consts`` = ``[BIG, 0.5, top_min]`` (``top_min``: see :func:`block_stats`).
+    ``sq (D,)``; four scalars of the work dtype: ``big`` (an empty tag range
+    is ``[big, -big]``), ``half`` (0.5), ``top_min`` (see :func:`block_stats`)
+    and ``mult`` (the weight of the rounded distance in a score); ``block``
+    the side of the tiles and ``tiles (n_tiles,)`` int64, the tiles a search
+    has still to scan.
     """
 
     col: np.ndarray
@@ -92,11 +71,16 @@ class Scratch(NamedTuple):
     acc: np.ndarray
     buf: np.ndarray
     sq: np.ndarray
-    consts: np.ndarray
+    big: float
+    half: float
+    top_min: float
+    mult: float
+    block: int
+    tiles: np.ndarray
 
 
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
-def _tile_scores(hk, tk, ref, mult, tile, scratch, pairwise):
+def tile_scores(hk, tk, ref, tile, scratch, pairwise):
     """``buf[...] = h - mult * round(||t - ref||)`` over ``tile = (y0, y1, x0, x1)``, row-major.
 
     Returns the number of pixels written to ``scratch.buf``.
@@ -108,6 +92,7 @@ def _tile_scores(hk, tk, ref, mult, tile, scratch, pairwise):
     that numba emits no negative-index check and the row loops vectorise.
     """
     y0, y1, x0, x1 = tile
+    mult = scratch.mult
     buf = scratch.buf
     acc = scratch.acc
     sq = scratch.sq
@@ -153,41 +138,44 @@ def _tile_scores(hk, tk, ref, mult, tile, scratch, pairwise):
     return cnt
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
-def _scan_block(hk, tk, ref, mult, tile, best, best_idx, scratch):
-    """Fold a tile's pixels into the running first-occurrence maximum ``(best, best_idx)``.
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+def pixel_score(hk, tk, ref, pixel, scratch, pairwise):
+    """Return ``(heat - mult * round(d), d)`` at ``pixel = (y, x)``, as :func:`tile_scores`.
 
-    If the tile's maximum score can beat ``best`` (or equal it at a smaller
-    flat index), its first pixel in row-major order, which has the smallest
-    flat index of the tile, is taken.
+    ``mult`` is ``scratch.mult``.
+
+    ``d = ||tag - ref||`` in the work dtype, the squares summed one by one, or
+    with ``pairwise`` as numpy sums along a last axis (one by one for D < 8).
     """
-    y0, _, x0, x1 = tile
-    w_size = hk.shape[1]
-    buf = scratch.buf
-    cnt = _tile_scores(hk, tk, ref, mult, tile, scratch, True)
-    m = buf[0]
-    for i in range(cnt):
-        v = buf[i]
-        m = v if v > m else m
-    if best_idx >= 0 and m < best:
-        return best, best_idx
-    i = 0
-    while buf[i] != m:
-        i += 1
-    n = x1 - x0
-    idx = (y0 + i // n) * w_size + x0 + i % n
-    if best_idx < 0 or m > best or idx < best_idx:
-        return m, idx
-    return best, best_idx
+    y, x = pixel
+    dim = ref.shape[0]
+    a = tk[0, y, x] - ref[0]
+    s = a * a
+    if pairwise and dim >= 8:
+        sq = scratch.sq
+        for d in range(dim):
+            a = tk[d, y, x] - ref[d]
+            sq[d] = a * a
+        s = pairwise_sum(sq, 0, dim)
+    else:
+        for d in range(1, dim):
+            a = tk[d, y, x] - ref[d]
+            s = s + a * a
+    dist = np.sqrt(s)
+    return hk[y, x] - scratch.mult * np.rint(dist), dist
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
-def _fold_strip(col, cols, block, by, d, with_hmax, hmax, lo, hi):
+def _fold_strip(col, cols, block, by, d, with_hmax, stats):
     """Fold strip ``by``'s column rows into its tiles' statistics, all three in one pass.
 
-    ``lo[d, b]`` / ``hi[d, b]`` = min of ``cols[0]`` / max of ``cols[1]`` over tile b's
-    columns, and with ``with_hmax`` also ``hmax[b]`` = max of ``col``.
+    ``stats.lo[d, b]`` / ``stats.hi[d, b]`` = min of ``cols[0]`` / max of
+    ``cols[1]`` over tile b's columns, and with ``with_hmax`` also
+    ``stats.hmax[b]`` = max of ``col``.
     """
+    hmax = stats.hmax
+    lo = stats.lo
+    hi = stats.hi
     w_size = col.shape[0]
     nbx = (w_size + block - 1) // block
     for bx in range(nbx):
@@ -212,29 +200,28 @@ def _fold_strip(col, cols, block, by, d, with_hmax, hmax, lo, hi):
 
 
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
-def block_stats(hk, tk, block, stats, scratch, have_hmax):
+def block_stats(hk, tk, stats, scratch, have_hmax):
     """Tile statistics of one joint's maps for the missing-joint search.
 
     Per ``block x block`` tile (numbered row-major, ``b = by * nbx + bx``): the
     largest heat ``hmax``, the range ``[lo, hi]`` of every tag dimension over
     the tile, and the range ``[lo_top, hi_top]`` over the tile's pixels with
     heat ``>= hmax / 2`` (the core of a peak, whose tags belong to one person).
-    The last is computed only for tiles with ``hmax > scratch.consts[2]`` (the
+    The last is computed only for tiles with ``hmax > scratch.top_min`` (the
     detection threshold); a tile below it gets its whole range as its top range,
     a looser but still valid bound (its pixels are rarely worth a scan).
     Results go to ``stats`` (:class:`TileStats`); with ``have_hmax``,
     ``stats.hmax`` already holds the tiles' largest heat (the peak search's
-    ``tile_max``) and the heat is read only in the tiles above ``consts[2]``;
+    ``tile_max``) and the heat is read only in the tiles above ``top_min``;
     without, a column-wise pass over the heat (``_peaks.strip_max``) finds it.
     ``scratch`` (:class:`Scratch`) holds the work rows. Each row of tiles takes
     vectorisable column-wise passes, then one fold per tile. Returns whether
     every value of ``tk`` is finite, and without ``have_hmax`` of ``hk`` too
     (see :func:`_strip_tag_ranges`; with it, the peak search checked the heat).
     """
-    hmax, lo, hi, lo_top, hi_top = stats[:5]
+    block = scratch.block
     col = scratch.col
     cols = scratch.cols
-    top_min = scratch.consts[2]
     cols[2, :] = 0
     h_size = hk.shape[0]
     dim = tk.shape[0]
@@ -246,10 +233,8 @@ def block_stats(hk, tk, block, stats, scratch, have_hmax):
             strip_max(hk, y0, y1, col, cols[2])
         for d in range(dim):
             _strip_tag_ranges(tk, d, y0, y1, cols)
-            _fold_strip(col, cols, block, by, d, d == 0 and not have_hmax, hmax, lo, hi)
-            _top_ranges(
-                hk, tk, d, y0, y1, block, by, hmax, top_min, lo, hi, lo_top, hi_top, scratch
-            )
+            _fold_strip(col, cols, block, by, d, d == 0 and not have_hmax, stats)
+            _top_ranges(hk, tk, d, (by, y0, y1), block, stats, scratch)
     return all_zero(cols[2])
 
 
@@ -291,20 +276,28 @@ def _add_finite(cols):
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-def _top_ranges(hk, tk, d, y0, y1, block, by, hmax, top_min, lo, hi, lo_top, hi_top, scratch):
-    """``lo_top`` / ``hi_top`` of dimension d for the tiles of strip ``by`` (see block_stats).
+def _top_ranges(hk, tk, d, strip, block, stats, scratch):
+    """``stats.lo_top`` / ``hi_top`` of dimension d for the tiles of a strip (see block_stats).
 
-    Over the pixels with heat ``>= hmax / 2`` of the tiles with ``hmax >
-    top_min``; the other tiles take their whole range ``lo`` / ``hi``.
+    ``strip = (by, y0, y1)``: the strip's number and rows. Over the pixels with
+    heat ``>= hmax / 2`` of the tiles with ``hmax > scratch.top_min``; the
+    other tiles take their whole range ``lo`` / ``hi``.
     ``scratch.col`` and ``scratch.acc`` hold the column minima and maxima (two
     arrays, not two rows of one, so that the compiler can vectorise the rows).
     """
     w_size = hk.shape[1]
     nbx = (w_size + block - 1) // block
+    by, y0, y1 = strip
+    hmax = stats.hmax
+    lo = stats.lo
+    hi = stats.hi
+    lo_top = stats.lo_top
+    hi_top = stats.hi_top
+    top_min = scratch.top_min
     c_lo = scratch.col
     c_hi = scratch.acc
-    big = scratch.consts[0]
-    half = scratch.consts[1]
+    big = scratch.big
+    half = scratch.half
     for bx in range(nbx):
         b = by * nbx + bx
         if not hmax[b] > top_min:
@@ -340,8 +333,10 @@ def _top_ranges(hk, tk, d, y0, y1, block, by, hmax, top_min, lo, hi, lo_top, hi_
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
-def _range_cost(lo, hi, ref, mult, out, acc):
+def _range_cost(lo, hi, ref, mult, out, acc, pairwise):
     """Lower-bound the cost of every tag box: ``out[b] = mult * round(sqrt(sum_d gap_d**2))``.
+
+    The squares are summed as :func:`tile_scores` sums them (``pairwise``).
 
     ``gap_d`` is the distance from ``ref[d]`` to ``[lo[d, b], hi[d, b]]`` (0
     inside). It bounds ``mult * round(||t - ref||)`` from below for every tag
@@ -368,7 +363,7 @@ def _range_cost(lo, hi, ref, mult, out, acc):
             e = max(max(lo1[b] - r1, r1 - hi1[b]), z)
             out[b] = mult * np.rint(np.sqrt(g * g + e * e))
         return
-    if dim < 8:
+    if dim < 8 or not pairwise:
         for b in range(nb):
             g = max(max(lo0[b] - r0, r0 - hi0[b]), z)
             acc[b] = g * g
@@ -391,8 +386,10 @@ def _range_cost(lo, hi, ref, mult, out, acc):
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
-def _bounds(stats, ref, mult, scratch):
-    """Upper bound of ``heat - mult * round(dist)`` in each tile.
+def tile_bounds(stats, ref, scratch, pairwise):
+    """``stats.ub[b]``: an upper bound of ``heat - mult * round(dist)`` in each tile b.
+
+    ``pairwise``: the distances are summed as :func:`tile_scores` sums them.
 
     A pixel in the tile's top (heat >= hmax / 2) scores at most ``hmax - cost``
     over the top's tag box; any other pixel at most ``hmax / 2 - cost`` over
@@ -402,9 +399,10 @@ def _bounds(stats, ref, mult, scratch):
     ub = stats.ub
     cost_all = stats.cost_all
     cost_top = stats.cost_top
-    _range_cost(stats.lo, stats.hi, ref, mult, cost_all, scratch.acc)
-    _range_cost(stats.lo_top, stats.hi_top, ref, mult, cost_top, scratch.acc)
-    half = scratch.consts[1]
+    mult = scratch.mult
+    _range_cost(stats.lo, stats.hi, ref, mult, cost_all, scratch.acc, pairwise)
+    _range_cost(stats.lo_top, stats.hi_top, ref, mult, cost_top, scratch.acc, pairwise)
+    half = scratch.half
     for b in range(hmax.shape[0]):
         a = hmax[b] - cost_top[b]
         c = hmax[b] * half - cost_all[b]
@@ -412,174 +410,51 @@ def _bounds(stats, ref, mult, scratch):
 
 
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
-def joint_missing(det, n_people, k):
-    """Whether one of the first ``n_people`` people misses joint k (``det[p, k] == 0``)."""
-    p = 0
-    while p < n_people and det[p, k] != 0:
-        p += 1
-    return p < n_people
-
-
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
-def _block_start(b, nbx, block, w_size):
+def block_start(b, nbx, block, w_size):
     """Flat index of the top-left pixel of tile ``b`` (the smallest index in it)."""
     return (b // nbx) * block * w_size + (b % nbx) * block
 
 
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
-def work_arrays(heat, dim, block, top_min):
+def work_arrays(heat, dim, r):
     """Allocate the :class:`TileStats` and :class:`Scratch` of the search.
 
     For maps ``heat (S, H, W)`` (their dtype and size) with ``dim`` tag
-    dimensions and tiles of ``block x block`` pixels, the top ranges computed in
-    tiles with heat above ``top_min`` (:func:`block_stats`); returns ``(stats,
+    dimensions and the ``missing.RefineOptions`` ``r``: tiles of ``r.block``
+    pixels a side, top ranges computed in tiles with heat above ``r.top_min``
+    (:func:`block_stats`), scores weighted by ``r.mult``. Returns ``(stats,
     scratch)``.
     """
     _, h_size, w_size = heat.shape
+    block = r.block
     nb = ((h_size + block - 1) // block) * ((w_size + block - 1) // block)
     dt = heat.dtype
     stats = TileStats(
-        np.empty(nb, dt),
-        np.empty((dim, nb), dt),
-        np.empty((dim, nb), dt),
-        np.empty((dim, nb), dt),
-        np.empty((dim, nb), dt),
-        np.empty(nb, dt),
-        np.empty(nb, dt),
-        np.empty(nb, dt),
+        hmax=np.empty(nb, dt),
+        lo=np.empty((dim, nb), dt),
+        hi=np.empty((dim, nb), dt),
+        lo_top=np.empty((dim, nb), dt),
+        hi_top=np.empty((dim, nb), dt),
+        ub=np.empty(nb, dt),
+        cost_all=np.empty(nb, dt),
+        cost_top=np.empty(nb, dt),
     )
-    consts = np.empty(3, dt)
+    consts = np.empty(4, dt)  # the scalars in the work dtype
     consts[0] = _BIG
     consts[1] = 0.5
-    consts[2] = top_min
+    consts[2] = r.top_min
+    consts[3] = r.mult
     scratch = Scratch(
-        np.empty(w_size, dt),
-        np.empty((3, w_size), dt),
-        np.empty(max(nb, w_size), dt),
-        np.empty(block * block, dt),
-        np.empty(max(dim, 1), dt),
-        consts,
+        col=np.empty(w_size, dt),
+        cols=np.empty((3, w_size), dt),
+        acc=np.empty(max(nb, w_size), dt),
+        buf=np.empty(block * block, dt),
+        sq=np.empty(max(dim, 1), dt),
+        big=consts[0],
+        half=consts[1],
+        top_min=consts[2],
+        mult=consts[3],
+        block=block,
+        tiles=np.empty(nb, np.int64),
     )
     return stats, scratch
-
-
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-def refine_image(heat, tags, slot, n_people, cand, opts, out, tile_max):
-    """Recover the missing joints of the ``n_people`` people of one image, in place.
-
-    For person p and a joint k it misses, the pixel maximising ``heat_k -
-    mult * round(||tag_k - ref_p||)`` over the whole map (first in row-major
-    order on ties) is found; ``mult`` is 1 for HigherHRNet and pose-ae-train
-    and 100 for mmpose 1.x, whose argmin of ``round(dist) * 100 - heat`` is
-    the same pixel. ``heat (S, H, W)`` and ``tags (S, D, H, W)`` hold the maps
-    of the joints some person misses, joint k at ``slot[k]``; ``cand`` holds
-    the candidates of ``find_candidates``, ``out`` the :class:`People` of
-    ``group_image`` (``kp``, ``ref`` and ``det`` are read; ``kp`` is written).
-    ``tile_max (S, n_tiles)``, if it has rows, holds the largest heat of every
-    ``block x block`` tile of each map (``_peaks.find_candidates``).
-
-    The search is exact and avoids a full pass per person: per joint, one pass
-    over its maps computes tile statistics (``block_stats``); per person, the
-    best score at the joint's candidates (usually the answer) gives a first
-    bound, and only tiles whose upper bound can still beat it are scanned, the
-    most promising first.
-
-    Returns False, leaving ``out`` partly written, if the maps of a joint it
-    searches hold NaN or infinity (``block_stats`` sees every value); True
-    otherwise. Those maps are the ones of :func:`joint_missing` joints.
-    """
-    _, h_size, w_size = heat.shape
-    dim = tags.shape[1]
-    out_kp = out.kp
-    out_ref = out.ref
-    out_det = out.det
-    cand_idx = cand.idx
-    cand_cnt = cand.cnt
-    n_joints = out_kp.shape[1]
-    mode = opts.mode
-    block = opts.block
-    mult = opts.mult
-    if mode == REFINE_OFF or n_people == 0:
-        return True
-    nby = (h_size + block - 1) // block
-    nbx = (w_size + block - 1) // block
-    nb = nby * nbx
-    stats, scratch = work_arrays(heat, dim, block, opts.top_min)
-    sq = scratch.sq
-    ub = stats.ub
-    open_blocks = np.empty(nb, np.int64)
-    have_hmax = tile_max.shape[0] > 0
-    for k in range(n_joints):
-        if not joint_missing(out_det, n_people, k):
-            continue
-        hk = heat[slot[k]]
-        tk = tags[slot[k]]
-        st = stats
-        if have_hmax:
-            st = TileStats(tile_max[slot[k]], *stats[1:])
-        if not block_stats(hk, tk, block, st, scratch, have_hmax):
-            return False
-        for p in range(n_people):
-            if out_det[p, k] != 0:
-                continue
-            ref = out_ref[p]
-            # the joint's candidates: a cheap first answer
-            best = hk[0, 0]
-            best_idx = np.int64(-1)  # not the constant: one compiled _scan_block
-            for c in range(cand_cnt[k]):
-                idx = cand_idx[k, c]
-                y = idx // w_size
-                x = idx % w_size
-                for d in range(dim):
-                    a = tk[d, y, x] - ref[d]
-                    sq[d] = a * a
-                score = hk[y, x] - mult * np.rint(np.sqrt(pairwise_sum(sq, 0, dim)))
-                if best_idx < 0 or score > best or (score == best and idx < best_idx):
-                    best = score
-                    best_idx = idx
-            _bounds(st, ref, mult, scratch)
-            n_open = 0
-            for b in range(nb):
-                if (
-                    best_idx < 0
-                    or ub[b] > best
-                    or (ub[b] == best and _block_start(b, nbx, block, w_size) < best_idx)
-                ):
-                    open_blocks[n_open] = b
-                    n_open += 1
-            # scan the open tiles, largest bound first, until no bound can beat the best
-            # score: a selection, not a sort, since a few scans usually settle it (the
-            # order among equal bounds does not change the answer: ties go by index)
-            while n_open > 0:
-                i_top = 0
-                for i in range(1, n_open):
-                    if ub[open_blocks[i]] > ub[open_blocks[i_top]]:
-                        i_top = i
-                b = open_blocks[i_top]
-                n_open -= 1
-                open_blocks[i_top] = open_blocks[n_open]
-                if best_idx >= 0 and (
-                    ub[b] < best
-                    or (ub[b] == best and _block_start(b, nbx, block, w_size) >= best_idx)
-                ):
-                    if ub[b] < best:
-                        break
-                    continue
-                by = b // nbx
-                bx = b % nbx
-                y0 = by * block
-                x0 = bx * block
-                tile = (y0, min(y0 + block, h_size), x0, min(x0 + block, w_size))
-                best, best_idx = _scan_block(hk, tk, ref, mult, tile, best, best_idx, scratch)
-            y = best_idx // w_size
-            x = best_idx % w_size
-            val = hk[y, x]
-            if mode == REFINE_MMPOSE:
-                out_kp[p, k, 0] = x
-                out_kp[p, k, 1] = y
-                out_kp[p, k, 2] = val
-                continue
-            if not val > 0:
-                continue
-            place_joint(out_kp, p, k, hk, x, y, opts, 1 if mode == REFINE_POSE_AE else val)
-    return True

@@ -445,7 +445,8 @@ def merge_single_person(
     >>> merged.keypoints.tolist()
     [[[13.0, 13.0, 0.9], [9.0, 7.0, 0.5]]]
     """
-    from . import Poses
+    from ._decode.people import ADJUST_REFERENCE, quarter_offsets
+    from .poses import Poses
 
     kp = _keypoints(poses)
     if not isinstance(crops, PersonCrops):
@@ -475,14 +476,12 @@ def merge_single_person(
     i, j = np.divmod(idx, w)
     u = j + 0.5
     v = i + 0.5
-    if adjust:
-        pp, kk = np.indices((p, k))
-        right = hm[pp, kk, i, np.minimum(j + 1, w - 1)]
-        left = hm[pp, kk, i, np.maximum(j - 1, 0)]
-        down = hm[pp, kk, np.minimum(i + 1, h - 1), j]
-        up = hm[pp, kk, np.maximum(i - 1, 0), j]
-        u = u + np.where(right > left, 0.25, -0.25)
-        v = v + np.where(down > up, 0.25, -0.25)
+    if adjust:  # the decoder's rule, the references' (ties move by -0.25)
+        shift = np.empty((p * k, 2))
+        maps = np.ascontiguousarray(hm.reshape(p * k, h, w))
+        quarter_offsets(maps, j.reshape(-1), i.reshape(-1), ADJUST_REFERENCE, shift)
+        u = u + shift[:, 0].reshape(p, k)
+        v = v + shift[:, 1].reshape(p, k)
     m = crops.to_image((h, w))
     x = m[:, None, 0, 0] * u + m[:, None, 0, 1] * v + m[:, None, 0, 2]
     y = m[:, None, 1, 0] * u + m[:, None, 1, 1] * v + m[:, None, 1, 2]

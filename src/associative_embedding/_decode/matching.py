@@ -7,7 +7,7 @@ cost (``TAG_COST_ROUNDED``) the assignment runs over every pair, as
 pose-ae-train ``utils/group.py``, HigherHRNet ``lib/core/group.py`` and mmpose
 ``codecs/associative_embedding.py`` do, bit for bit: matching distances in
 float64 from tags in the work dtype, person means in numpy's summation order
-(:mod:`._sums`), ``round`` as numpy's round-half-to-even; the solver makes the
+(``sums``), ``round`` as numpy's round-half-to-even; the solver makes the
 choices of munkres 1.1.4. The crowd costs assign over the feasible pairs only
 (:func:`assign_feasible`).
 """
@@ -19,8 +19,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from ._munkres import munkres_assign
-from ._sums import mean_rows, pairwise_sum
+from .munkres import munkres_assign
+from .sums import mean_rows, pairwise_sum
 
 MATCH_HUNGARIAN = 0
 MATCH_GREEDY = 1
@@ -33,7 +33,7 @@ PAD_COST = 1e10
 
 
 class GroupOptions(NamedTuple):
-    """The grouping options, as the kernels read them (built by ``decoding._options``).
+    """The grouping options, as the kernels read them (built by ``options.build``).
 
     ``matching`` MATCH_HUNGARIAN or MATCH_GREEDY; ``use_value`` the cost
     ``round(dist) * 100 - value``; ``use_rms`` divide the squared distance by D;
@@ -113,105 +113,152 @@ def person_means(joint_of, n_people, cand_tag, order, means, rows, buf):
         member_mean(joint_of, p, cand_tag, order, rows, buf, means[p])
 
 
+class AssignWork(NamedTuple):
+    """Scratch of :func:`assign_feasible` and :func:`first_pass` (int64 arrays).
+
+    ``col_comp (C,)`` the component of each column; ``row_comp (M,)`` of each
+    row; ``sub_row (M,)`` the rows of a component (first the search stack);
+    ``sub_col (C,)`` its columns; ``col_of_row (M,)`` munkres' answer;
+    ``match (M,)`` the result: the person of each row, -1 for none.
+    """
+
+    col_comp: np.ndarray
+    row_comp: np.ndarray
+    sub_row: np.ndarray
+    sub_col: np.ndarray
+    col_of_row: np.ndarray
+    match: np.ndarray
+
+
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
-def _work(m_size, n_cols):
-    """Scratch arrays of :func:`assign_feasible` for up to M rows and ``n_cols`` columns."""
+def new_work(m_size, n_cols):
+    """:class:`AssignWork` for up to M rows and ``n_cols`` columns."""
     m = max(m_size, 1)
     c = max(n_cols, 1)
-    return (
-        np.empty(c, np.int64),  # component of each column
-        np.empty(m, np.int64),  # component of each row
-        np.empty(m, np.int64),  # rows of a component / the search stack
-        np.empty(c, np.int64),  # columns of a component
-        np.empty(m, np.int64),  # munkres' answer
-        np.empty(m, np.int64),  # match: the person of each row, -1
+    return AssignWork(
+        np.empty(c, np.int64),
+        np.empty(m, np.int64),
+        np.empty(m, np.int64),
+        np.empty(c, np.int64),
+        np.empty(m, np.int64),
+        np.empty(m, np.int64),
     )
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-def assign_feasible(cand_val, k, n_rows, n_cols, total, feasible, use_value, tag_cost, work):
-    """Assign joint k's candidates to people over the feasible pairs only.
+def _grow_component(feasible, n_rows, n_cols, r0, comp, work):
+    """Label with ``comp`` every row and column connected to row ``r0`` by feasible pairs."""
+    work.row_comp[r0] = comp
+    stack = work.sub_row
+    stack[0] = r0
+    top = 1
+    while top > 0:
+        top -= 1
+        r = stack[top]
+        for c in range(n_cols):
+            if not feasible[r, c] or work.col_comp[c] >= 0:
+                continue
+            work.col_comp[c] = comp
+            for r2 in range(n_rows):
+                if feasible[r2, c] and work.row_comp[r2] < 0:
+                    work.row_comp[r2] = comp
+                    stack[top] = r2
+                    top += 1
 
-    The feasible pairs (``feasible (>= R, >= C)``) form a bipartite graph;
-    each of its connected components (numbered by their first row) is solved
-    on its own by the munkres 1.1.4 method, rows and columns in order, with
-    cost ``match_cost(total[r, c], v)`` where feasible and ``PAD_COST``
-    elsewhere. ``work`` comes from :func:`_work`; its last array, ``match``,
-    receives the person of each row, -1 if it has no feasible match.
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _components(feasible, n_rows, n_cols, work):
+    """Label the components of the feasible pairs by their first row; return their count.
+
+    Rows without a feasible pair belong to none (-1).
     """
-    col_comp, row_comp, sub_row, sub_col, col_of_row, match = work
-    for c in range(n_cols):
-        col_comp[c] = -1
-    for r in range(n_rows):
-        row_comp[r] = -1
-        match[r] = -1
+    work.col_comp[:n_cols] = -1
+    work.row_comp[:n_rows] = -1
+    work.match[:n_rows] = -1
     n_comp = 0
     for r0 in range(n_rows):
-        if row_comp[r0] >= 0:
+        if work.row_comp[r0] >= 0:
             continue
-        has_pair = False
         for c in range(n_cols):
             if feasible[r0, c]:
-                has_pair = True
+                _grow_component(feasible, n_rows, n_cols, r0, n_comp, work)
+                n_comp += 1
                 break
-        if not has_pair:
-            continue
-        row_comp[r0] = n_comp
-        sub_row[0] = r0
-        top = 1
-        while top > 0:
-            top -= 1
-            r = sub_row[top]
-            for c in range(n_cols):
-                if feasible[r, c] and col_comp[c] < 0:
-                    col_comp[c] = n_comp
-                    for r2 in range(n_rows):
-                        if feasible[r2, c] and row_comp[r2] < 0:
-                            row_comp[r2] = n_comp
-                            sub_row[top] = r2
-                            top += 1
-        n_comp += 1
+    return n_comp
+
+
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+def _members(comp_of, n, comp, out):
+    """Write the indices i < n with ``comp_of[i] == comp`` to ``out``, in order; their count."""
+    cnt = 0
+    for i in range(n):
+        if comp_of[i] == comp:
+            out[cnt] = i
+            cnt += 1
+    return cnt
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _solve_component(vals, n_sub_r, n_sub_c, costs, work):
+    """Assign the rows ``work.sub_row[:n_sub_r]`` to the columns ``work.sub_col[:n_sub_c]``.
+
+    With one row (every column of its component is feasible), munkres 1.1.4
+    stars the first zero of the row less its minimum, the first minimum;
+    padding rows of zeros take the other columns. Otherwise munkres on the
+    square-padded matrix, ``PAD_COST`` where infeasible.
+    """
+    total, feasible, use_value, tag_cost = costs
+    sub_row = work.sub_row
+    sub_col = work.sub_col
+    if n_sub_r == 1:
+        r = sub_row[0]
+        val = np.float64(vals[r])
+        best = 0
+        best_cost = match_cost(total[r, sub_col[0]], val, use_value, tag_cost)
+        for jj in range(1, n_sub_c):
+            v = match_cost(total[r, sub_col[jj]], val, use_value, tag_cost)
+            if v < best_cost:
+                best_cost = v
+                best = jj
+        work.match[r] = sub_col[best]
+        return
+    width = max(n_sub_r, n_sub_c)
+    cost = np.full((n_sub_r, width), PAD_COST, np.float64)
+    for i in range(n_sub_r):
+        r = sub_row[i]
+        val = np.float64(vals[r])
+        for jj in range(n_sub_c):
+            if feasible[r, sub_col[jj]]:
+                cost[i, jj] = match_cost(total[r, sub_col[jj]], val, use_value, tag_cost)
+    col_of_row = work.col_of_row[:n_sub_r]
+    munkres_assign(cost, col_of_row)
+    for i in range(n_sub_r):
+        jj = col_of_row[i]
+        r = sub_row[i]
+        if 0 <= jj < n_sub_c and feasible[r, sub_col[jj]]:
+            work.match[r] = sub_col[jj]
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def assign_feasible(vals, n_rows, n_cols, costs, work):
+    """Assign a joint type's candidates to people over the feasible pairs only.
+
+    ``vals (>= R,)`` are the candidates' detection values; ``costs = (total,
+    feasible, use_value, tag_cost)``: the tag distances ``total`` and the
+    feasible pairs ``feasible`` (``(>= R, >= C)`` each) and the cost options of
+    :func:`match_cost`. The feasible pairs form a bipartite graph; each of its
+    connected components (numbered by their first row) is solved on its own
+    by the munkres 1.1.4 method, rows and columns in order, with cost
+    ``match_cost(total[r, c], v)`` where feasible and ``PAD_COST`` elsewhere.
+    ``work.match`` (:class:`AssignWork`) receives the person of each row, -1
+    if it has no feasible match.
+    """
+    feasible = costs[1]
+    n_comp = _components(feasible, n_rows, n_cols, work)
     for comp in range(n_comp):
-        n_sub_r = 0
-        for r in range(n_rows):
-            if row_comp[r] == comp:
-                sub_row[n_sub_r] = r
-                n_sub_r += 1
-        n_sub_c = 0
-        for c in range(n_cols):
-            if col_comp[c] == comp:
-                sub_col[n_sub_c] = c
-                n_sub_c += 1
-        if n_sub_r == 1:
-            # one row (every column of its component is feasible): munkres 1.1.4 stars the
-            # first zero of the row less its minimum, the first minimum; padding rows of
-            # zeros take the other columns
-            r = sub_row[0]
-            val = np.float64(cand_val[k, r])
-            best = 0
-            best_cost = match_cost(total[r, sub_col[0]], val, use_value, tag_cost)
-            for jj in range(1, n_sub_c):
-                v = match_cost(total[r, sub_col[jj]], val, use_value, tag_cost)
-                if v < best_cost:
-                    best_cost = v
-                    best = jj
-            match[r] = sub_col[best]
-            continue
-        width = max(n_sub_r, n_sub_c)
-        cost = np.empty((n_sub_r, width), np.float64)
-        for i in range(n_sub_r):
-            r = sub_row[i]
-            val = np.float64(cand_val[k, r])
-            for jj in range(width):
-                cost[i, jj] = PAD_COST
-                if jj < n_sub_c and feasible[r, sub_col[jj]]:
-                    cost[i, jj] = match_cost(total[r, sub_col[jj]], val, use_value, tag_cost)
-        munkres_assign(cost, col_of_row[:n_sub_r])
-        for i in range(n_sub_r):
-            jj = col_of_row[i]
-            r = sub_row[i]
-            if 0 <= jj < n_sub_c and feasible[r, sub_col[jj]]:
-                match[r] = sub_col[jj]
+        n_sub_r = _members(work.row_comp, n_rows, comp, work.sub_row)
+        n_sub_c = _members(work.col_comp, n_cols, comp, work.sub_col)
+        _solve_component(vals, n_sub_r, n_sub_c, costs, work)
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
@@ -250,7 +297,7 @@ def first_pass(cand, order, g, tag_cost, joint_of, crowd_costs):
     rows = np.empty((max(n_joints, 1), dim), cand_tag.dtype)
     buf = np.empty(max(n_joints, 1), cand_tag.dtype)
     sq = np.empty(max(dim, 1), np.float64)
-    work = _work(m_size, cap)
+    work = new_work(m_size, cap)
     for p in range(cap):
         for k in range(n_joints):
             joint_of[p, k] = -1
@@ -273,7 +320,7 @@ def first_pass(cand, order, g, tag_cost, joint_of, crowd_costs):
         for r in range(n_rows):
             for c in range(n_cols):
                 dist[r, c] = _distance(cand_tag, k, r, means, c, use_rms, sq)
-        match = work[5]
+        match = work.match
         if g.matching == MATCH_GREEDY:
             for r in range(n_rows):
                 match[r] = -1
@@ -297,11 +344,10 @@ def first_pass(cand, order, g, tag_cost, joint_of, crowd_costs):
                 if not (0 <= c < n_cols and dist[r, c] < tag_threshold):
                     match[r] = -1
         else:
-            feasible = np.empty((n_rows, n_cols), np.bool_)
-            for r in range(n_rows):
-                for c in range(n_cols):
-                    feasible[r, c] = dist[r, c] < tag_threshold
-            assign_feasible(cand_val, k, n_rows, n_cols, dist, feasible, use_value, tag_cost, work)
+            feasible = dist < tag_threshold
+            assign_feasible(
+                cand_val[k], n_rows, n_cols, (dist, feasible, use_value, tag_cost), work
+            )
         for r in range(n_rows):
             if match[r] >= 0:
                 joint_of[match[r], k] = r

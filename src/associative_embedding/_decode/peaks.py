@@ -12,8 +12,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, uint64
 
-# strip height and tile width of the peak search
-FIND_BLOCK = 16
+# side of the tiles of the peak search and of the missing-joint search
+TILE = 16
 
 
 class Candidates(NamedTuple):
@@ -155,7 +155,7 @@ def _peak_row(hk, y, xs, xe, threshold, keep, o):
 def _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep):
     """Flag the pixels of tile ``y0:y1, xs:xe`` that may be peaks, in ``keep``.
 
-    ``keep[(y - y0) * FIND_BLOCK + x - xs]`` (``FIND_BLOCK**2`` entries, the
+    ``keep[(y - y0) * TILE + x - xs]`` (``TILE**2`` entries, the
     rest zero): above ``threshold`` and, for a window radius ``r > 0``, no
     4-neighbour larger (:func:`_peak_row`). Nothing is counted in the loops, so
     that they compare eight or more pixels at a time; the caller reads the
@@ -163,9 +163,9 @@ def _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep):
     """
     keep[:] = False
     h_size, w_size = hk.shape
-    inner = xs > 0 and xe < w_size and xe - xs == FIND_BLOCK
+    inner = xs > 0 and xe < w_size and xe - xs == TILE
     for y in range(y0, y1):
-        o = (y - y0) * FIND_BLOCK
+        o = (y - y0) * TILE
         uy = uint64(y)
         if r == 0:
             for x in range(uint64(xs), uint64(xe)):
@@ -174,7 +174,7 @@ def _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep):
             yu = uint64(y - 1 if y > 0 else y)
             yd = uint64(y + 1 if y + 1 < h_size else y)
             uo = uint64(o - xs)
-            for i in range(FIND_BLOCK):  # a constant trip count: unrolled, no remainder loop
+            for i in range(TILE):  # a constant trip count: unrolled, no remainder loop
                 x = uint64(xs + i)
                 keep[uo + x] = _inner_peak(hk, uy, yu, yd, x, threshold)
         else:
@@ -185,6 +185,94 @@ def _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep):
 def _ranks_before(v, idx, v_other, idx_other):
     """Whether peak ``(v, idx)`` ranks before ``(v_other, idx_other)`` (larger, or tied, first)."""
     return v > v_other or (v == v_other and idx < idx_other)
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _is_peak(hk, y, x, r):
+    """Whether no pixel of the window of radius r around ``(y, x)`` (clipped) is larger."""
+    h_size, w_size = hk.shape
+    v = hk[y, x]
+    for yy in range(max(y - r, 0), min(y + r + 1, h_size)):
+        for xx in range(max(x - r, 0), min(x + r + 1, w_size)):
+            if hk[yy, xx] > v:
+                return False
+    return True
+
+
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+def _insert_ranked(vals, idxs, cnt, v, idx):
+    """Insert peak ``(v, idx)`` into the ranking ``vals``, ``idxs`` (M slots, cnt used).
+
+    An insertion sort: the last is dropped when all M slots are used. The
+    caller checked that the peak ranks before that last one. Returns the new
+    count.
+    """
+    if cnt < vals.shape[0]:
+        cnt += 1
+    pos = cnt - 1
+    while pos > 0 and _ranks_before(v, idx, vals[pos - 1], idxs[pos - 1]):
+        vals[pos] = vals[pos - 1]
+        idxs[pos] = idxs[pos - 1]
+        pos -= 1
+    vals[pos] = v
+    idxs[pos] = idx
+    return cnt
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _tile_peaks(hk, tile, threshold, r, keep, vals, idxs, cnt):
+    """Rank the peaks of one tile ``(y0, y1, xs, xe)`` into ``vals``, ``idxs``; return the count.
+
+    Vectorised, a tile at a time (:func:`_flag_tile`): the pixels above the
+    threshold with no larger 4-neighbour (most pixels of a slope have one); the
+    flags are read eight at a time, and the window test decides, only for a
+    pixel that would enter the ranking.
+    """
+    y0, y1, xs, xe = tile
+    w_size = hk.shape[1]
+    m_size = vals.shape[0]
+    _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep)
+    words = keep.view(np.uint64)  # eight flags at a time: most are zero
+    for wi in range(words.shape[0]):
+        if words[wi] == 0:
+            continue
+        for e in range(wi * 8, wi * 8 + 8):
+            if not keep[e]:
+                continue
+            y = y0 + e // TILE
+            x = xs + e % TILE
+            v = hk[y, x]
+            idx = y * w_size + x
+            if cnt == m_size and not _ranks_before(v, idx, vals[m_size - 1], idxs[m_size - 1]):
+                continue
+            if _is_peak(hk, y, x, r):
+                cnt = _insert_ranked(vals, idxs, cnt, v, idx)
+    return cnt
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _hot_tiles(col, threshold, hot, tile_max, k, by):
+    """Mark the tiles of strip ``by`` whose largest heat (from ``col``) is above the threshold.
+
+    ``hot (nbx,)`` receives the marks; ``tile_max[k]`` the tiles' largest heat
+    unless ``tile_max`` has no rows. Returns whether any tile is hot.
+    """
+    w_size = col.shape[0]
+    nbx = hot.shape[0]
+    store = tile_max.shape[0] > 0
+    any_hot = False
+    for bx in range(nbx):
+        x0 = uint64(bx * TILE)
+        n = uint64(min(bx * TILE + TILE, w_size) - bx * TILE)
+        m = col[x0]
+        for i in range(n):
+            v = col[x0 + i]
+            m = v if v > m else m
+        hot[bx] = m > threshold
+        any_hot = any_hot or hot[bx]
+        if store:
+            tile_max[k, by * nbx + bx] = m
+    return any_hot
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
@@ -201,100 +289,40 @@ def find_candidates(heat, threshold, kernel, cand, tile_max):
     (the pass reads them all; see :func:`strip_max`). On a non-finite map the
     candidates are meaningless and the caller raises.
 
-    ``tile_max`` receives the largest heat of every ``FIND_BLOCK x FIND_BLOCK``
+    ``tile_max`` receives the largest heat of every ``TILE x TILE``
     tile, ``tile_max[k, by * n_tiles_x + bx]`` (the missing-joint search reuses
     it), unless it has no rows (shape ``(0, n)``).
 
-    Rows are visited in strips of ``FIND_BLOCK``; a vectorised column maximum
-    over the strip tells which ``FIND_BLOCK``-wide tiles hold any value above
+    Rows are visited in strips of ``TILE``; a vectorised column maximum
+    over the strip tells which ``TILE``-wide tiles hold any value above
     the threshold, and only those are examined, a tile at a time
     (:func:`_flag_tile`), then pixel by pixel where a flag is set. Peaks enter
     the ranking in tile order; ties are ranked by index as they go in.
     """
     n_joints, h_size, w_size = heat.shape
-    cand_val = cand.val
-    cand_idx = cand.idx
-    cand_cnt = cand.cnt
-    m_size = cand_val.shape[1]
     r = kernel // 2
-    block = FIND_BLOCK
-    nbx = (w_size + block - 1) // block
+    nbx = (w_size + TILE - 1) // TILE
     col = np.empty(w_size, heat.dtype)
     fin = np.empty(w_size, heat.dtype)  # np.empty and loops: no np.zeros to compile
     for x in range(w_size):
         fin[x] = 0
     hot = np.empty(nbx, np.bool_)
-    keep = np.empty(block * block, np.bool_)  # _flag_tile clears it before each tile
-    words = keep.view(np.uint64)  # eight flags at a time: most are zero
-    store = tile_max.shape[0] > 0
+    keep = np.empty(TILE * TILE, np.bool_)  # _flag_tile clears it before each tile
     for k in range(n_joints):
         hk = heat[k]
+        vals = cand.val[k]
+        idxs = cand.idx[k]
         cnt = 0
-        for y0 in range(0, h_size, block):
-            y1 = min(y0 + block, h_size)
+        for y0 in range(0, h_size, TILE):
+            y1 = min(y0 + TILE, h_size)
             strip_max(hk, y0, y1, col, fin)
-            any_hot = False
-            for bx in range(nbx):
-                x0 = uint64(bx * block)
-                n = uint64(min(bx * block + block, w_size) - bx * block)
-                m = col[x0]
-                for i in range(n):
-                    v = col[x0 + i]
-                    m = v if v > m else m
-                hot[bx] = m > threshold
-                any_hot = any_hot or hot[bx]
-                if store:
-                    tile_max[k, (y0 // block) * nbx + bx] = m
-            if not any_hot:
+            if not _hot_tiles(col, threshold, hot, tile_max, k, y0 // TILE):
                 continue
             for bx in range(nbx):
-                if not hot[bx]:
-                    continue
-                xs = bx * block
-                xe = min(xs + block, w_size)
-                # vectorised, a tile at a time: above the threshold and no larger
-                # 4-neighbour (most pixels of a slope have one); the window test decides
-                _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep)
-                for wi in range(words.shape[0]):
-                    if words[wi] == 0:
-                        continue
-                    for e in range(wi * 8, wi * 8 + 8):
-                        if not keep[e]:
-                            continue
-                        y = y0 + e // block
-                        x = xs + e % block
-                        v = hk[y, x]
-                        idx = y * w_size + x
-                        if cnt == m_size and not _ranks_before(
-                            v, idx, cand_val[k, m_size - 1], cand_idx[k, m_size - 1]
-                        ):
-                            continue
-                        wy0 = max(y - r, 0)
-                        wy1 = min(y + r + 1, h_size)
-                        wx0 = max(x - r, 0)
-                        wx1 = min(x + r + 1, w_size)
-                        peak = True
-                        for yy in range(wy0, wy1):
-                            for xx in range(wx0, wx1):
-                                if hk[yy, xx] > v:
-                                    peak = False
-                                    break
-                            if not peak:
-                                break
-                        if not peak:
-                            continue
-                        if cnt < m_size:
-                            cnt += 1
-                        pos = cnt - 1
-                        while pos > 0 and _ranks_before(
-                            v, idx, cand_val[k, pos - 1], cand_idx[k, pos - 1]
-                        ):
-                            cand_val[k, pos] = cand_val[k, pos - 1]
-                            cand_idx[k, pos] = cand_idx[k, pos - 1]
-                            pos -= 1
-                        cand_val[k, pos] = v
-                        cand_idx[k, pos] = idx
-        cand_cnt[k] = cnt
+                if hot[bx]:
+                    tile = (y0, y1, bx * TILE, min(bx * TILE + TILE, w_size))
+                    cnt = _tile_peaks(hk, tile, threshold, r, keep, vals, idxs, cnt)
+        cand.cnt[k] = cnt
     return all_zero(fin)
 
 

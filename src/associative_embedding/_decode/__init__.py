@@ -1,0 +1,1 @@
+"""The decoder, private: options, plan and the numba kernels (see ``decoding.py``)."""

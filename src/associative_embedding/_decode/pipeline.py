@@ -1,0 +1,166 @@
+"""Whole images and ranges of a batch, end to end (numba).
+
+:func:`decode_range` runs peaks, grouping and the missing-joint search on
+images ``start:stop`` of a numpy batch with the references' grouping,
+:func:`decode_range_crowd` with the crowd options; :func:`group_range` and
+:func:`refine_range` run the two later steps on candidates found elsewhere
+(the torch path finds them on the tensors' device). ``plan.py`` calls these
+from a pool of threads on disjoint ranges; every kernel releases the GIL.
+Each takes the ``options.DecodeOptions`` record.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .crowd import regroup, select_people
+from .matching import first_pass
+from .missing import REFINE_OFF, joint_missing, refine_crowd, refine_image
+from .peaks import (
+    TILE,
+    Candidates,
+    find_candidates,
+    gather_candidates,
+    new_candidates,
+    rows_finite,
+)
+from .people import People, group_image, write_people
+
+
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+def _image_candidates(cand, b):
+    return Candidates(cand.val[b], cand.idx[b], cand.cnt[b], cand.tag[b], cand.nb[b])
+
+
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+def _image_people(out, b):
+    return People(out.kp[b], out.score[b], out.tag[b], out.ref[b], out.det[b])
+
+
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+def _all_joints(n_joints):
+    """``slot``: joint k's maps at index k."""
+    slot = np.empty(n_joints, np.int64)
+    for k in range(n_joints):
+        slot[k] = k
+    return slot
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _tags_finite(tags, det, n_people):
+    """Whether the tag maps are finite, but for those of joints some person misses.
+
+    Those (``det[p, k] == 0`` for a p < ``n_people``; none with ``n_people``
+    -1) were read, and checked, by the missing-joint search.
+    """
+    n_joints, dim, h_size, w_size = tags.shape
+    fin = np.empty(w_size, tags.dtype)
+    for k in range(n_joints):
+        if n_people >= 0 and joint_missing(det, n_people, k):
+            continue
+        if not rows_finite(tags[k].reshape((dim * h_size, w_size)), fin):
+            return False
+    return True
+
+
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+def decode_image(heat, tags, order, opts, out):
+    """Decode one image (``heat (K, H, W)``, ``tags (K, D, H, W)``) into ``out``; return P.
+
+    Returns -1 instead if a value of ``heat`` or ``tags`` is NaN or infinite.
+    The check rides on the passes that read every value anyway: the peak search
+    reads all heatmaps, the missing-joint search all tag maps of the joints it
+    searches; only the other tag maps take a pass of their own. Nothing reaches
+    the matching before the heatmaps and the candidates' tags are known finite.
+    """
+    n_joints, h_size, w_size = heat.shape
+    cand = new_candidates(heat, tags, opts.max_candidates)
+    r = opts.refine
+    # the peak search keeps its tiles' largest heat for the missing-joint search
+    n_keep = n_joints if r.mode != REFINE_OFF and r.block == TILE else 0
+    n_tiles = ((h_size + TILE - 1) // TILE) * ((w_size + TILE - 1) // TILE)
+    tile_max = np.empty((n_keep, n_tiles), heat.dtype)
+    if not find_candidates(heat, opts.detection_threshold, opts.nms_kernel, cand, tile_max):
+        return -1
+    if not gather_candidates(heat, tags, cand):
+        return -1
+    n = group_image(cand, h_size, w_size, order, opts.group, out)
+    refined = r.mode != REFINE_OFF and n > 0
+    if refined and not refine_image(heat, tags, _all_joints(n_joints), n, cand, r, out, tile_max):
+        return -1
+    if not _tags_finite(tags, out.det, n if refined else -1):
+        return -1
+    return n
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def decode_image_crowd(heat, tags, order, opts, out):
+    """Decode one image with the crowd options into the People record ``out``; return P.
+
+    Candidates as :func:`decode_image`; ``matching.first_pass``, then
+    ``crowd.regroup``; ``people.write_people``; the missing-joint search
+    (``missing.refine_crowd`` with a window, gate or tag gate, else
+    ``missing.refine_image``); ``crowd.select_people``. Returns -1 if a value
+    of ``heat`` or ``tags`` is NaN or infinite.
+    """
+    n_joints, h_size, w_size = heat.shape
+    cand = new_candidates(heat, tags, opts.max_candidates)
+    no_tiles = np.empty((0, 1), heat.dtype)
+    if not find_candidates(heat, opts.detection_threshold, opts.nms_kernel, cand, no_tiles):
+        return -1
+    if not gather_candidates(heat, tags, cand) or not _tags_finite(tags, out.det, -1):
+        return -1
+    g = opts.group
+    copts = opts.crowd
+    joint_of = np.empty((max(n_joints * opts.max_candidates, 1), n_joints), np.int64)
+    n = first_pass(cand, order, g, copts.tag_cost, joint_of, True)
+    if copts.regroup > 0:
+        n = regroup(cand, w_size, order, joint_of, n, opts)
+    n_keep = n if g.max_out < 0 else min(n, g.max_out)
+    out_pix = np.empty((out.kp.shape[0], n_joints), np.int64)
+    n = write_people(joint_of, n_keep, cand, (h_size, w_size), order, g, out, out_pix)
+    if opts.refine.mode != REFINE_OFF and copts.crowd_refine:
+        refine_crowd(heat, tags, n, cand, out, out_pix, opts)
+    elif opts.refine.mode != REFINE_OFF:
+        refine_image(heat, tags, _all_joints(n_joints), n, cand, opts.refine, out, no_tiles)
+    return select_people(out, n, copts)
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def decode_range(heat, tags, order, opts, span, out, out_n):
+    """Decode images ``span = (start, stop)`` of a batch.
+
+    ``heat`` is ``(B, K, H, W)``, ``tags`` ``(B, K, D, H, W)``; ``out`` is a
+    ``People`` record with a leading B axis; ``out_n[b]`` receives image
+    b's number of people, or -1 if image b's maps hold NaN or infinity.
+    """
+    for b in range(span[0], span[1]):
+        out_n[b] = decode_image(heat[b], tags[b], order, opts, _image_people(out, b))
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def decode_range_crowd(heat, tags, order, opts, span, out, out_n):
+    """:func:`decode_image_crowd` on images ``span = (start, stop)`` of a batch."""
+    for b in range(span[0], span[1]):
+        out_n[b] = decode_image_crowd(heat[b], tags[b], order, opts, _image_people(out, b))
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def group_range(cand, h_size, w_size, order, opts, span, out, out_n):
+    """Group images ``span = (start, stop)`` of a batch of candidates (leading axis B)."""
+    for b in range(span[0], span[1]):
+        out_n[b] = group_image(
+            _image_candidates(cand, b), h_size, w_size, order, opts, _image_people(out, b)
+        )
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def refine_range(heat, tags, slot, cand, opts, span, out, out_n):
+    """Recover missing joints of images ``span = (start, stop)``; ``slot (B, K)`` indexes heat."""
+    no_tiles = np.empty((0, 1), heat.dtype)
+    for b in range(span[0], span[1]):
+        people = _image_people(out, b)
+        refine_image(
+            heat, tags, slot[b], out_n[b], _image_candidates(cand, b), opts, people, no_tiles
+        )

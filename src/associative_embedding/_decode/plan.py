@@ -1,0 +1,119 @@
+"""The Python side of a numpy decode: a plan per call signature, run over a batch.
+
+A :class:`Plan` holds everything a call derives from its arguments' metadata
+(the kernels' option record, the joint order, the kernel, the people's
+capacity); :meth:`Plan.run` allocates the outputs, runs the kernel on the
+thread pool and returns one :class:`~associative_embedding.Poses` per image.
+:func:`cached_plan` keeps one plan per (config, shapes, dtype, threads) for
+plain numpy arrays, so that a repeated one-image call validates nothing it
+has seen and runs the kernel directly: next to a kernel of a few tenths of a
+millisecond, Python's share matters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_finite
+from ..config import DecodeConfig
+from ..poses import Poses
+from . import options as _options
+from .people import People, empty_people
+from .threads import run_chunks
+
+
+class Plan:
+    """A decode of maps ``(B, K, H, W)`` with D tag dimensions in the work ``dtype``."""
+
+    __slots__ = ("cap", "d", "dtype", "kernel", "opts", "order", "tag_shape", "threads")
+
+    def __init__(
+        self, config: DecodeConfig, shape: tuple[int, ...], d: int, dtype: np.dtype, threads: int
+    ) -> None:
+        from .compile_ahead import prepare as prepare_kernels
+        from .pipeline import decode_range, decode_range_crowd
+
+        b, k, h, w = shape
+        self.dtype = np.dtype(dtype)
+        self.opts = _options.build(config, k, h, w, self.dtype)
+        self.order = _options.joint_order(config, k)
+        if _options.uses_crowd(config):
+            self.kernel = decode_range_crowd
+        else:
+            self.kernel = decode_range
+            prepare_kernels(self.dtype, self.opts, self.order)
+        self.cap = _options.capacity(config, k, self.opts.max_candidates)
+        self.tag_shape = (b, k, d, h, w)
+        self.d = d
+        self.threads = threads
+
+    def run(self, heat: np.ndarray, tags: np.ndarray) -> list[Poses]:
+        """Decode C-contiguous, writeable maps of the plan's shapes and work dtype."""
+        b, k = self.tag_shape[:2]
+        tag = tags.reshape(self.tag_shape)
+        out = empty_people((b,), self.cap, k, self.d, self.dtype)
+        out_n = np.zeros(b, np.int64)
+        kernel, order, opts = self.kernel, self.order, self.opts
+        run_chunks(
+            lambda start, stop: kernel(heat, tag, order, opts, (start, stop), out, out_n),
+            b,
+            self.threads,
+        )
+        if b and out_n.min() < 0:
+            check_finite(heat, "heatmaps")
+            check_finite(tag, "tags")
+            raise ValueError("heatmaps or tags contain NaN or infinite values")
+        return collect(out, out_n)
+
+
+def collect(out: People, out_n: np.ndarray) -> list[Poses]:
+    """One :class:`Poses` per image from the kernels' batch of people."""
+    return [
+        Poses(out.kp[i, :n].copy(), out.score[i, :n].copy(), out.tag[i, :n].copy())
+        for i, n in enumerate(out_n.tolist())
+    ]
+
+
+_PLANS: dict[tuple[Any, ...], tuple[DecodeConfig | None, Plan]] = {}
+
+
+def cache_key(heatmaps: Any, tags: Any, config: Any, num_threads: Any) -> tuple[Any, ...] | None:
+    """Return the key of a call whose plan can be kept, or None.
+
+    Only plain numpy arrays that the kernels take as they are (one dtype,
+    float32 or float64 in the machine's byte order, C-contiguous and
+    writeable; anything else is converted first), with a ``DecodeConfig`` or
+    None and a thread count that is an int or None.
+    """
+    if type(heatmaps) is not np.ndarray or type(tags) is not np.ndarray:
+        return None
+    if not (config is None or type(config) is DecodeConfig):
+        return None
+    if not (num_threads is None or type(num_threads) is int):
+        return None
+    dtype = heatmaps.dtype
+    if dtype != tags.dtype or dtype.type not in (np.float32, np.float64) or not dtype.isnative:
+        return None
+    f_heat, f_tags = heatmaps.flags, tags.flags
+    if not (f_heat.c_contiguous and f_heat.writeable and f_tags.c_contiguous and f_tags.writeable):
+        return None
+    return (id(config), heatmaps.shape, tags.shape, dtype, num_threads)
+
+
+def cached_plan(key: tuple[Any, ...] | None, config: Any) -> Plan | None:
+    """Return the plan kept for ``key`` (from :func:`cache_key`), or None."""
+    hit = None if key is None else _PLANS.get(key)
+    if hit is not None and hit[0] is config:
+        return hit[1]
+    return None
+
+
+def remember(key: tuple[Any, ...] | None, config: Any, plan: Plan) -> None:
+    """Keep ``plan`` for later calls with ``key`` (nothing if ``key`` is None)."""
+    if key is None:
+        return
+    if len(_PLANS) >= 64:
+        _PLANS.clear()
+    _PLANS[key] = (config, plan)  # holding config keeps its id from being reused
