@@ -22,7 +22,16 @@ import torch
 from torch import Tensor, nn
 
 from ._validation import check_choice, check_float_array, check_int, check_number, shape_str
-from .loss import _PUSHES, _REDUCTIONS, PullPush, PushKind, Reduction, _is_compiling, _reduce
+from .loss import (
+    _PUSHES,
+    _REDUCTIONS,
+    PullPush,
+    PushKind,
+    Reduction,
+    _is_compiling,
+    _push_term,
+    _reduce,
+)
 
 __all__ = ["InstanceGroupingLoss", "instance_grouping_loss"]
 
@@ -284,15 +293,7 @@ def instance_grouping_loss(
         padded = padded.index_put((seg_img, slot), mean)
         present = torch.zeros(b, n_max, dtype=torch.bool, device=tags.device)
         present[seg_img, slot] = True
-        diff = padded.unsqueeze(2) - padded.unsqueeze(1)  # (B, N, N, D)
-        if push == "exp":
-            penalty = torch.exp(-(diff**2).sum(-1) / (2.0 * float(sigma) ** 2))
-        else:
-            penalty = torch.clamp(float(margin) - torch.linalg.vector_norm(diff, dim=-1), min=0.0)
-        eye = torch.eye(n_max, dtype=torch.bool, device=tags.device)
-        pair = present.unsqueeze(2) & present.unsqueeze(1) & ~eye
-        total = torch.where(pair, penalty, torch.zeros_like(penalty)).sum((-1, -2))
-        push_term = 0.5 * total / (num * (num - 1)).clamp(min=1)
+        push_term = _push_term(padded, present, (push, sigma, margin), "reference")
 
     return PullPush(_reduce(pull, reduction), _reduce(push_term, reduction))
 

@@ -73,6 +73,37 @@ def _check_options(
     return s, m
 
 
+def _push_term(
+    mean: Tensor, present: Tensor, penalty_of: tuple[str, float, float], normalization: str
+) -> Tensor:
+    r"""Return the push term ``(B,)`` of mean tags ``mean (B, N, D)`` in slots ``present``.
+
+    ``penalty_of = (push, sigma, margin)``: the penalty of a pair's difference
+    :math:`\Delta` is ``exp(-||Δ||² / (2σ²))`` (``"exp"``) or ``max(0, margin -
+    ||Δ||)`` (``"margin"``). ``"reference"``: half the mean over ordered
+    pairs of different present slots (0 with fewer than two); ``"paper"``:
+    the sum over all pairs of present slots, diagonal included, over
+    :math:`N^2`. The one definition of the push, for :func:`grouping_loss` and
+    ``instance_grouping_loss``.
+    """
+    push, sigma, margin = penalty_of
+    diff = mean.unsqueeze(2) - mean.unsqueeze(1)  # (B, N, N, D)
+    pair = present.unsqueeze(2) & present.unsqueeze(1)  # (B, N, N)
+    if push == "exp":
+        sq_dist = (diff**2).sum(-1)
+        penalty = torch.exp(-sq_dist / (2.0 * float(sigma) ** 2))
+    else:
+        # vector_norm's gradient at 0 is 0 (no NaN for identical mean tags)
+        penalty = torch.clamp(float(margin) - torch.linalg.vector_norm(diff, dim=-1), min=0.0)
+    num = present.sum(-1).to(mean.dtype)  # (B,)
+    if normalization == "reference":
+        eye = torch.eye(mean.shape[1], dtype=torch.bool, device=mean.device)
+        total = torch.where(pair & ~eye, penalty, torch.zeros_like(penalty)).sum((-1, -2))
+        return 0.5 * total / (num * (num - 1)).clamp(min=1)
+    total = torch.where(pair, penalty, torch.zeros_like(penalty)).sum((-1, -2))
+    return total / (num.clamp(min=1) ** 2)
+
+
 def _reduce(per_image: Tensor, reduction: str) -> Tensor:
     if reduction == "mean":
         # mean over zero images is 0 (not NaN) and stays attached to the graph
@@ -324,26 +355,7 @@ def grouping_loss(
         pull_person = sq.sum(-1)
     pull = (pull_person * present).sum(-1) / safe_people
 
-    diff = mean.unsqueeze(2) - mean.unsqueeze(1)  # (B, N, N, D)
-    pair = present.unsqueeze(2) & present.unsqueeze(1)  # (B, N, N)
-    if push == "exp":
-        sq_dist = (diff**2).sum(-1)
-        penalty = torch.exp(-sq_dist / (2.0 * float(sigma) ** 2))
-    else:
-        # vector_norm's gradient at 0 is 0 (no NaN for identical mean tags)
-        penalty = torch.clamp(float(margin) - torch.linalg.vector_norm(diff, dim=-1), min=0.0)
-
-    n = mean.shape[1]
-    if normalization == "reference":
-        eye = torch.eye(n, dtype=torch.bool, device=tags.device)
-        pair = pair & ~eye
-        pairs = num_people * (num_people - 1)
-        total = torch.where(pair, penalty, torch.zeros_like(penalty)).sum((-1, -2))
-        push_term = 0.5 * total / pairs.clamp(min=1)
-    else:
-        total = torch.where(pair, penalty, torch.zeros_like(penalty)).sum((-1, -2))
-        push_term = total / (safe_people**2)
-
+    push_term = _push_term(mean, present, (push, sigma, margin), normalization)
     return PullPush(_reduce(pull, reduction), _reduce(push_term, reduction))
 
 
