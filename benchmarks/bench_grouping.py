@@ -25,8 +25,9 @@ Usage::
 
     python benchmarks/bench_grouping.py            # 300 scenes per level, D = 1 and 2
     python benchmarks/bench_grouping.py --scenes 100
-    python benchmarks/bench_grouping.py --smoke    # 4 scenes, parity and crowd, for CI
-    python benchmarks/bench_grouping.py --levels crowded --dims 2 --modes parity,crowd
+    python benchmarks/bench_grouping.py --smoke    # 4 scenes, higherhrnet and default, for CI
+    python benchmarks/bench_grouping.py --levels crowded --dims 2 --modes higherhrnet,default
+    python benchmarks/bench_grouping.py --checkpoint runs/tiny/checkpoint.pt  # a trained network
 """
 
 from __future__ import annotations
@@ -288,31 +289,50 @@ def evaluate(scenes, decode_one, size):
     return stats["AP"], 1000 * statistics.median(times)
 
 
-def library_mode(**options):
+def library_mode(base, **options):
+    config = dataclasses.replace(base, **options)
+
     def run(heat, tags):
-        return ae.decode(heat[None], tags[None], num_threads=1, **options)[0]
+        return ae.decode(heat[None], tags[None], config, num_threads=1)[0]
 
     return run
 
 
-_CROWD = dataclasses.asdict(ae.DecodeConfig.preset("crowd"))
+_REF = ae.DecodeConfig.preset("higherhrnet")
+_DEFAULT = ae.DecodeConfig()
 _REGROUP = {"tag_cost": "tiebreak", "regroup": 3}
 _SPATIAL = {**_REGROUP, "spatial_weight": 1.5, "spatial_gate": 0.6}
-# every mode against the references' grouping; the last ones change one rule of "crowd"
+# the crowd grouping as it was before it became the default: HigherHRNet's quarter-pixel
+# rule and missing-joint fill, the crowd options of 0.1.0.dev0
+_CROWD_ONLY = {
+    **_SPATIAL,
+    "spatial_limbs": "auto",
+    "refine_window": 1.0,
+    "min_score": 0.02,
+    "pose_nms": 0.9,
+}
+# the references' grouping ("higherhrnet"), the library's defaults ("default"), the steps
+# between them, and the defaults with one rule changed
 MODES = {
-    "parity": library_mode(),
-    "tiebreak": library_mode(tag_cost="tiebreak"),
-    "exact": library_mode(tag_cost="exact"),
-    "regroup": library_mode(**_REGROUP),
-    "spatial": library_mode(**_SPATIAL),
-    "limbs": library_mode(**_SPATIAL, spatial_limbs="auto"),
-    "crowd": library_mode(**_CROWD),
-    "crowd-exact": library_mode(**{**_CROWD, "tag_cost": "exact"}),
-    "crowd-no-limbs": library_mode(**{**_CROWD, "spatial_limbs": None}),
-    "crowd-window-0.5": library_mode(**{**_CROWD, "refine_window": 0.5}),
-    "crowd-tag-gate": library_mode(**{**_CROWD, "refine_tag_gate": True}),
-    "crowd-no-nms": library_mode(**{**_CROWD, "pose_nms": None}),
-    "crowd-no-min-score": library_mode(**{**_CROWD, "min_score": 0.0}),
+    "higherhrnet": library_mode(_REF),
+    "default": library_mode(_DEFAULT),
+    "tiebreak": library_mode(_REF, tag_cost="tiebreak"),
+    "exact": library_mode(_REF, tag_cost="exact"),
+    "regroup": library_mode(_REF, **_REGROUP),
+    "spatial": library_mode(_REF, **_SPATIAL),
+    "limbs": library_mode(_REF, **_SPATIAL, spatial_limbs="auto"),
+    "crowd-only": library_mode(_REF, **_CROWD_ONLY),
+    "default-reference-adjust": library_mode(_DEFAULT, adjust_rule="reference"),
+    "default-not-exclusive": library_mode(_DEFAULT, refine_exclusive=False),
+    "default-nms-0.7": library_mode(_DEFAULT, pose_nms=0.7),
+    "default-exact": library_mode(_DEFAULT, tag_cost="exact"),
+    "default-no-limbs": library_mode(_DEFAULT, spatial_limbs=None),
+    "default-no-gate": library_mode(_DEFAULT, spatial_gate=None),
+    "default-no-spatial": library_mode(_DEFAULT, spatial_gate=None, spatial_weight=0.0),
+    "default-window-0.5": library_mode(_DEFAULT, refine_window=0.5),
+    "default-tag-gate": library_mode(_DEFAULT, refine_tag_gate=True),
+    "default-no-nms": library_mode(_DEFAULT, pose_nms=None),
+    "default-no-min-score": library_mode(_DEFAULT, min_score=0.0),
 }
 
 
@@ -325,7 +345,7 @@ TRAINED_SCENES = {
 
 
 def trained(checkpoint, num_images):
-    """AP of parity vs crowd decoding on a trained hourglass's held-out synthetic images."""
+    """AP of the higherhrnet preset vs the defaults on a trained hourglass's held-out images."""
     import sys
     from pathlib import Path
 
@@ -335,10 +355,9 @@ def trained(checkpoint, num_images):
 
     model, config, train_args = load_model(checkpoint)
     threshold = train_args.get("detection_threshold") or 0.1
-    crowd = {
-        f: getattr(ae.DecodeConfig.preset("crowd"), f)
-        for f in ae.DecodeConfig.__dataclass_fields__
-        if getattr(ae.DecodeConfig.preset("crowd"), f) != getattr(ae.DecodeConfig(), f)
+    configs = {
+        "higherhrnet": dataclasses.asdict(_REF),
+        "default": dataclasses.asdict(_DEFAULT),
     }
     common = dict(
         num_images=num_images,
@@ -346,13 +365,13 @@ def trained(checkpoint, num_images):
         subpixel=train_args.get("subpixel") or "quarter",
     )
     print(f"checkpoint {checkpoint}: {num_images} held-out images (seed 1) per row; OKS AP")
-    print("| scenes | parity | crowd | difference |")
+    print("| scenes | higherhrnet | default | difference |")
     print("|---|---|---|---|")
     rows = [(name, scene, False) for name, scene in TRAINED_SCENES.items()]
     rows.append(("GT detections (held-out)", {}, True))
     for name, scene, gt in rows:
         aps = []
-        for extra in ({}, crowd):
+        for extra in configs.values():
             stats = evaluate_synthetic(
                 model,
                 config,
@@ -361,7 +380,7 @@ def trained(checkpoint, num_images):
                 gt_heatmaps=gt,
                 render=train_args.get("render", "reference"),
                 sigma=train_args.get("sigma"),
-                decode_options={"detection_threshold": threshold, **extra},
+                decode_options={**extra, "detection_threshold": threshold},
                 **common,
             )
             aps.append(stats["AP"])
@@ -375,10 +394,11 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true", help="a few scenes, for CI")
     parser.add_argument("--levels", default=",".join(LEVELS))
     parser.add_argument("--dims", default="1,2")
-    parser.add_argument("--modes", default=None, help="default: all (--smoke: parity,crowd)")
+    parser.add_argument("--modes", default=None, help="default: all (--smoke: higherhrnet,default)")
     parser.add_argument(
         "--checkpoint",
-        help="a train.py checkpoint of the hourglass example: measure parity vs crowd on its "
+        help="a train.py checkpoint of the hourglass example: measure the higherhrnet preset "
+        "against the defaults on its "
         "held-out synthetic images instead (normal, crowded, and GT detections)",
     )
     parser.add_argument("--images", type=int, default=300, help="held-out images (--checkpoint)")
@@ -389,7 +409,7 @@ def main(argv=None):
     n_scenes = 4 if args.smoke else args.scenes
     levels = args.levels.split(",")
     dims = [int(d) for d in args.dims.split(",")]
-    modes = (args.modes or ("parity,crowd" if args.smoke else ",".join(MODES))).split(",")
+    modes = (args.modes or ("higherhrnet,default" if args.smoke else ",".join(MODES))).split(",")
     ae.warmup()
     print(f"{n_scenes} scenes per level, {args.size}x{args.size} heatmaps, K=17; AP (ms/image)")
     header = ["level", "D", *modes]

@@ -38,6 +38,7 @@ CROWD_DEFAULTS = {
     "spatial_limbs": None,
     "refine_window": None,
     "refine_tag_gate": False,
+    "refine_exclusive": False,
     "min_score": 0.0,
     "pose_nms": None,
 }
@@ -183,6 +184,27 @@ def near(person, k, x, y, loc_k, scale, limbs=()):
     return best / scale
 
 
+def limbs_fit(people, loc_k, limbs, gate):
+    """Whether the first pass's people fit the limbs: median limb length over size < 0.55 gate.
+
+    Over people with 3 joints or more; a person's size is the larger side of
+    its joint box (at least 1); with no limb measured they fit.
+    """
+    pairs = sorted({(min(a, b), max(a, b)) for a, b in limbs})
+    vals = []
+    for person in people:
+        ks = [k for k in range(len(person)) if person[k] >= 0]
+        if len(ks) < 3:
+            continue
+        pts = {k: np.asarray(loc_k[k, person[k]], np.float64) for k in ks}
+        xy = np.array(list(pts.values()))
+        size = max(np.ptp(xy[:, 0]), np.ptp(xy[:, 1]), 1.0)
+        vals += [
+            float(np.hypot(*(pts[a] - pts[b]))) / size for a, b in pairs if a in pts and b in pts
+        ]
+    return not vals or float(np.median(vals)) < 0.55 * gate
+
+
 def group(tag_k, loc_k, val_k, n_valid, o, solver):
     """People as arrays of candidate rows per joint type (-1: missing).
 
@@ -235,6 +257,9 @@ def group(tag_k, loc_k, val_k, n_valid, o, solver):
     limbs = o["spatial_limbs"] or ()
     if limbs == "auto":
         limbs = COCO_LIMBS if k_joints == 17 else ()
+    if gate < np.inf and not limbs_fit(people, loc_k, limbs, gate):
+        o = {**o, "spatial_weight": 0.0, "spatial_gate": None}  # they do not fit the limbs
+        gate = np.inf
     spatial = o["spatial_weight"] > 0 or o["spatial_gate"] is not None
     for _ in range(o["regroup"]):
         old = people
@@ -265,7 +290,7 @@ def group(tag_k, loc_k, val_k, n_valid, o, solver):
             break
     if o["max_instances"] is not None:
         people = people[: o["max_instances"]]
-    return people
+    return people, o
 
 
 def crowd_parse(heat, tags, solver="munkres", **options):
@@ -279,10 +304,12 @@ def crowd_parse(heat, tags, solver="munkres", **options):
     dim = tags.shape[1]
     if o["joint_order"] is None:
         o["joint_order"] = COCO_ORDER if k_joints == 17 else list(range(k_joints))
+    if o["spatial_limbs"] == "auto" and k_joints != 17:  # no known limbs: no spatial term
+        o["spatial_weight"], o["spatial_gate"] = 0.0, None
     dtype = heat.dtype
     tag_k, loc_k, val_k = top_k(heat, tags, o["max_people"], o["nms_kernel"])
     n_valid = [int((val_k[k] > o["detection_threshold"]).sum()) for k in range(k_joints)]
-    people = group(tag_k, loc_k, val_k, n_valid, o, solver)
+    people, o = group(tag_k, loc_k, val_k, n_valid, o, solver)
     n = len(people)
     kp = np.zeros((n, k_joints, 3), dtype)
     kp[:, :, :2] = np.nan
@@ -302,12 +329,96 @@ def crowd_parse(heat, tags, solver="munkres", **options):
         ptags[i] = person_mean(person, tag_k, o["joint_order"])
     order = np.argsort(-scores, kind="stable")
     kp, pix, scores, ptags = kp[order], pix[order], scores[order], ptags[order]
+    held = peaks_of(pix)
     if o["refine"] and n:
-        refine_all(heat, tags, kp, pix, o)
+        held = refine_all(heat, tags, kp, pix, o)
     keep = [i for i in range(n) if scores[i] > o["min_score"]]
     if o["pose_nms"] is not None:
         keep = [keep[i] for i in pose_nms(kp[keep], o["pose_nms"])]
+    if o["refine_exclusive"]:
+        keep = merge_fragments(kp, pix, held, keep, scores, ptags, o["tag_threshold"])
+        keep = drop_duplicates(held, keep)
+        drop_copies(kp, pix, held, keep)
     return kp[keep], scores[keep], ptags[keep]
+
+
+def peaks_of(pix):
+    """Per joint type, the peak each person holds: {person: (x, y)} of its detected pixels."""
+    n, k_joints, _ = pix.shape
+    return [{i: tuple(pix[i, k]) for i in range(n) if pix[i, k, 0] >= 0} for k in range(k_joints)]
+
+
+def fragments(i, j, pix, held, ptags, tag_threshold):
+    """Whether person i is a fragment of person j (one person split in two by the grouping).
+
+    Detected joint types disjoint, one filled a joint on a peak the other
+    holds, mean tags closer than ``tag_threshold`` (float64).
+    """
+    k_joints = pix.shape[1]
+    if any(pix[i, k, 0] >= 0 and pix[j, k, 0] >= 0 for k in range(k_joints)):
+        return False
+    if not any(i in held[k] and held[k][i] == held[k].get(j) for k in range(k_joints)):
+        return False
+    sq = sum((float(a) - float(b)) ** 2 for a, b in zip(ptags[i], ptags[j], strict=True))
+    return float(np.sqrt(sq)) < tag_threshold
+
+
+def merge_fragments(kp, pix, held, keep, scores, ptags, tag_threshold):
+    """Merge each kept person into the first one above it it is a fragment of; re-rank.
+
+    The merged person takes the fragment's detected joints, its score becomes
+    the mean over K of its detected values, its tag the mean of both tags
+    weighted by their detected joints. Returns the people left, by score.
+    """
+    left = []
+    for i in keep:
+        j = next((j for j in left if fragments(i, j, pix, held, ptags, tag_threshold)), None)
+        if j is None:
+            left.append(i)
+            continue
+        n_i = int((pix[i, :, 0] >= 0).sum())
+        n_j = int((pix[j, :, 0] >= 0).sum())
+        for d in range(ptags.shape[1]):
+            total = float(ptags[j, d]) * n_j + float(ptags[i, d]) * n_i
+            ptags[j, d] = total / (n_i + n_j)
+        for k in range(kp.shape[1]):
+            if pix[i, k, 0] >= 0:
+                kp[j, k] = kp[i, k]
+                pix[j, k] = pix[i, k]
+                held[k][j] = held[k][i]
+        scores[j] = np.where(pix[j, :, 0] >= 0, kp[j, :, 2], 0).astype(kp.dtype).mean()
+    return sorted(left, key=lambda i: -scores[i])
+
+
+def drop_duplicates(held, keep):
+    """Drop each kept person with over half of its joints on the peaks of one above it."""
+    left = []
+    for i in keep:
+        mine = {k: held[k][i] for k in range(len(held)) if i in held[k]}
+        if not any(
+            2 * sum(held[k].get(j) == at for k, at in mine.items()) > len(mine) for j in left
+        ):
+            left.append(i)
+    return left
+
+
+def drop_copies(kp, pix, held, keep):
+    """Strip the copied joints of the kept people with more copies than detected joints.
+
+    A copy: a filled joint on a peak a person kept before it (higher score)
+    holds, by detection or fill. ``held`` from :func:`refine_all`.
+    """
+    for t, i in enumerate(keep):
+        copies = [
+            k
+            for k in range(kp.shape[1])
+            if pix[i, k, 0] < 0
+            and i in held[k]
+            and any(j in held[k] and held[k][j] == held[k][i] for j in keep[:t])
+        ]
+        if len(copies) > int((pix[i, :, 0] >= 0).sum()):
+            for k in copies:
+                kp[i, k] = (np.nan, np.nan, 0)
 
 
 def refine_all(heat, tags, kp, pix, o):
@@ -323,7 +434,9 @@ def refine_all(heat, tags, kp, pix, o):
     tag_threshold``; with ``spatial_gate``, if the person has detected joints
     linked to k by a limb, only pixels whose :func:`near` (over the person's
     detected pixels) is below it compete, and none passing leaves the joint
-    missing.
+    missing. Returns, per joint type, the peak each person holds ({person: (x,
+    y)}): its detected pixel, or with ``refine_exclusive`` its filled joint's
+    :func:`uphill` peak.
     """
     n, k_joints, _ = kp.shape
     h, w = heat.shape[1:]
@@ -337,6 +450,7 @@ def refine_all(heat, tags, kp, pix, o):
     loc = pix.transpose(1, 0, 2)  # loc[k, i]: pixel of person i's joint k
     if o["refine_window"] is not None or gate is not None:
         sc = scales([np.where(detected[i], i, -1) for i in range(n)], loc)
+    held = peaks_of(pix)
     for i in range(n):
         ref = np.mean(
             [tags[k, :, pix[i, k, 1], pix[i, k, 0]] for k in range(k_joints) if detected[i, k]], 0
@@ -372,10 +486,32 @@ def refine_all(heat, tags, kp, pix, o):
                 continue
             if o["refine_tag_gate"] and not float(dist[y, x]) < o["tag_threshold"]:
                 continue
+            if o["refine_exclusive"]:
+                held[k][i] = uphill(heat[k], x, y)
             dx, dy = quarter(heat[k], x, y, o["adjust_rule"]) if o["adjust"] else (0.0, 0.0)
             kp[i, k, 0] = (x + dx) + o["center_shift"]
             kp[i, k, 1] = (y + dy) + o["center_shift"]
             kp[i, k, 2] = 1 if o["refine_mode"] == "pose-ae-train" else val
+    return held
+
+
+def uphill(hk, x, y):
+    """(x, y) of the local maximum reached by steepest ascent over the 8 neighbours.
+
+    Each step goes to the largest neighbour (the first in row-major order on
+    ties) while it is strictly larger than the current pixel.
+    """
+    h, w = hk.shape
+    while True:
+        window = [
+            (hk[yy, xx], yy, xx)
+            for yy in range(max(y - 1, 0), min(y + 2, h))
+            for xx in range(max(x - 1, 0), min(x + 2, w))
+        ]
+        best = max(window, key=lambda t: t[0])  # max keeps the first of equal values
+        if not best[0] > hk[y, x]:
+            return (x, y)
+        y, x = best[1], best[2]
 
 
 def pose_nms(kp, threshold):

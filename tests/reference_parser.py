@@ -138,6 +138,10 @@ def quarter(tmp, xx, yy, rule):
         dx = 0.25 if tmp[yy, min(xx + 1, w - 1)] > tmp[yy, max(xx - 1, 0)] else -0.25
         dy = 0.25 if tmp[min(yy + 1, h - 1), xx] > tmp[max(0, yy - 1), xx] else -0.25
         return dx, dy
+    if rule == "symmetric":  # the library's default: the reference rule, ties stay
+        ddx = float(tmp[yy, min(xx + 1, w - 1)]) - float(tmp[yy, max(xx - 1, 0)])
+        ddy = float(tmp[min(yy + 1, h - 1), xx]) - float(tmp[max(0, yy - 1), xx])
+        return float(np.sign(ddx)) * 0.25, float(np.sign(ddy)) * 0.25
     # mmpose 1.x refine_keypoints
     if 1 < xx < w - 1 and 0 < yy < h:
         ddx = tmp[yy, xx + 1] - tmp[yy, xx - 1]

@@ -583,3 +583,15 @@ def test_coco_ignore_mask_other_segmentation_forms(rng):
 def test_coco_ignore_mask_rejects_bad_input(annotations, size, error, match):
     with pytest.raises(error, match=match):
         ae.coco_ignore_mask(annotations, *size)
+
+
+def test_ground_truth_without_area_raises_saying_what_to_pass(rng):
+    gt = make_gt(rng, people_per_image=(2,), size=256)
+    del gt["annotations"][1]["area"]
+    image_id = gt["images"][0]["id"]
+    results = [{"image_id": image_id, "category_id": 1, "keypoints": [0.0] * (3 * K), "score": 1.0}]
+    with pytest.raises(ValueError, match=r"annotations'\]\[1\].*no 'area'.*bbox width \* height"):
+        ae.evaluate_keypoints(gt, results)
+    del gt["annotations"][0]["num_keypoints"]
+    with pytest.raises(ValueError, match=r"annotations'\]\[0\].*no 'num_keypoints'"):
+        ae.evaluate_keypoints(gt, results)

@@ -221,7 +221,7 @@ def test_a_failed_child_leaves_the_decoder_working(monkeypatch, child):
     assert ca.prepare(*_plan_args(np.float64)) is False
     heat = np.zeros((1, 2, 8, 8))
     heat[0, :, 3, 4] = 1.0
-    (poses,) = ae.decode(heat, np.zeros((1, 2, 8, 8)), refine=False)
+    (poses,) = ae.decode(heat, np.zeros((1, 2, 8, 8)), "higherhrnet", refine=False)
     assert poses.keypoints[:, :, :2].tolist() == [
         [[4.25, 3.25], [4.25, 3.25]]
     ]  # the quarter-pixel rule
@@ -250,3 +250,67 @@ def test_child_main_compiles_the_given_signature(monkeypatch):
     sig = ca.signatures(*_plan_args())["refine_image"]
     ca.child_main(base64.b64encode(pickle.dumps(sig)).decode("ascii"))
     assert compiled == [sig]
+
+
+# --- the first call explains itself ---------------------------------------------------------
+def test_a_compile_is_announced_once_per_process(monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setattr(ca, "_ANNOUNCED", False)
+    monkeypatch.setattr(ca, "_cached", lambda kernel, sig: False)
+    kernel = ae.decode  # only its type matters to the stubbed cache test
+    with caplog.at_level(logging.WARNING, logger="associative_embedding"):
+        assert ca.announce(kernel, (np.zeros(2),), "decoder's kernels") is True
+        assert ca.announce(kernel, (np.zeros(2),), "decoder's kernels") is False
+    messages = [r.getMessage() for r in caplog.records if r.name == "associative_embedding"]
+    assert len(messages) == 1
+    assert "compiling the decoder's kernels" in messages[0]
+    assert "python -m associative_embedding warmup" in messages[0]
+    assert "setLevel(logging.ERROR)" in messages[0]
+
+
+def test_nothing_is_announced_when_the_kernel_is_cached(monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setattr(ca, "_ANNOUNCED", False)
+    monkeypatch.setattr(ca, "_cached", lambda kernel, sig: True)
+    with caplog.at_level(logging.WARNING, logger="associative_embedding"):
+        assert ca.announce(ae.decode, (np.zeros(2),), "decoder's kernels") is False
+    assert not [r for r in caplog.records if r.name == "associative_embedding"]
+
+
+FIRST_CALLS = """
+import logging, sys
+import numpy as np
+import associative_embedding as ae
+if sys.argv[1] == "quiet":
+    logging.getLogger("associative_embedding").setLevel(logging.ERROR)
+heat = np.zeros((1, 17, 16, 16), np.float32)
+heat[0, :, 5, 6] = 1.0
+for _ in range(2):
+    ae.decode(heat, np.zeros_like(heat))
+ae.decode_instances(heat[:, :1], np.zeros((1, 1, 16, 16), np.float32))
+print("done")
+"""
+
+
+@pytest.mark.slow
+def test_first_calls_print_one_notice_on_stderr(tmp_path):
+    """An empty numba cache: one notice on stderr for the whole process; none when silenced
+    or once the kernels are cached."""
+
+    def run(mode, cache):
+        return subprocess.run(
+            [sys.executable, "-c", FIRST_CALLS, mode],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**os.environ, "NUMBA_CACHE_DIR": str(cache)},
+        )
+
+    first = run("loud", tmp_path / "a")
+    assert first.stdout.strip() == "done"
+    assert first.stderr.count("compiling the decoder's kernels for float32 maps") == 1
+    assert first.stderr.count("associative_embedding: compiling") == 1
+    assert "compiling" not in run("loud", tmp_path / "a").stderr  # cached now
+    assert "compiling" not in run("quiet", tmp_path / "b").stderr

@@ -7,9 +7,18 @@ import dataclasses
 import numpy as np
 import pytest
 
-from associative_embedding.decoding import DecodeConfig, decode, warmup
+from associative_embedding.decoding import DecodeConfig, warmup
+from associative_embedding.decoding import decode as _decode
 from tests.reference_crowd import crowd_parse
 from tests.reference_parser import reference_parse
+
+HIGHERHRNET = DecodeConfig.preset("higherhrnet")
+
+
+def decode(heatmaps, tags, config=None, **options):
+    """``ae.decode`` with HigherHRNet's settings unless given a config: this module checks
+    parity with the references, whose settings were the defaults before 0.1."""
+    return _decode(heatmaps, tags, HIGHERHRNET if config is None else config, **options)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -223,7 +232,11 @@ CROWD_OPTIONS = oracle_options(CROWD)
 
 
 def test_crowd_preset_and_defaults():
-    assert DecodeConfig().tag_cost == "rounded" and DecodeConfig().regroup == 0
+    assert DecodeConfig() == CROWD  # the defaults are the crowd grouping
+    reference = DecodeConfig.preset("higherhrnet")
+    assert reference.tag_cost == "rounded" and reference.regroup == 0
+    assert reference.adjust_rule == "reference" and not reference.refine_exclusive
+    assert CROWD.adjust_rule == "symmetric" and CROWD.refine_exclusive
     cfg = DecodeConfig.preset("crowd", regroup=1)
     assert cfg.regroup == 1 and cfg.tag_cost == CROWD.tag_cost
     assert CROWD.pose_nms is not None and CROWD.refine_window is not None
@@ -281,3 +294,105 @@ def test_tensors_decode_like_arrays_with_crowd_options(rng):
     (a,) = decode(heat[None], tags[None], CROWD)
     (b,) = decode(torch.from_numpy(heat[None]), torch.from_numpy(tags[None]), CROWD)
     assert_same(b, (a.keypoints, a.scores, a.tags))
+
+
+# --- the defaults on a trained network's kind of output: no ghosts -----------------------
+# a standing person in unit coordinates (x right, y down), COCO joint order
+_STANDING = np.array(
+    [
+        [0.0, -0.9], [-0.05, -0.95], [0.05, -0.95], [-0.1, -0.9], [0.1, -0.9],
+        [-0.2, -0.65], [0.2, -0.65], [-0.3, -0.35], [0.3, -0.35], [-0.32, -0.05],
+        [0.32, -0.05], [-0.12, 0.0], [0.12, 0.0], [-0.14, 0.45], [0.14, 0.45],
+        [-0.15, 0.9], [0.15, 0.9],
+    ]
+)  # fmt: skip
+
+
+def ghost_scene(rng, n_spurious, size=128):
+    """Three people, 40-70 px tall, and weak spurious peaks with random tags.
+
+    What a trained network leaves: the people's joints are strong Gaussian
+    peaks carrying their person's tag; ``n_spurious`` peaks of 0.11-0.3 at
+    random places and joint types carry random tags in the people's range;
+    the tags elsewhere are noise around a per-type offset. Returns heatmaps
+    (17, H, W), tags (17, 1, H, W) and the true joints (3, 17, 2).
+    """
+    heat = rng.random((17, size, size)) * 0.02
+    tags = rng.normal(0, 0.3, (17, 1, size, size)) + rng.uniform(-3, 3, (17, 1, 1, 1))
+    yy, xx = np.mgrid[0:size, 0:size]
+    truth = []
+    for p in range(3):
+        height = rng.uniform(40, 70)
+        centre = ((p + 0.5) * size / 3 + rng.uniform(-5, 5), size / 2 + rng.uniform(-10, 10))
+        joints = _STANDING * height / 1.8 + centre
+        for k, (x, y) in enumerate(joints):
+            g = rng.uniform(0.6, 1.0) * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0)
+            heat[k] = np.maximum(heat[k], g)
+            win = g > 0.05
+            tags[k, 0, win] = p * 1.5 - 1.5 + rng.normal(0, 0.05, win.sum())
+        truth.append(joints + 0.5)
+    for _ in range(n_spurious):
+        k, (x, y) = rng.integers(17), rng.uniform(0, size, 2)
+        g = rng.uniform(0.11, 0.3) * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 4.5)
+        heat[k] = np.maximum(heat[k], g)
+        win = g > 0.02
+        tags[k, 0, win] = rng.uniform(-3, 3) + rng.normal(0, 0.05, win.sum())
+    return heat.astype(np.float32), tags.astype(np.float32), np.array(truth)
+
+
+def _owners(poses, truth, radius=3.0):
+    """Per person and joint, the true person whose joint it sits on (-1: none, -2: missing)."""
+    kp = poses.keypoints[:, :, :2]
+    dist = np.linalg.norm(kp[:, None] - truth[None], axis=-1)  # (P, 3, K)
+    owner = np.where(dist.min(axis=1) < radius, dist.argmin(axis=1), -1)
+    return np.where(np.isfinite(kp[..., 0]), owner, -2)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_defaults_return_no_ghost_skeletons(seed):
+    """Three people and weak spurious peaks: the defaults give the three, ranked first,
+    no person stretched over several people, no duplicate, and a drawing of just them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from associative_embedding import draw_poses
+
+    heat, tags, truth = ghost_scene(np.random.default_rng(seed), n_spurious=12)
+    (poses,) = _decode(heat[None], tags[None])
+    owners = _owners(poses, truth)
+    # the three people first, each mostly its own true person's joints
+    firsts = []
+    for p in range(3):
+        own = owners[p][owners[p] >= 0]
+        assert own.size >= 12, (p, owners[p])
+        firsts.append(int(np.bincount(own).argmax()))
+    assert sorted(firsts) == [0, 1, 2]
+    # no stretched skeleton: nobody holds joints of two different people
+    for p in range(len(poses)):
+        assert len(set(owners[p][owners[p] >= 0].tolist())) <= 1, (p, owners[p])
+    # no duplicate: no joint held by two people
+    kp = poses.keypoints
+    for k in range(17):
+        xy = kp[np.isfinite(kp[:, k, 0]), k, :2]
+        gaps = np.linalg.norm(xy[:, None] - xy[None], axis=-1) + np.eye(len(xy)) * 99
+        assert (gaps >= 0.5).all(), k
+    # the people of spurious peaks only score far below the real ones
+    spurious = [p for p in range(3, len(poses)) if not (owners[p] >= 0).any()]
+    for p in spurious:
+        assert poses.scores[p] < 0.25 * poses.scores[:3].min()
+    # the drawing: just the three
+    ax = draw_poses(np.zeros((128, 128)), poses)
+    assert {c.get_label() for c in ax.collections} == {"person 0", "person 1", "person 2"}
+    plt.close(ax.figure)
+
+
+def test_the_references_draw_ghost_skeletons_on_the_same_scene():
+    """HigherHRNet's settings on the scene above: ghosts filled with the real people's
+    joints, stretched across them, and drawn (what the defaults avoid)."""
+    heat, tags, truth = ghost_scene(np.random.default_rng(0), n_spurious=12)
+    (poses,) = _decode(heat[None], tags[None], HIGHERHRNET)
+    owners = _owners(poses, truth)
+    stretched = [p for p in range(len(poses)) if len(set(owners[p][owners[p] >= 0])) > 1]
+    assert len(poses) > 3 and stretched

@@ -16,9 +16,18 @@ from associative_embedding._decode import options as decode_options
 from associative_embedding._decode import peaks as _peaks
 from associative_embedding._decode import torch_path as _torch_path
 from associative_embedding._decode.peaks import Candidates
-from associative_embedding.decoding import DecodeConfig, Poses, decode, warmup
+from associative_embedding.decoding import DecodeConfig, Poses, warmup
+from associative_embedding.decoding import decode as _decode
 from associative_embedding.skeletons import COCO_KEYPOINTS
 from tests.reference_parser import reference_parse
+
+HIGHERHRNET = DecodeConfig.preset("higherhrnet")
+
+
+def decode(heatmaps, tags, config=None, **options):
+    """``ae.decode`` with HigherHRNet's settings unless given a config: this module checks
+    parity with the references, whose settings were the defaults before 0.1."""
+    return _decode(heatmaps, tags, HIGHERHRNET if config is None else config, **options)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -526,7 +535,7 @@ def test_tensor_path_equals_numpy_path(refine, rng):
         scenes = [random_scene(rng, k, 20, 23, d, int(rng.integers(0, 9))) for _ in range(3)]
         heat = np.stack([s[0] for s in scenes])
         tags = np.stack([s[1] for s in scenes])
-        config = DecodeConfig(refine=refine)
+        config = DecodeConfig.preset("higherhrnet", refine=refine)
         via_torch = _torch_path.decode_tensors(
             torch.from_numpy(heat), torch.from_numpy(tags), config, d, 2
         )
@@ -843,3 +852,37 @@ def test_refine_dark_rejects_bad_input():
         poses.refine_dark(bad)
     with pytest.raises(ValueError, match="eps"):
         poses.refine_dark(np.zeros((2, 5, 5), np.float32), eps=0.0)
+
+
+def test_a_preset_name_is_a_config():
+    heat = np.zeros((1, 2, 8, 8), np.float32)
+    heat[0, :, 3, 4] = 1.0
+    tags = np.zeros_like(heat)
+    for name in ("higherhrnet", "mmpose-1.x", "crowd"):
+        by_name = _decode(heat, tags, name)[0]
+        by_config = _decode(heat, tags, DecodeConfig.preset(name))[0]
+        np.testing.assert_array_equal(by_name.keypoints, by_config.keypoints)
+    with pytest.raises(ValueError, match="name must be one of"):
+        _decode(heat, tags, "mmpose")
+
+
+def test_flattened_tags_name_the_layout_and_the_reshape():
+    heat = np.zeros((2, 17, 8, 8), np.float32)
+    flat = np.zeros((2, 34, 8, 8), np.float32)  # mmpose: (B, D*K, H, W), channel d*K + k
+    with pytest.raises(ValueError, match=r"D\*K.*\(B, K, D, H, W\).*reshape\(B, 2, K, H, W\)"):
+        _decode(heat, flat)
+    with pytest.raises(ValueError, match=r"view\(B, 2, K, H, W\)\.transpose\(1, 2\)"):
+        _decode(torch.from_numpy(heat), torch.from_numpy(flat))
+    # the reshape it names decodes
+    fixed = flat.reshape(2, 2, 17, 8, 8).transpose(0, 2, 1, 3, 4)
+    assert len(_decode(heat, np.ascontiguousarray(fixed))) == 2
+
+
+def test_max_people_does_not_limit_the_people_returned_max_instances_does():
+    heat = np.zeros((1, 4, 16, 16), np.float32)
+    tags = np.zeros_like(heat)
+    for k in range(4):  # joint type k: 4 peaks in row 2 + 4k, every peak its own tag
+        heat[0, k, 2 + 4 * k, 2::4] = 0.9
+        tags[0, k, 2 + 4 * k, 2::4] = (4 * k + np.arange(4)) * 3.0
+    assert len(_decode(heat, tags, max_people=4)[0]) == 16  # 4 candidates per joint type
+    assert len(_decode(heat, tags, max_people=30, max_instances=4)[0]) == 4

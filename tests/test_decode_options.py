@@ -38,6 +38,7 @@ ALTERNATIVES = {
     "spatial_limbs": ({}, ((0, 1),)),
     "refine_window": ({}, 1.0),
     "refine_tag_gate": ({}, True),
+    "refine_exclusive": ({}, True),
     "min_score": ({}, 0.1),
     "pose_nms": ({}, 0.5),
 }
@@ -95,6 +96,7 @@ def test_the_crowd_path_is_derived_from_the_table():
         "spatial_gate",
         "refine_window",
         "refine_tag_gate",
+        "refine_exclusive",
         "min_score",
         "pose_nms",
     }

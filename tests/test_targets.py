@@ -9,6 +9,10 @@ import torch
 import associative_embedding as ae
 from associative_embedding.targets import default_sigma
 
+# the random people of these tests put many joints off the map on purpose (they check the
+# masking); the warning for keypoints in the wrong units is tested on its own below
+pytestmark = pytest.mark.filterwarnings("ignore:.*labelled joints of keypoints lie outside")
+
 
 def brute_reference_heatmaps(joints, h, w, sigma):
     """HigherHRNet HeatmapGenerator written out per joint and per pixel (HigherHRNet ``lib/dataset/target_generators/target_generators.py``; pose-ae-train ``data/coco_pose/dp.py``)."""
@@ -312,3 +316,73 @@ def test_default_sigma_keeps_the_references_at_their_sizes_and_fixes_the_others(
     )
     with pytest.raises(ValueError, match="height must be >= 1"):
         default_sigma(0, 5)
+
+
+# --- wrong units, and the render -> decode round trip ------------------------------------
+def test_keypoints_in_image_pixels_warn_naming_scale_keypoints():
+    people = np.array([[[300.0, 200.0, 1.0], [310.0, 40.0, 1.0], [5.0, 5.0, 1.0]]])
+    with pytest.warns(UserWarning, match="2 of the 3 labelled joints.*scale_keypoints"):
+        ae.render_heatmaps(people, (64, 64))
+    tags = torch.zeros(1, 3, 64, 64)
+    with pytest.warns(UserWarning, match="scale_keypoints"):
+        ae.grouping_loss(tags, torch.from_numpy(people[None]).float())
+    inside = people.copy()
+    inside[0, :2, :2] = 20.0
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ae.render_heatmaps(inside, (64, 64))  # most joints on the map: no warning
+        ae.grouping_loss(tags, torch.from_numpy(inside[None]).float())
+
+
+def _roundtrip_bench():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_roundtrip.py"
+    spec = importlib.util.spec_from_file_location("bench_roundtrip", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("method", ["reference", "exact"])
+@pytest.mark.parametrize("size", [64, 128, 256])
+def test_render_then_decode_is_unbiased(method, size):
+    """Joints at random sub-pixel positions come back where they were drawn, no bias."""
+    bench = _roundtrip_bench()
+    err = bench.errors(size, method, 4000, ae.DecodeConfig(), seed=size)  # mean: +-0.005
+    assert np.abs(err.mean(axis=0)).max() <= 0.02
+    if method == "reference":
+        # the renderer puts a joint's peak on pixel floor(x) and the decoder reports that
+        # pixel's centre, floor(x) + 0.5: the error is the rendering's own rounding, whose
+        # median over uniform positions is 0.25 (tested exactly just below)
+        assert np.median(np.abs(err)) <= 0.25 + 0.015
+    else:
+        assert np.median(np.abs(err)) <= 0.15
+    biased = bench.errors(size, method, 4000, ae.DecodeConfig.preset("higherhrnet"), seed=size)
+    if method == "reference":  # the references' rule moves every symmetric peak up and left
+        np.testing.assert_allclose(biased, err - 0.25, atol=1e-6)
+
+
+def test_decoded_joint_is_the_centre_of_the_rendered_peak_pixel():
+    """The pixel convention, once: pixel j covers [j, j + 1) and its centre is j + 0.5."""
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(8, 56, (20, 2))
+    for x, y in xy:
+        person = np.array([[[x, y, 1.0]]], np.float32)
+        heat = ae.render_heatmaps(person, (64, 64))[None]
+        (poses,) = ae.decode(heat, np.zeros_like(heat))
+        got = poses.keypoints[0, 0, :2].astype(np.float64)
+        want = np.floor(np.array([x, y], np.float64)) + 0.5  # reference: the peak pixel
+        np.testing.assert_allclose(got, want, atol=1e-6)
+        (shifted,) = ae.decode(heat, np.zeros_like(heat), center_shift=0.0)
+        np.testing.assert_allclose(shifted.keypoints[0, 0, :2], want - 0.5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_perfect_targets_of_people_decode_to_those_people(size):
+    pytest.importorskip("pycocotools", reason="OKS AP needs pycocotools (the coco extra)")
+    ap = _roundtrip_bench().people_ap(12, size, seed=size)
+    assert ap >= 0.99

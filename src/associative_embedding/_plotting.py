@@ -63,9 +63,42 @@ def _keypoints(poses: Any, name: str = "poses") -> np.ndarray:
     return check_pose_keypoints(_as_numpy(kp, label), label)
 
 
-def _visible(kp: np.ndarray, score_threshold: float) -> np.ndarray:
-    """Joints that are drawn: finite coordinates and score above the threshold, ``(P, K)``."""
-    return np.isfinite(kp[..., 0]) & np.isfinite(kp[..., 1]) & (kp[..., 2] > score_threshold)
+def _person_scores(poses: Any, kp: np.ndarray) -> np.ndarray:
+    """Each person's score ``(P,)``: ``poses.scores``, else the mean joint score over K.
+
+    The mean over K, missing joints counting 0, is the decoder's score when
+    no joint was filled in; a plain keypoint array carries no other.
+    """
+    scores = getattr(poses, "scores", None)
+    if scores is not None:
+        return check_pose_scores(_as_numpy(scores, "poses.scores"), kp.shape[0])
+    if kp.shape[1] == 0:
+        return np.zeros(kp.shape[0])
+    return np.where(np.isfinite(kp[..., 0]), kp[..., 2], 0.0).mean(axis=1)
+
+
+def _visible(
+    kp: np.ndarray, score_threshold: float, person_scores: np.ndarray, person_threshold: float
+) -> np.ndarray:
+    """Return the joints that are drawn, ``(P, K)`` bool.
+
+    Finite, scoring above ``score_threshold``, of a person scoring above
+    ``person_threshold``.
+    """
+    joint = np.isfinite(kp[..., 0]) & np.isfinite(kp[..., 1]) & (kp[..., 2] > score_threshold)
+    return joint & (person_scores > person_threshold)[:, None]
+
+
+def check_pose_scores(scores: np.ndarray, n_people: int) -> np.ndarray:
+    """Check ``poses.scores``: shape ``(P,)`` matching the keypoints, finite."""
+    if scores.shape != (n_people,):
+        raise ValueError(
+            f"poses.scores must have shape (P,) = ({n_people},) to match poses.keypoints, "
+            f"got {shape_str(scores.shape)}"
+        )
+    if not np.isfinite(scores).all():
+        raise ValueError("poses.scores contains NaN or infinite values")
+    return scores
 
 
 def _resolve_skeleton(skeleton: Any, num_joints: int, what: str) -> Skeleton | None:

@@ -289,3 +289,24 @@ def host(x: Any, dtype: Any = None) -> Any:
         arr = x.detach().cpu().numpy()
         return arr if dtype is None else arr.astype(dtype, copy=False)
     return x if dtype is None else np.asarray(x, dtype)
+
+
+def warn_off_map(n_labelled: int, n_outside: int, size: tuple[int, int], name: str) -> None:
+    """Warn (``UserWarning``) when most labelled joints lie outside an ``H x W`` map.
+
+    Keypoints in image pixels given where map pixels are expected put most
+    joints off the map: the targets come out almost empty and the loss
+    silently small. ``stacklevel`` points at the public function's caller.
+    """
+    if n_labelled > 0 and 2 * n_outside > n_labelled:
+        import warnings
+
+        h, w = size
+        warnings.warn(
+            f"{n_outside} of the {n_labelled} labelled joints of {name} lie outside the "
+            f"{h}x{w} map: {name} must be in map pixels (those of the heatmaps and tags), "
+            "not image pixels; convert them with "
+            "ae.scale_keypoints(keypoints, image_size, map_size)",
+            UserWarning,
+            stacklevel=3,
+        )

@@ -259,10 +259,33 @@ def _load_gt(gt_json: Any, coco_cls: Any) -> Any:
     for key in ("images", "annotations", "categories"):
         if key not in dataset:
             raise ValueError(f"gt_json must have an {key!r} list (COCO format), it has not")
+    _check_annotations(dataset["annotations"])
     gt = coco_cls()
     gt.dataset = dataset
     gt.createIndex()
     return gt
+
+
+_AREA_HINT = (
+    "'area' is the person's size in image pixels² that OKS scales its tolerance by: COCO "
+    "gives the segmentation mask's area; for data without masks, the area of the box around "
+    "the person (bbox width * height) is the usual stand-in (HigherHRNet's CrowdPose and "
+    "the MPII conversions use it); a larger area tolerates larger errors"
+)
+
+
+def _check_annotations(annotations: Any) -> None:
+    """Raise ``ValueError`` for a ground-truth person lacking a key pycocotools reads."""
+    annotations = _dicts(annotations, "gt_json['annotations']", "a list of dicts")
+    for i, ann in enumerate(annotations):
+        for key in ("image_id", "keypoints", "num_keypoints", "bbox", "area"):
+            if key in ann:
+                continue
+            hint = f"; {_AREA_HINT}" if key == "area" else ""
+            raise ValueError(
+                f"gt_json['annotations'][{i}] (id {ann.get('id', '?')}) has no {key!r} entry, "
+                f"which COCO's keypoint evaluation needs{hint}"
+            )
 
 
 def _dicts(items: Any, name: str, expected: str) -> list[Mapping[str, Any]]:
@@ -304,8 +327,12 @@ def evaluate_keypoints(
     ----------
     gt_json : str, os.PathLike, dict or pycocotools.coco.COCO
         Ground truth in COCO format (a ``person_keypoints_*.json`` file, its
-        loaded dict, or a ``COCO`` object). Annotations need ``keypoints``,
-        ``num_keypoints``, ``area``, ``bbox`` and ``iscrowd``, as in COCO.
+        loaded dict, or a ``COCO`` object). Annotations need ``image_id``,
+        ``keypoints``, ``num_keypoints``, ``bbox`` and ``area`` (``iscrowd``
+        is optional, 0 when absent), as in COCO. ``area`` is the person's
+        size in image pixels² that OKS scales by: COCO's is the segmentation
+        mask's area; without masks, use the area of the person's box
+        (``bbox`` width times height), as HigherHRNet does for CrowdPose.
     results : list of dict, str or os.PathLike
         Results as :func:`to_coco_results` writes them (the lists of all
         images concatenated), or a JSON file holding such a list. Every
@@ -333,7 +360,8 @@ def evaluate_keypoints(
     TypeError
         If ``gt_json`` or ``results`` has the wrong kind.
     ValueError
-        If the ground truth lacks a COCO list, a result lacks a key or names an
+        If the ground truth lacks a COCO list, an annotation lacks a key
+        (``area`` included: nothing is guessed), a result lacks a key or names an
         image that is not in the ground truth, the keypoint count does not
         match ``sigmas``, ``sigmas`` is not positive and finite, or
         ``image_ids`` names an unknown image.

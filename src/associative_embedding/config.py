@@ -1,10 +1,10 @@
 """The decoder's options: :class:`DecodeConfig` and its presets.
 
-Every option names the reference implementation it follows; the defaults are
-HigherHRNet's COCO test settings, :meth:`DecodeConfig.preset` returns the
-settings of each reference and the ``"crowd"`` grouping (see the "Grouping
-modes" page). :func:`~associative_embedding.decode` takes a config or its
-fields as keywords.
+Every option names the reference implementation it follows. The defaults are
+the best grouping this library measures (the ``"crowd"`` grouping, see the
+"Grouping modes" page); :meth:`DecodeConfig.preset` returns the exact settings
+of each reference (``"higherhrnet"`` was the default before 0.1).
+:func:`~associative_embedding.decode` takes a config or its fields as keywords.
 """
 
 from __future__ import annotations
@@ -20,17 +20,56 @@ from ._validation import check_choice, check_int, check_number
 __all__ = ["DecodeConfig"]
 
 
-# the "crowd" preset: docs/grouping_modes.md holds the measurements behind each value
-CROWD_PRESET: dict[str, Any] = {
-    "tag_cost": "tiebreak",
-    "regroup": 3,
-    "spatial_weight": 1.5,
-    "spatial_gate": 0.6,
-    "spatial_limbs": "auto",
-    "refine_window": 1.0,
+# HigherHRNet's COCO test settings, every field: the "higherhrnet" preset, and the base the
+# other references' presets change
+REFERENCE: dict[str, Any] = {
+    "max_people": 30,
+    "detection_threshold": 0.1,
+    "tag_threshold": 1.0,
+    "nms_kernel": 5,
+    "matching": "hungarian",
+    "use_detection_value": True,
+    "tag_distance": "l2",
+    "joint_order": None,
+    "adjust": True,
+    "adjust_rule": "reference",
+    "center_shift": 0.5,
+    "refine": True,
+    "refine_mode": "higherhrnet",
+    "match_people": "first",
+    "ignore_too_much": False,
+    "max_instances": None,
+    "max_instances_mode": "final",
+    "tag_cost": "rounded",
+    "regroup": 0,
+    "spatial_weight": 0.0,
+    "spatial_gate": None,
+    "spatial_limbs": None,
+    "refine_window": None,
     "refine_tag_gate": False,
-    "min_score": 0.02,
-    "pose_nms": 0.9,
+    "refine_exclusive": False,
+    "min_score": 0.0,
+    "pose_nms": None,
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "higherhrnet": REFERENCE,
+    "pose-ae-train": {
+        **REFERENCE,
+        "nms_kernel": 3,
+        "tag_distance": "rms",
+        "ignore_too_much": True,
+        "refine_mode": "pose-ae-train",
+    },
+    "mmpose-0.x": {**REFERENCE, "match_people": "all"},
+    "mmpose-1.x": {
+        **REFERENCE,
+        "match_people": "all",
+        "max_instances": 30,
+        "adjust_rule": "mmpose",
+        "refine_mode": "mmpose",
+    },
+    "crowd": {},  # the defaults: the library's best grouping
 }
 
 
@@ -65,13 +104,18 @@ def _check_limbs(limbs: Any) -> str | tuple[tuple[int, int], ...] | None:
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    """Options of :func:`decode`; the defaults are HigherHRNet's COCO test settings.
+    """Options of :func:`decode`; the defaults are the library's best grouping.
 
     Every option names the reference implementation it follows (the upstream
     files: pose-ae-train ``utils/group.py`` and ``test.py``; HigherHRNet
     ``lib/core/group.py`` and ``w32_512_adam_lr1e-3.yaml``; mmpose 1.x
     ``codecs/associative_embedding.py``). :meth:`preset` returns the settings
-    that reproduce each of them.
+    that reproduce each of them exactly; the defaults are HigherHRNet's COCO
+    test settings with the grouping this library measures best on crowded
+    scenes (``tag_cost`` to ``pose_nms`` below, the ``"crowd"`` preset), the
+    ``"symmetric"`` quarter-pixel rule and ``refine_exclusive``. Pick a
+    reference's preset to reproduce a model's published numbers; keep the
+    defaults for the best results.
 
     Parameters
     ----------
@@ -79,6 +123,8 @@ class DecodeConfig:
         Candidates kept per joint type after NMS (the references' top-k,
         ``MAX_NUM_PEOPLE`` / ``decode_topk``), and the number of people taking
         part in matching when ``match_people="first"``. Clipped to ``H * W``.
+        It does not limit the people returned (every unmatched candidate
+        starts a person): ``max_instances`` does.
     detection_threshold : float, default 0.1
         A peak is a candidate when its heatmap value is ``> detection_threshold``
         (HigherHRNet yaml and pose-ae-train ``test.py`` 0.1; must be >= 0).
@@ -109,9 +155,13 @@ class DecodeConfig:
     adjust : bool, default True
         Move every output joint by ±0.25 px towards the larger of its two
         horizontal and two vertical neighbours in the heatmap (all references).
-    adjust_rule : {"reference", "mmpose"}, default "reference"
-        ``"reference"``: -0.25 on ties, neighbours clipped at the border
-        (pose-ae-train, HigherHRNet, mmpose 0.x). ``"mmpose"``: no move on ties,
+    adjust_rule : {"symmetric", "reference", "mmpose"}, default "symmetric"
+        ``"symmetric"``: toward the larger neighbour, no move on ties,
+        neighbours clipped at the border, so that a symmetric peak (a Gaussian
+        target of :func:`~associative_embedding.render_heatmaps`) decodes at
+        its pixel's centre, unbiased. ``"reference"``: -0.25 on ties, which
+        moves symmetric peaks a quarter pixel up and left (pose-ae-train,
+        HigherHRNet, mmpose 0.x). ``"mmpose"``: no move on ties,
         and no x-move unless ``1 < x < W - 1`` and ``y > 0``, no y-move unless
         ``1 < y < H - 1`` and ``x > 0`` (mmpose 1.x ``refine_keypoints``).
     center_shift : float, default 0.5
@@ -148,48 +198,59 @@ class DecodeConfig:
         matching and the list is cut at the end (mmpose >= 1.2, PR #2752, e.g.
         1.3.2). ``"matching"``: only the first ``max_instances`` people receive
         further joints, as well (mmpose 1.0 and 1.1).
-    tag_cost : {"rounded", "tiebreak", "exact"}, default "rounded"
+    tag_cost : {"rounded", "tiebreak", "exact"}, default "tiebreak"
         Hungarian cost of tag distance ``d`` and detection value ``v``:
         ``round(d) * 100 - v`` (all references), ``(round(d) * 100 + d) - v``
         (ties of the rounded distance broken by the distance) or ``d * 100 -
         v`` (the distance itself). ``v`` is left out when
         ``use_detection_value=False``. Only ``"rounded"`` is a reference
         setting; see :doc:`/grouping_modes`.
-    regroup : int, default 0
+    regroup : int, default 3
         Rounds of re-assignment after the first pass: every candidate is
         matched again, per joint type, to the people of the previous round
         (their final mean tags), until nothing changes. 0: off (references).
-    spatial_weight : float, default 0.0
+    spatial_weight : float, default 1.5
         In the re-assignment rounds, add ``spatial_weight * s`` to the tag
         distance in the cost, ``s`` being the candidate's distance to the
         person's nearest joint of another type (of a linked type with
         ``spatial_limbs``) divided by the person's size (heatmap pixels over
         heatmap pixels).
-    spatial_gate : float or None, default None
+    spatial_gate : float or None, default 0.6
         In the re-assignment rounds, a candidate joins a person only if ``s <
         spatial_gate``, and (with ``refine_mode`` ``"higherhrnet"`` or
         ``"pose-ae-train"``) the missing-joint search of a person only looks
         at pixels with ``s < spatial_gate``, ``s`` measured from its detected
         joints. ``None``: no gate.
-    spatial_limbs : "auto", sequence of (int, int) or None, default None
+    spatial_limbs : "auto", sequence of (int, int) or None, default "auto"
         Joint types linked by a limb. With limbs, ``s`` is the distance to the
         person's nearest joint linked to the candidate's type (the nearest
         joint of any other type when the person has none of them). ``"auto"``:
         COCO's limbs (:data:`~associative_embedding.COCO_KEYPOINTS` ``.edges``)
-        when K = 17, none otherwise. A :class:`~associative_embedding.Skeleton`
+        when K = 17; for any other K the spatial term and gate are off (the
+        nearest other joint of a skeleton of two corners is a whole person
+        away): pass the skeleton's limbs to use them. A :class:`~associative_embedding.Skeleton`
         gives its edges. ``None``: any other joint type.
-    refine_window : float or None, default None
+    refine_window : float or None, default 1.0
         Search a missing joint only inside the box of the person's detected
         joints widened on each side by ``refine_window`` times the person's
         size. ``None``: the whole map (references).
     refine_tag_gate : bool, default False
         Fill a missing joint only where the tag distance to the person is
         below ``tag_threshold`` (the references fill wherever the heat is > 0).
-    min_score : float, default 0.0
+    refine_exclusive : bool, default True
+        No returned person copies another's joints: after the pose NMS, a
+        filled joint that lies on the slope of a peak another returned person
+        holds (followed uphill to the peak: detected there by anyone, or
+        filled there by a person of higher score) is removed. The references
+        fill a weak spurious detection's "person" with the real people's
+        joints, whole skeletons of them; the pose NMS still sees the fills, so
+        a person split in two is merged back as before. Needs ``refine_mode``
+        ``"higherhrnet"`` or ``"pose-ae-train"``.
+    min_score : float, default 0.02
         Drop people whose score is not above ``min_score`` (after the
         missing-joint search, which does not change scores). Only 0.0 is a
         reference setting, and it keeps everyone.
-    pose_nms : float or None, default None
+    pose_nms : float or None, default 0.9
         OKS threshold in [0, 1] of a greedy pose non-maximum suppression in
         score order, after the missing-joint search: a person whose OKS with a
         kept one exceeds it is dropped. ``None``: off (references).
@@ -209,34 +270,39 @@ class DecodeConfig:
     -----
     The references map onto options as follows (:meth:`preset` returns them):
 
-    - HigherHRNet (``w32_512`` yaml, ``FLIP_TEST``, ``ADJUST``, ``REFINE``): the
-      defaults. With ``ADJUST: False`` and ``REFINE: False`` it reports integer
-      pixels: use ``adjust=False, center_shift=0.0``. With ``ADJUST: False`` and
-      ``REFINE: True`` it mixes integer detected joints with refined joints at
-      ``+0.5 ± 0.25``, which no option reproduces (here both follow
-      ``adjust`` and ``center_shift``).
+    - HigherHRNet (``w32_512`` yaml, ``FLIP_TEST``, ``ADJUST``, ``REFINE``):
+      ``preset("higherhrnet")``, every option after ``max_instances_mode`` off
+      and ``adjust_rule="reference"``. With ``ADJUST: False`` and ``REFINE:
+      False`` it reports integer pixels: use ``adjust=False,
+      center_shift=0.0``. With ``ADJUST: False`` and ``REFINE: True`` it
+      mixes integer detected joints with refined joints at ``+0.5 ± 0.25``,
+      which no option reproduces (here both follow ``adjust`` and
+      ``center_shift``).
     - pose-ae-train ``test.py``: ``nms_kernel=3, tag_distance="rms",
       ignore_too_much=True, refine_mode="pose-ae-train"``. Its ``refine`` clips
       the lower neighbour's row index to K - 1 (it uses ``det.shape[0]``); here
       the row is clipped to H - 1, so refined joints in rows >= K - 1 can differ
       from it by 0.5 px in y.
-    - mmpose 0.x (``hrnet_w32_coco_512x512``): the defaults with
+    - mmpose 0.x (``hrnet_w32_coco_512x512``): HigherHRNet's with
       ``match_people="all"``.
     - mmpose 1.x (``ae_hrnet-w32`` config, mmpose 1.3.2): ``match_people="all",
       max_instances=30, adjust_rule="mmpose", refine_mode="mmpose"``; mmpose
       1.3.2 computes its matching distances in float64, as here. For mmpose 1.0
       and 1.1 add ``max_instances_mode="matching"``.
-    - ``DecodeConfig.preset("crowd")`` is no reference: HigherHRNet's settings
-      with the grouping measured best in crowds (:doc:`/grouping_modes`). The
-      options after ``max_instances_mode`` are this library's; at their
-      defaults the results equal the references'.
+    - ``DecodeConfig.preset("crowd")`` is no reference: the defaults,
+      HigherHRNet's settings with the grouping measured best in crowds
+      (:doc:`/grouping_modes`). The options after ``max_instances_mode`` are
+      this library's; set as in ``preset("higherhrnet")`` (off), the results
+      equal the references'.
 
     Examples
     --------
     >>> from associative_embedding import DecodeConfig
     >>> cfg = DecodeConfig(detection_threshold=0.2)
-    >>> cfg.max_people, cfg.detection_threshold
-    (30, 0.2)
+    >>> cfg.max_people, cfg.detection_threshold, cfg.tag_cost
+    (30, 0.2, 'tiebreak')
+    >>> DecodeConfig.preset("higherhrnet").tag_cost
+    'rounded'
     >>> DecodeConfig.preset("pose-ae-train").tag_distance
     'rms'
     """
@@ -250,7 +316,7 @@ class DecodeConfig:
     tag_distance: Literal["l2", "rms"] = "l2"
     joint_order: tuple[int, ...] | None = None
     adjust: bool = True
-    adjust_rule: Literal["reference", "mmpose"] = "reference"
+    adjust_rule: Literal["symmetric", "reference", "mmpose"] = "symmetric"
     center_shift: float = 0.5
     refine: bool = True
     refine_mode: Literal["higherhrnet", "pose-ae-train", "mmpose"] = "higherhrnet"
@@ -258,15 +324,16 @@ class DecodeConfig:
     ignore_too_much: bool = False
     max_instances: int | None = None
     max_instances_mode: Literal["final", "matching"] = "final"
-    tag_cost: Literal["rounded", "tiebreak", "exact"] = "rounded"
-    regroup: int = 0
-    spatial_weight: float = 0.0
-    spatial_gate: float | None = None
-    spatial_limbs: str | tuple[tuple[int, int], ...] | None = None
-    refine_window: float | None = None
+    tag_cost: Literal["rounded", "tiebreak", "exact"] = "tiebreak"
+    regroup: int = 3
+    spatial_weight: float = 1.5
+    spatial_gate: float | None = 0.6
+    spatial_limbs: str | tuple[tuple[int, int], ...] | None = "auto"
+    refine_window: float | None = 1.0
     refine_tag_gate: bool = False
-    min_score: float = 0.0
-    pose_nms: float | None = None
+    refine_exclusive: bool = True
+    min_score: float = 0.02
+    pose_nms: float | None = 0.9
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -283,7 +350,7 @@ class DecodeConfig:
         set_(self, "nms_kernel", kernel)
         check_choice(self.matching, "matching", ("hungarian", "greedy"))
         check_choice(self.tag_distance, "tag_distance", ("l2", "rms"))
-        check_choice(self.adjust_rule, "adjust_rule", ("reference", "mmpose"))
+        check_choice(self.adjust_rule, "adjust_rule", ("symmetric", "reference", "mmpose"))
         check_choice(self.refine_mode, "refine_mode", ("higherhrnet", "pose-ae-train", "mmpose"))
         check_choice(self.match_people, "match_people", ("first", "all"))
         check_choice(self.max_instances_mode, "max_instances_mode", ("final", "matching"))
@@ -311,18 +378,21 @@ class DecodeConfig:
             "refine",
             "ignore_too_much",
             "refine_tag_gate",
+            "refine_exclusive",
         ):
             value = getattr(self, name)
             if not isinstance(value, (bool, np.bool_)):
                 raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
             set_(self, name, bool(value))
-        if (self.refine_window is not None or self.refine_tag_gate) and self.refine_mode not in (
+        crowd_search = self.refine_window is not None or self.refine_tag_gate
+        if (crowd_search or self.refine_exclusive) and self.refine_mode not in (
             "higherhrnet",
             "pose-ae-train",
         ):
             raise ValueError(
-                "refine_window and refine_tag_gate need refine_mode 'higherhrnet' or "
-                f"'pose-ae-train', got {self.refine_mode!r}"
+                "refine_window, refine_tag_gate and refine_exclusive need refine_mode "
+                f"'higherhrnet' or 'pose-ae-train', got {self.refine_mode!r}; "
+                "DecodeConfig.preset('mmpose-1.x') sets all three off"
             )
         set_(self, "center_shift", check_number(self.center_shift, "center_shift"))
         if self.max_instances is not None:
@@ -345,11 +415,13 @@ class DecodeConfig:
         Parameters
         ----------
         name : {"higherhrnet", "pose-ae-train", "mmpose-0.x", "mmpose-1.x", "crowd"}
-            The reference, with its COCO test settings (HigherHRNet
+            The reference, with its COCO test settings, every option set
+            (HigherHRNet
             ``experiments/coco/higher_hrnet/w32_512_adam_lr1e-3.yaml``,
             pose-ae-train ``test.py``, mmpose 0.x ``hrnet_w32_coco_512x512.py``,
             mmpose 1.x ``ae_hrnet-w32_8xb24-300e_coco-512x512.py``; see the
-            "Migrating" page).
+            "Migrating" page); ``"crowd"``: the defaults, this library's
+            best grouping.
         **changes
             Options to override on top of the preset.
 
@@ -370,22 +442,5 @@ class DecodeConfig:
         >>> cfg.match_people, cfg.max_instances, cfg.refine_mode
         ('all', 30, 'mmpose')
         """
-        presets: dict[str, dict[str, Any]] = {
-            "higherhrnet": {},
-            "pose-ae-train": {
-                "nms_kernel": 3,
-                "tag_distance": "rms",
-                "ignore_too_much": True,
-                "refine_mode": "pose-ae-train",
-            },
-            "mmpose-0.x": {"match_people": "all"},
-            "mmpose-1.x": {
-                "match_people": "all",
-                "max_instances": 30,
-                "adjust_rule": "mmpose",
-                "refine_mode": "mmpose",
-            },
-            "crowd": CROWD_PRESET,
-        }
-        check_choice(name, "name", tuple(presets))
-        return cls(**{**presets[name], **changes})
+        check_choice(name, "name", tuple(PRESETS))
+        return cls(**{**PRESETS[name], **changes})

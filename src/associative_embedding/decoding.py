@@ -56,9 +56,18 @@ def _check_inputs(heatmaps: Any, tags: Any) -> tuple[tuple[int, ...], int]:
     ts = tuple(int(s) for s in tags.shape)
     t_bkhw = ts if layout == "BKHW" else (ts[0], ts[1], ts[3], ts[4])
     if t_bkhw != (b, k, h, w):
+        hint = ""
+        if layout == "BKHW" and ts[0] == b and ts[2:] == (h, w) and ts[1] % k == 0 and ts[1] > k:
+            dim = ts[1] // k
+            hint = (
+                f"; tags flattened to (B, D*K, H, W) with channel d*K + k (mmpose's layout, "
+                f"D = {dim}) must be reshaped to (B, K, D, H, W): "
+                f"tags.reshape(B, {dim}, K, H, W).transpose(0, 2, 1, 3, 4) for numpy, "
+                f"tags.view(B, {dim}, K, H, W).transpose(1, 2) for torch"
+            )
         raise ValueError(
             f"tags must match heatmaps (B, K, H, W) = {shape_str((b, k, h, w))}, got tags of "
-            f"shape {shape_str(ts)} (layout ({', '.join(layout)}))"
+            f"shape {shape_str(ts)} (layout ({', '.join(layout)})){hint}"
         )
     d = 1 if layout == "BKHW" else ts[2]
     if k < 1 or h < 1 or w < 1 or d < 1:
@@ -73,7 +82,7 @@ def _check_inputs(heatmaps: Any, tags: Any) -> tuple[tuple[int, ...], int]:
 def decode(
     heatmaps: Any,
     tags: Any,
-    config: DecodeConfig | None = None,
+    config: DecodeConfig | str | None = None,
     *,
     num_threads: int | None = None,
     **options: Any,
@@ -100,9 +109,10 @@ def decode(
         Tag maps with D tag dimensions per joint (D = 1 in the first form; with
         flip testing the references stack D = 2). Same kind and device as
         ``heatmaps``.
-    config : DecodeConfig, optional
-        The options; defaults to ``DecodeConfig()``, HigherHRNet's COCO test
-        settings.
+    config : DecodeConfig or str, optional
+        The options; defaults to ``DecodeConfig()``. A string names a preset:
+        ``decode(h, t, "mmpose-1.x")`` is ``decode(h, t,
+        DecodeConfig.preset("mmpose-1.x"))``.
     num_threads : int, optional
         Threads over the images of the batch; default numba's
         ``NUMBA_NUM_THREADS`` (the CPU count unless set in the environment).
@@ -173,8 +183,11 @@ def decode(
     >>> heat[0, 0, 2, 3] = heat[0, 1, 5, 3] = 1.0
     >>> tags = np.zeros((1, 2, 8, 8), np.float32)
     >>> (poses,) = ae.decode(heat, tags, refine=False)
-    >>> len(poses), poses.keypoints[0, :, :2].tolist()
-    (1, [[3.25, 2.25], [3.25, 5.25]])
+    >>> len(poses), poses.keypoints[0, :, :2].tolist()  # single-pixel peaks: pixel centres
+    (1, [[3.5, 2.5], [3.5, 5.5]])
+    >>> (ref,) = ae.decode(heat, tags, "higherhrnet", refine=False)  # ties move by -0.25
+    >>> ref.keypoints[0, :, :2].tolist()
+    [[3.25, 2.25], [3.25, 5.25]]
     """
     key = None if options else cache_key(heatmaps, tags, config, num_threads)
     plan = cached_plan(key, config)
@@ -208,8 +221,10 @@ def warmup() -> None:
     """Compile (or load from numba's cache) every decoder kernel.
 
     Runs :func:`decode` on tiny float32 and float64 maps, through the
-    whole-image kernels and the candidate-grouping and refine kernels of the
-    tensor path, so that the first real call does not pay for compilation.
+    whole-image kernels (the defaults' and the references'), the
+    candidate-grouping and refine kernels of the tensor path, and
+    :func:`~associative_embedding.decode_instances`, so that the first real
+    call does not pay for compilation.
 
     Returns
     -------
@@ -223,14 +238,17 @@ def warmup() -> None:
     """
     from ._decode.peaks import empty_candidates
     from ._decode.torch_path import group_and_refine
+    from .instance_decoding import decode_instances
 
+    reference = DecodeConfig.preset("higherhrnet")
     for dt in (np.float32, np.float64):
         heat = np.zeros((1, 2, 4, 4), dt)
         heat[0, :, 1, 1] = 1.0
         tag = np.zeros((1, 2, 1, 4, 4), dt)
-        for config in (DecodeConfig(), DecodeConfig.preset("crowd")):
+        for config in (DecodeConfig(), reference):  # the crowd and the references' kernels
             Plan(config, heat.shape, 1, heat.dtype, 1).run(heat, tag)
         # the kernels of the tensor path, which takes candidates found on the device
         cand = empty_candidates((1,), 2, 1, 1, np.dtype(dt))
         maps = (heat[0], tag[0])
-        group_and_refine(cand, (4, 4), lambda bi, ki, maps=maps: maps, DecodeConfig(), 1)
+        group_and_refine(cand, (4, 4), lambda bi, ki, maps=maps: maps, reference, 1)
+        decode_instances(heat[:, :1], tag[:, 0])  # the pixel grouping of decode_instances

@@ -281,6 +281,7 @@ def decode_instances(
     out_area = np.zeros((b, cap), np.int64)
     counts = np.zeros((b, 2), np.int64)
     if b:
+        from ._decode.compile_ahead import announce
         from ._decode.instances import PixelOptions, PixelOutputs, group_pixels_range
         from ._decode.threads import default_threads, run_chunks
 
@@ -289,6 +290,12 @@ def decode_instances(
 
         def run(start: int, stop: int) -> None:
             group_pixels_range(score, cls, tg, opts, (start, stop), out, counts)
+
+        announce(
+            group_pixels_range,
+            (score, cls, tg, opts, (0, b), out, counts),
+            f"instance decoder's kernel for {dtype.name} maps",
+        )
 
         run_chunks(run, b, num_threads or default_threads())
 

@@ -25,6 +25,7 @@ from ._validation import (
     check_layout,
     check_number,
     shape_str,
+    warn_off_map,
 )
 
 __all__ = [
@@ -324,11 +325,17 @@ def grouping_loss(
         labelled = keypoints[..., 2] > 0
         bad_v = ~torch.isfinite(keypoints[..., 2])
         bad_xy = labelled & ~torch.isfinite(keypoints[..., :2]).all(-1)
-        if bool((bad_v | bad_xy).any()):
+        x, y = keypoints[..., 0], keypoints[..., 1]
+        off = labelled & ~((x >= 0) & (x < w) & (y >= 0) & (y < h))
+        n_bad, n_labelled, n_off = torch.stack(
+            [(bad_v | bad_xy).sum(), labelled.sum(), off.sum()]
+        ).tolist()  # one transfer from the device
+        if n_bad:
             raise ValueError(
                 "keypoints contains NaN or infinite values in v or in the x, y of labelled "
-                f"joints ({int((bad_v | bad_xy).sum())} joint(s))"
+                f"joints ({n_bad} joint(s))"
             )
+        warn_off_map(n_labelled, n_off, (h, w), "keypoints")
 
     d = tags.shape[2] if layout == "BKDHW" else 1
     person_tags, weight = _gather_person_tags(tags, keypoints, mask, rounding)

@@ -46,6 +46,7 @@ from ._plotting import (
     _keypoints,
     _offset,
     _person_colors,
+    _person_scores,
     _pyplot,
     _resolve_skeleton,
     _tags_at,
@@ -71,6 +72,7 @@ def draw_poses(
     *,
     ax: Axes | None = None,
     score_threshold: float = 0.0,
+    person_threshold: float = 0.1,
     colors: Any = None,
     linewidth: float = 2.0,
     markersize: float = 5.0,
@@ -103,6 +105,14 @@ def draw_poses(
         Joints whose score is ``<= score_threshold`` are hidden. The decoder's
         missing joints have score 0, so the default hides exactly those. Raise
         it to hide weak joints filled in by ``refine``.
+    person_threshold : float, default 0.1
+        People whose score is ``<= person_threshold`` are hidden: the
+        decoder's ghosts, "people" started by weak spurious detections (a
+        person's score is the mean detection value over the K joint types,
+        missing ones counting 0; a few weak detections score well below 0.1,
+        a real person with most joints detected well above). Scores come from
+        ``poses.scores``, or for a plain keypoint array from the mean joint
+        score over K. 0 draws everyone with a visible joint.
     colors : str or sequence of colours, optional
         A matplotlib colormap name or a list of colours, cycled over people.
         Default: ``tab10`` (``tab20`` beyond ten people).
@@ -140,9 +150,9 @@ def draw_poses(
 
     Notes
     -----
-    A person none of whose joints passes ``score_threshold`` is skipped and
-    takes no colour, so colours always match :func:`plot_tags` with the same
-    threshold.
+    A person none of whose joints passes ``score_threshold``, or whose score
+    does not pass ``person_threshold``, is skipped and takes no colour, so
+    colours always match :func:`plot_tags` with the same thresholds.
 
     Examples
     --------
@@ -154,6 +164,7 @@ def draw_poses(
     >>> person = np.full((1, 17, 3), np.nan)
     >>> person[0, :, 2] = 0.0
     >>> person[0, 5:7] = [[20.5, 20.5, 0.9], [40.5, 20.5, 0.8]]  # the two shoulders
+    >>> person[0, 0] = [30.5, 10.5, 0.9]  # the nose: a score of 2.6 / 17 > person_threshold
     >>> ax = ae.draw_poses(image, person)
     >>> [c.get_label() for c in ax.collections]
     ['person 0', 'person 0']
@@ -167,6 +178,7 @@ def draw_poses(
     kp = _keypoints(poses)
     skeleton = _resolve_skeleton(skeleton, kp.shape[1], "poses")
     threshold = check_number(score_threshold, "score_threshold")
+    p_threshold = check_number(person_threshold, "person_threshold")
     lw = check_number(linewidth, "linewidth", low=0.0)
     ms = check_number(markersize, "markersize", low=0.0)
     shift = _offset(center_shift)
@@ -183,7 +195,7 @@ def draw_poses(
         extent=(0, w, h, 0),
         interpolation="nearest",
     )
-    visible = _visible(kp, threshold)
+    visible = _visible(kp, threshold, _person_scores(poses, kp), p_threshold)
     people = np.flatnonzero(visible.any(axis=1))
     for color, p in zip(_person_colors(len(people), colors), people, strict=True):
         xy = kp[p, :, :2] + shift
@@ -218,6 +230,7 @@ def plot_tags(
     dim: int | tuple[int, int] = 0,
     ax: Axes | None = None,
     score_threshold: float = 0.0,
+    person_threshold: float = 0.1,
     heatmaps: Any = None,
     detection_threshold: float = 0.1,
     nms_kernel: int = 5,
@@ -256,6 +269,12 @@ def plot_tags(
         Axes to draw on; a new figure by default.
     score_threshold : float, default 0.0
         Joints whose score is ``<= score_threshold`` are left out.
+    person_threshold : float, default 0.1
+        People whose score is ``<= person_threshold`` are left out, as
+        :func:`draw_poses` hides them (the decoder's ghosts), so that the
+        colours of the two match. For ground truth with the visibility flag as
+        score (no ``scores``), the mean flag over K counts: pass 0 to keep
+        people with very few labelled joints.
     heatmaps : ndarray or Tensor, shape (K, H, W), optional
         If given, the tags of all detection candidates (local maxima of each
         heatmap over ``nms_kernel`` x ``nms_kernel`` pixels, above
@@ -348,6 +367,7 @@ def plot_tags(
     else:
         dims = (check_int(dim, "dim", low=0, high=d_ - 1),)
     threshold = check_number(score_threshold, "score_threshold")
+    p_threshold = check_number(person_threshold, "person_threshold")
     shift = _offset(center_shift)
     heat = None
     if heatmaps is not None:
@@ -362,7 +382,7 @@ def plot_tags(
         if kernel % 2 == 0:
             raise ValueError(f"nms_kernel must be odd, got {kernel}")
 
-    visible = _visible(kp, threshold)
+    visible = _visible(kp, threshold, _person_scores(poses, kp), p_threshold)
     joint_tags = _tags_at(maps, kp, visible, shift)
     if ax is None:
         _, ax = plt.subplots(figsize=(7.0, 4.0) if len(dims) == 1 else (5.0, 5.0))

@@ -26,6 +26,7 @@ from ._validation import (
     host,
     is_tensor,
     shape_str,
+    warn_off_map,
 )
 
 __all__ = ["joint_indices", "pad_keypoints", "render_heatmaps", "scale_keypoints"]
@@ -89,7 +90,8 @@ def render_heatmaps(
         truncates towards zero, so ``x = -0.5`` counts, as in the
         references). With a σ that is not a multiple of 1/3 the patch centre
         falls between pixels and the top of the Gaussian is a flat 2×2 block
-        (the references' behaviour; e.g. the default σ = 0.5 of a 32×32 map):
+        (the references' behaviour; e.g. their σ = 0.5 of a 32×32 map, where
+        :func:`default_sigma` gives 2/3):
         pass an integer σ for single-pixel peaks. ``"exact"``: the
         untruncated Gaussian
         :math:`\exp(-((j + c - x)^2 + (i + c - y)^2)/(2σ^2))` at every pixel
@@ -157,6 +159,10 @@ def render_heatmaps(
     if layout == "NK3":
         kp = kp[None]
     _check_labelled_finite(kp, "keypoints")
+    lab = kp[..., 2] > 0
+    x, y = kp[..., 0], kp[..., 1]
+    off = lab & ~((x >= 0) & (x < w) & (y >= 0) & (y < h))
+    warn_off_map(int(lab.sum()), int(off.sum()), (h, w), "keypoints")
     out = _render(kp, h, w, s, method, c)
     if layout == "NK3":
         out = out[0]

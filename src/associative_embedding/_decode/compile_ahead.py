@@ -129,6 +129,44 @@ def signatures(dtype: np.dtype, opts: Any, order: np.ndarray) -> dict[str, tuple
     }
 
 
+LOGGER = "associative_embedding"
+_ANNOUNCED = False
+
+
+def announce(kernel: Any, args: tuple[Any, ...], what: str) -> bool:
+    """Say once per process, on the ``associative_embedding`` logger, that a compile starts.
+
+    Called before the first call of a batch kernel with these ``args``; logs
+    (level WARNING, so that Python prints it to stderr without any logging
+    set up) when the kernel is neither in memory nor in numba's cache.
+    Returns whether it logged. Silence it with
+    ``logging.getLogger("associative_embedding").setLevel(logging.ERROR)``.
+    """
+    global _ANNOUNCED
+    if _ANNOUNCED:
+        return False
+    import logging
+
+    import numba
+    from numba import typeof
+
+    if numba.config.DISABLE_JIT:
+        return False
+    sig = tuple(typeof(a) for a in args)
+    if _cached(kernel, sig):
+        return False
+    _ANNOUNCED = True
+    logging.getLogger(LOGGER).warning(
+        "associative_embedding: compiling the %s for this machine (once: later calls and "
+        "processes load them from numba's cache); this first call can take a minute. "
+        "Run `python -m associative_embedding warmup` at install time to compile ahead; "
+        "silence this message with "
+        "logging.getLogger('associative_embedding').setLevel(logging.ERROR).",
+        what,
+    )
+    return True
+
+
 def _cached(kernel: Any, sig: tuple[Any, ...]) -> bool:
     """Whether ``kernel`` holds ``sig`` in memory or in numba's on-disk cache."""
     if sig in kernel.overloads:

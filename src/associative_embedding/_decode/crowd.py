@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from .matching import AssignWork, _distance, assign_feasible, new_work, person_means
+from .sums import pairwise_sum
 
 OTHER_SIGMA = 0.079
 
@@ -116,6 +117,89 @@ def near_refs(has, p, k, limbs, out):
         out[0] = k
         n = 1
     return n
+
+
+# the spatial gate applies where the image's people fit the skeleton: the median of their
+# limbs' lengths over their sizes below this fraction of the gate (real poses: 0.15-0.3 with
+# COCO's limbs; joints placed at random in a box, or another skeleton's order: 0.35-0.65)
+LIMB_FIT = 0.55
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def limbs_fit(cand, joint_of, n_people, w_size, copts):
+    """Whether the people of the first pass fit the limbs the spatial term measures.
+
+    Over the people with 3 joints or more: each limb of ``copts.limbs`` both
+    of whose joints a person has, its length over the person's size (the
+    larger side of its joint box, at least 1), float64. The people fit when
+    the median is below ``LIMB_FIT * spatial_gate`` (or no limb is measured).
+    """
+    n_joints = joint_of.shape[1]
+    vals = np.empty(max(n_people * n_joints * n_joints, 1), np.float64)
+    px = np.empty(n_joints, np.float64)
+    py = np.empty(n_joints, np.float64)
+    m = 0
+    for p in range(n_people):
+        cnt = 0
+        for k in range(n_joints):
+            r = joint_of[p, k]
+            if r >= 0:
+                px[k] = np.float64(cand.idx[k, r] % w_size)
+                py[k] = np.float64(cand.idx[k, r] // w_size)
+                cnt += 1
+        if cnt < 3:
+            continue
+        m = _limb_ratios(joint_of[p], px, py, copts.limbs, vals, m)
+    if m == 0:
+        return True
+    return np.median(vals[:m]) < LIMB_FIT * copts.spatial_gate
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _limb_ratios(rows, px, py, limbs, vals, m):
+    """Append to ``vals[m:]`` the person's limb lengths over its size; return the new count.
+
+    ``rows (K,)`` its candidate rows (-1: missing), ``px``, ``py (K,)`` its joints' pixels.
+    """
+    n_joints = rows.shape[0]
+    x0 = np.inf
+    x1 = -np.inf
+    y0 = np.inf
+    y1 = -np.inf
+    for k in range(n_joints):
+        if rows[k] >= 0:
+            x0 = min(x0, px[k])
+            x1 = max(x1, px[k])
+            y0 = min(y0, py[k])
+            y1 = max(y1, py[k])
+    size = max(x1 - x0, y1 - y0, 1.0)
+    for a in range(n_joints):
+        for b in range(a + 1, n_joints):
+            if limbs[a, b] and rows[a] >= 0 and rows[b] >= 0:
+                dx = px[a] - px[b]
+                dy = py[a] - py[b]
+                vals[m] = np.sqrt(dx * dx + dy * dy) / size
+                m += 1
+    return m
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def without_spatial(copts):
+    """``copts`` with the spatial term and gate off (weight 0, gate infinite)."""
+    return CrowdOptions(
+        copts.tag_cost,
+        copts.regroup,
+        0.0,
+        np.inf,
+        copts.limbs,
+        copts.refine_window,
+        copts.refine_tag_gate,
+        copts.refine_exclusive,
+        copts.crowd_refine,
+        copts.min_score,
+        copts.pose_nms,
+        copts.sigmas,
+    )
 
 
 class Round(NamedTuple):
@@ -243,7 +327,7 @@ def _compact(fresh, n_fresh, old, n_old):
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
 def _has_joint(joint_of, p):
     """Whether person p of ``joint_of (P, K)`` has a joint."""
-    for k in range(joint_of.shape[1]):  # noqa: SIM110 - a loop numba compiles
+    for k in range(joint_of.shape[1]):
         if joint_of[p, k] >= 0:
             return True
     return False
@@ -334,7 +418,8 @@ class CrowdOptions(NamedTuple):
     ``tag_cost`` a TAG_COST_* code; ``regroup`` rounds; ``spatial_weight``;
     ``spatial_gate`` (inf: off); ``limbs`` ``(K, K)`` bool, the joint types
     linked by a limb (all False: any other type); ``refine_window`` (< 0: the whole map);
-    ``refine_tag_gate``; ``crowd_refine`` whether ``missing.refine_crowd`` replaces
+    ``refine_tag_gate``; ``refine_exclusive`` (no filled joint on a peak
+    another returned person holds); ``crowd_refine`` whether ``missing.refine_crowd`` replaces
     the references' search; ``min_score``; ``pose_nms`` (< 0: off); ``sigmas``
     ``(K,)`` float64, the OKS constants of the pose NMS.
     """
@@ -346,6 +431,7 @@ class CrowdOptions(NamedTuple):
     limbs: np.ndarray
     refine_window: float
     refine_tag_gate: bool
+    refine_exclusive: bool
     crowd_refine: bool
     min_score: float
     pose_nms: float
@@ -395,13 +481,168 @@ def pose_oks(kept, other, sigmas):
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
-def select_people(out, n_people, copts):
+def _held_elsewhere(out, peaks, kept, t, k):
+    """Whether kept person ``kept[t]``'s filled joint k sits on a peak a higher one holds.
+
+    Holding: a detection or a fill there by a person kept before it (of
+    higher score).
+    """
+    i = kept[t]
+    for u in range(t):
+        if peaks[kept[u], k] == peaks[i, k]:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _drop_copies(out, peaks, kept):
+    """Strip the copied joints of the ``kept`` people made mostly of copies.
+
+    A copy is a filled joint on a peak a person of higher score holds
+    (``peaks (P, K)``: each joint's peak, flat index, -1 where missing). A
+    person with more copies than detected joints (a spurious detection's
+    "person" filled from the real people) loses them; the others keep theirs
+    (in a crowd two people's joints can share a peak). A removed joint
+    becomes missing (NaN, score 0).
+    """
+    for t in range(kept.shape[0]):
+        i = kept[t]
+        n_copies = 0
+        n_own = 0
+        for k in range(peaks.shape[1]):
+            n_own += out.det[i, k] != 0
+            if out.det[i, k] == 0 and peaks[i, k] >= 0 and _held_elsewhere(out, peaks, kept, t, k):
+                n_copies += 1
+        if n_copies <= n_own:
+            continue
+        for k in range(peaks.shape[1]):
+            if out.det[i, k] == 0 and peaks[i, k] >= 0 and _held_elsewhere(out, peaks, kept, t, k):
+                out.kp[i, k, 0] = np.nan
+                out.kp[i, k, 1] = np.nan
+                out.kp[i, k, 2] = 0
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _drop_duplicates(peaks, kept):
+    """Drop each kept person with over half of its joints on the peaks of one above it.
+
+    ``peaks (P, K)``: each joint's peak (flat index, -1 where missing); the
+    people left stay in order in ``kept``. Returns their count.
+    """
+    left = 0
+    for t in range(kept.shape[0]):
+        i = kept[t]
+        n_i = 0
+        for k in range(peaks.shape[1]):
+            n_i += peaks[i, k] >= 0
+        duplicate = False
+        for u in range(left):
+            shared = 0
+            for k in range(peaks.shape[1]):
+                shared += peaks[i, k] >= 0 and peaks[i, k] == peaks[kept[u], k]
+            if 2 * shared > n_i:
+                duplicate = True
+                break
+        if not duplicate:
+            kept[left] = i
+            left += 1
+    return left
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _fragments(out, peaks, i, j, tag_threshold):
+    """Whether person i is a fragment of person j: one person the grouping split in two.
+
+    Their detected joint types are disjoint, their mean tags closer than
+    ``tag_threshold`` (float64), and one of them filled a joint on a peak the
+    other holds (the fills found each other's joints).
+    """
+    shared = False
+    for k in range(peaks.shape[1]):
+        if out.det[i, k] != 0 and out.det[j, k] != 0:
+            return False
+        if peaks[i, k] >= 0 and peaks[i, k] == peaks[j, k]:
+            shared = True
+    if not shared:
+        return False
+    sq = 0.0
+    for d in range(out.tag.shape[1]):
+        diff = np.float64(out.tag[i, d]) - np.float64(out.tag[j, d])
+        sq += diff * diff
+    return np.sqrt(sq) < tag_threshold
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _merge(out, peaks, i, j):
+    """Move fragment i's detected joints into person j; rescore j, average the tags.
+
+    j's score becomes the mean over K of the detected values (as
+    ``people.write_people`` scores), its tag the mean of the two tags
+    weighted by their detected joints (float64, rounded once).
+    """
+    n_joints = peaks.shape[1]
+    n_i = 0
+    n_j = 0
+    for k in range(n_joints):
+        n_i += out.det[i, k] != 0
+        n_j += out.det[j, k] != 0
+    for d in range(out.tag.shape[1]):
+        total = np.float64(out.tag[j, d]) * n_j + np.float64(out.tag[i, d]) * n_i
+        out.tag[j, d] = total / (n_i + n_j)
+    values = np.empty(n_joints, out.score.dtype)
+    for k in range(n_joints):
+        if out.det[i, k] != 0:
+            out.kp[j, k] = out.kp[i, k]
+            out.det[j, k] = 1
+            peaks[j, k] = peaks[i, k]
+        values[k] = out.kp[j, k, 2] if out.det[j, k] != 0 else 0
+    out.score[j] = pairwise_sum(values, 0, n_joints) / n_joints
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def _merge_fragments(out, peaks, kept, tag_threshold):
+    """Merge each kept person that is a :func:`_fragments` of one above it; return the count.
+
+    In score order, a person merges into the first person above it it is a
+    fragment of; the people left are re-ranked by score (stable) in ``kept``.
+    """
+    n_kept = kept.shape[0]
+    left = 0
+    for t in range(n_kept):
+        i = kept[t]
+        merged = False
+        for u in range(left):
+            if _fragments(out, peaks, i, kept[u], tag_threshold):
+                _merge(out, peaks, i, kept[u])
+                merged = True
+                break
+        if not merged:
+            kept[left] = i
+            left += 1
+    for t in range(1, left):  # insertion sort by score, descending, stable
+        i = kept[t]
+        pos = t
+        while pos > 0 and out.score[kept[pos - 1]] < out.score[i]:
+            kept[pos] = kept[pos - 1]
+            pos -= 1
+        kept[pos] = i
+    return left
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def select_people(out, n_people, copts, peaks, tag_threshold):
     """Keep the people scoring above ``min_score`` that no kept one duplicates; return the count.
 
     ``out`` is the image's ``People`` record, in score order; ``copts`` the
     :class:`CrowdOptions`. With ``pose_nms >= 0``, person i is dropped if its
-    :func:`pose_oks` with a person kept before it exceeds ``pose_nms``. Kept
-    people move to the front of the arrays, in order.
+    :func:`pose_oks` with a person kept before it exceeds ``pose_nms``. With
+    ``refine_exclusive``, kept people that are fragments of one above them
+    are merged into it (:func:`_merge_fragments`), people with over half of
+    their joints on the peaks of one above them are dropped
+    (:func:`_drop_duplicates`), and people made mostly of copies lose them
+    (:func:`_drop_copies`; ``peaks
+    (P, K)`` the peak of every joint). Kept people move to the front of the
+    arrays, in score order.
     """
     kept = np.empty(max(n_people, 1), np.int64)
     n_kept = 0
@@ -417,10 +658,12 @@ def select_people(out, n_people, copts):
         if not dup:
             kept[n_kept] = i
             n_kept += 1
-    for t in range(n_kept):
-        i = kept[t]
-        if i != t:
-            out.kp[t] = out.kp[i]
-            out.score[t] = out.score[i]
-            out.tag[t] = out.tag[i]
+    if copts.refine_exclusive:
+        n_kept = _merge_fragments(out, peaks, kept[:n_kept], tag_threshold)
+        n_kept = _drop_duplicates(peaks, kept[:n_kept])
+        _drop_copies(out, peaks, kept[:n_kept])
+    order = kept[:n_kept]  # a permutation once fragments merged: gather, then write back
+    out.kp[:n_kept] = out.kp[order]
+    out.score[:n_kept] = out.score[order]
+    out.tag[:n_kept] = out.tag[order]
     return n_kept

@@ -429,6 +429,31 @@ def _accept(hk, tk, ref, idx, opts, scratch):
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def climb(hk, idx):
+    """Return the local maximum of ``hk`` that steepest ascent from ``idx`` reaches (flat).
+
+    Each step moves to the largest of the 8 neighbours (clipped to the map;
+    the first in row-major order among equal ones) while it is strictly
+    larger than the current pixel: the peak whose slope the pixel lies on.
+    """
+    h_size, w_size = hk.shape
+    y = idx // w_size
+    x = idx % w_size
+    while True:
+        by = y
+        bx = x
+        for yy in range(max(y - 1, 0), min(y + 2, h_size)):
+            for xx in range(max(x - 1, 0), min(x + 2, w_size)):
+                if hk[yy, xx] > hk[by, bx]:
+                    by = yy
+                    bx = xx
+        if by == y and bx == x:
+            return y * w_size + x
+        y = by
+        x = bx
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def refine_crowd(heat, tags, n_people, cand, out, out_pix, opts):
     """Recover missing joints inside each person's window, where the tag agrees; in place.
 
@@ -442,8 +467,11 @@ def refine_crowd(heat, tags, n_people, cand, out, out_pix, opts):
     detected joints linked to k by ``limbs``, among the pixels that pass
     their :class:`Gate`. It is filled if its heat is > 0 and, with
     ``refine_tag_gate``, its distance is ``< tag_threshold``; no pixel passing
-    the gate leaves the joint missing. People whose score is not above
-    ``min_score`` are skipped (``crowd.select_people`` drops them).
+    the gate leaves the joint missing. With ``refine_exclusive``,
+    ``out_pix[p, k]`` receives the peak a filled joint lies on (:func:`climb`),
+    so that ``crowd.select_people`` can remove it where another person holds
+    that peak. People whose score is not above ``min_score`` are skipped
+    (``crowd.select_people`` drops them).
 
     The steps: the search box (:func:`_search_box`, :func:`_gated_box`), a
     first answer from the type's candidates (:func:`_first_answer`), and the
@@ -479,8 +507,11 @@ def refine_crowd(heat, tags, n_people, cand, out, out_pix, opts):
             ref = out.ref[p]
             first = _first_answer(hk, tk, ref, cand.idx[k, : cand.cnt[k]], box, gate, scratch)
             idx = _scan_window(hk, tk, ref, box, first, stats, scratch, gate)
-            if idx >= 0 and _accept(hk, tk, ref, idx, opts, scratch):
-                x = idx % shape[1]
-                y = idx // shape[1]
-                unit = opts.refine.mode == REFINE_POSE_AE
-                place_joint(out.kp, p, k, hk, (x, y), opts.refine, 1 if unit else hk[y, x])
+            if idx < 0 or not _accept(hk, tk, ref, idx, opts, scratch):
+                continue
+            if copts.refine_exclusive:  # the peak it holds, for crowd.select_people
+                out_pix[p, k] = climb(hk, idx)
+            x = idx % shape[1]
+            y = idx // shape[1]
+            unit = opts.refine.mode == REFINE_POSE_AE
+            place_joint(out.kp, p, k, hk, (x, y), opts.refine, 1 if unit else hk[y, x])

@@ -34,7 +34,7 @@ from .missing import (
     RefineOptions,
 )
 from .peaks import TILE
-from .people import ADJUST_MMPOSE, ADJUST_REFERENCE
+from .people import ADJUST_MMPOSE, ADJUST_REFERENCE, ADJUST_SYMMETRIC
 
 COCO_ORDER = (0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16)
 
@@ -100,9 +100,13 @@ TABLE: dict[str, Field] = {
     "regroup": Field(("crowd.regroup",), 0),
     "spatial_weight": Field(("crowd.spatial_weight",), WITH_REGROUP),
     "spatial_gate": Field(("crowd.spatial_gate", "crowd.crowd_refine"), None),
-    "spatial_limbs": Field(("crowd.limbs",), WITH_REGROUP),
+    "spatial_limbs": Field(
+        ("crowd.limbs", "crowd.spatial_weight", "crowd.spatial_gate", "crowd.crowd_refine"),
+        WITH_REGROUP,
+    ),
     "refine_window": Field(("crowd.refine_window", "crowd.crowd_refine"), None),
     "refine_tag_gate": Field(("crowd.refine_tag_gate", "crowd.crowd_refine"), False),
+    "refine_exclusive": Field(("crowd.refine_exclusive", "crowd.crowd_refine"), False),
     "min_score": Field(("crowd.min_score",), 0.0),
     "pose_nms": Field(("crowd.pose_nms",), None),
 }
@@ -186,8 +190,15 @@ def _build(
     )
 
 
+_ADJUST_RULES = {
+    "reference": ADJUST_REFERENCE,
+    "mmpose": ADJUST_MMPOSE,
+    "symmetric": ADJUST_SYMMETRIC,
+}
+
+
 def _adjust_rule(config: DecodeConfig) -> int:
-    return ADJUST_REFERENCE if config.adjust_rule == "reference" else ADJUST_MMPOSE
+    return _ADJUST_RULES[config.adjust_rule]
 
 
 def _group(config: DecodeConfig) -> GroupOptions:
@@ -251,17 +262,22 @@ def _crowd(config: DecodeConfig, k: int) -> CrowdOptions:
     from ..skeletons import COCO_KEYPOINTS
 
     sigmas = COCO_KEYPOINTS.sigmas if k == 17 else np.full(k, OTHER_SIGMA)
+    # "auto" without a known skeleton (K != 17): no spatial term, whatever its weight and gate
+    spatial = not (config.spatial_limbs == "auto" and k != 17)
+    gate = config.spatial_gate if spatial else None
     return CrowdOptions(
         tag_cost=_TAG_COSTS[config.tag_cost],
         regroup=config.regroup,
-        spatial_weight=float(config.spatial_weight),
-        spatial_gate=np.inf if config.spatial_gate is None else float(config.spatial_gate),
+        spatial_weight=float(config.spatial_weight) if spatial else 0.0,
+        spatial_gate=np.inf if gate is None else float(gate),
         limbs=_limb_matrix(config.spatial_limbs, k),
         refine_window=-1.0 if config.refine_window is None else float(config.refine_window),
         refine_tag_gate=config.refine_tag_gate,
+        refine_exclusive=config.refine_exclusive,
         crowd_refine=config.refine_window is not None
         or config.refine_tag_gate
-        or (config.spatial_gate is not None and config.refine_mode != "mmpose"),
+        or config.refine_exclusive
+        or (gate is not None and config.refine_mode != "mmpose"),
         min_score=float(config.min_score),
         pose_nms=-1.0 if config.pose_nms is None else float(config.pose_nms),
         sigmas=np.ascontiguousarray(sigmas, dtype=np.float64),
@@ -274,12 +290,20 @@ def default_config() -> DecodeConfig:
     return DecodeConfig()
 
 
-def resolve(config: DecodeConfig | None, options: dict[str, Any]) -> DecodeConfig:
-    """Return ``config`` (default ``DecodeConfig()``) with the call's ``options`` replaced."""
+def resolve(config: DecodeConfig | str | None, options: dict[str, Any]) -> DecodeConfig:
+    """Return ``config`` (default ``DecodeConfig()``) with the call's ``options`` replaced.
+
+    ``config`` may name a preset (``"mmpose-1.x"``: ``DecodeConfig.preset("mmpose-1.x")``).
+    """
     if config is None:
         config = default_config()
+    elif isinstance(config, str):
+        config = DecodeConfig.preset(config)  # a preset's name; an unknown one raises
     elif not isinstance(config, DecodeConfig):
-        raise TypeError(f"config must be a DecodeConfig or None, got {type(config).__name__}")
+        raise TypeError(
+            "config must be a DecodeConfig, a preset name (see DecodeConfig.preset) or None, "
+            f"got {type(config).__name__}"
+        )
     if options:
         names = {f.name for f in dataclasses.fields(DecodeConfig)}
         unknown = sorted(set(options) - names)

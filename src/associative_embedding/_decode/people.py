@@ -27,6 +27,7 @@ from .sums import mean_rows, pairwise_sum
 
 ADJUST_REFERENCE = 0
 ADJUST_MMPOSE = 1
+ADJUST_SYMMETRIC = 2
 
 
 class People(NamedTuple):
@@ -60,6 +61,8 @@ def quarter_offset(nb, pixel, shape, rule):
     ``rule`` ADJUST_REFERENCE (pose-ae-train, HigherHRNet, mmpose 0.x): +0.25
     if the right (lower) neighbour is strictly larger than the left (upper)
     one, else -0.25, so ties move by -0.25; neighbours are clipped to the map.
+    ADJUST_SYMMETRIC (this library's default): as the reference rule, but ties
+    do not move, so a symmetric peak stays at its pixel's centre.
     ADJUST_MMPOSE (mmpose 1.x ``refine_keypoints``): 0.25 times the sign of the
     difference (0 on ties), and no x-shift unless ``1 < x < W - 1`` and
     ``y > 0``, no y-shift unless ``1 < y < H - 1`` and ``x > 0``.
@@ -70,6 +73,10 @@ def quarter_offset(nb, pixel, shape, rule):
     if rule == ADJUST_REFERENCE:
         dx = 0.25 if right > left else -0.25
         dy = 0.25 if down > up else -0.25
+        return dx, dy
+    if rule == ADJUST_SYMMETRIC:
+        dx = 0.25 if right > left else (-0.25 if right < left else 0.0)
+        dy = 0.25 if down > up else (-0.25 if down < up else 0.0)
         return dx, dy
     dx = 0.0
     dy = 0.0

@@ -14,9 +14,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .crowd import regroup, select_people
+from .crowd import limbs_fit, regroup, select_people, without_spatial
 from .matching import first_pass
 from .missing import REFINE_OFF, joint_missing, refine_crowd, refine_image
+from .options import DecodeOptions
 from .peaks import (
     TILE,
     Candidates,
@@ -98,9 +99,10 @@ def decode_image(heat, tags, order, opts, out):
 def decode_image_crowd(heat, tags, order, opts, out):
     """Decode one image with the crowd options into the People record ``out``; return P.
 
-    Candidates as :func:`decode_image`; ``matching.first_pass``, then
-    ``crowd.regroup``; ``people.write_people``; the missing-joint search
-    (``missing.refine_crowd`` with a window, gate or tag gate, else
+    Candidates as :func:`decode_image`; ``matching.first_pass``; the spatial
+    term and gate are turned off for the image where its people do not fit
+    the limbs (``crowd.limbs_fit``); ``crowd.regroup``; ``people.write_people``;
+    the missing-joint search (``missing.refine_crowd`` with a window, gate or tag gate, else
     ``missing.refine_image``); ``crowd.select_people``. Returns -1 if a value
     of ``heat`` or ``tags`` is NaN or infinite.
     """
@@ -115,6 +117,16 @@ def decode_image_crowd(heat, tags, order, opts, out):
     copts = opts.crowd
     joint_of = np.empty((max(n_joints * opts.max_candidates, 1), n_joints), np.int64)
     n = first_pass(cand, order, g, copts.tag_cost, joint_of, True)
+    if copts.spatial_gate < np.inf and not limbs_fit(cand, joint_of, n, w_size, copts):
+        copts = without_spatial(copts)  # these people do not fit the skeleton's limbs
+        opts = DecodeOptions(
+            opts.detection_threshold,
+            opts.nms_kernel,
+            opts.max_candidates,
+            opts.group,
+            opts.refine,
+            copts,
+        )
     if copts.regroup > 0:
         n = regroup(cand, w_size, order, joint_of, n, opts)
     n_keep = n if g.max_out < 0 else min(n, g.max_out)
@@ -124,7 +136,7 @@ def decode_image_crowd(heat, tags, order, opts, out):
         refine_crowd(heat, tags, n, cand, out, out_pix, opts)
     elif opts.refine.mode != REFINE_OFF:
         refine_image(heat, tags, _all_joints(n_joints), n, cand, opts.refine, out, no_tiles)
-    return select_people(out, n, copts)
+    return select_people(out, n, copts, out_pix, g.tag_threshold)
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)

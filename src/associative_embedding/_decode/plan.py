@@ -32,6 +32,7 @@ class Plan:
     def __init__(
         self, config: DecodeConfig, shape: tuple[int, ...], d: int, dtype: np.dtype, threads: int
     ) -> None:
+        from .compile_ahead import announce
         from .compile_ahead import prepare as prepare_kernels
         from .pipeline import decode_range, decode_range_crowd
 
@@ -39,15 +40,21 @@ class Plan:
         self.dtype = np.dtype(dtype)
         self.opts = _options.build(config, k, h, w, self.dtype)
         self.order = _options.joint_order(config, k)
-        if _options.uses_crowd(config):
-            self.kernel = decode_range_crowd
-        else:
-            self.kernel = decode_range
-            prepare_kernels(self.dtype, self.opts, self.order)
+        self.kernel = decode_range_crowd if _options.uses_crowd(config) else decode_range
         self.cap = _options.capacity(config, k, self.opts.max_candidates)
         self.tag_shape = (b, k, d, h, w)
         self.d = d
         self.threads = threads
+        announce(self.kernel, self._typed_args(), f"decoder's kernels for {self.dtype.name} maps")
+        if self.kernel is decode_range:
+            prepare_kernels(self.dtype, self.opts, self.order)
+
+    def _typed_args(self) -> tuple[Any, ...]:
+        """Arguments of the plan's kernel call with its types (1-long arrays)."""
+        heat = np.zeros((1, 1, 1, 1), self.dtype)
+        tags = np.zeros((1, 1, 1, 1, 1), self.dtype)
+        out = empty_people((1,), 1, 1, 1, self.dtype)
+        return (heat, tags, self.order, self.opts, (0, 1), out, np.zeros(1, np.int64))
 
     def run(self, heat: np.ndarray, tags: np.ndarray) -> list[Poses]:
         """Decode C-contiguous, writeable maps of the plan's shapes and work dtype."""
