@@ -501,7 +501,7 @@ def test_cpu_autocast_is_bf16_only_where_the_cpu_computes_it(
 def test_training_uses_the_fused_optimiser(tmp_path):
     run = hg_train.create_run(["--output", str(tmp_path), "--device", "cpu", *SMALL])
     assert run.optimizer.defaults["fused"] is True
-    # the tiny preset's second-moment decay; --beta2 and the paper preset's PyTorch default
+    # the tiny preset's second-moment decay; --set beta2 and the paper preset's PyTorch default
     assert run.optimizer.defaults["betas"] == (0.9, 0.99)
     adamw = ["--set", "optimizer=adamw", "beta2=0.95"]
     run = hg_train.create_run(["--output", str(tmp_path), "--device", "cpu", *adamw, *SMALL])
