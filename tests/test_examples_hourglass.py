@@ -414,6 +414,7 @@ def test_train_people_below_one_is_refused():
         hg_train.make_loader(args, config, 0, 1, 0, torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_a_few_training_steps_reduce_the_loss():
     torch.manual_seed(0)
     config, args = _tiny_args(["--set", "input_size=64"])
@@ -878,7 +879,9 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     last = proc.stdout.strip().splitlines()[-1]
     m = re.fullmatch(r"AP (\d+\.\d+)", last)
     assert m, proc.stdout[-2000:]
-    assert 0.0 <= float(m.group(1)) <= 1.0
+    # the script prints what the evaluation returns (deterministic: the same AP in-process)
+    again = hg_eval.main(["--checkpoint", str(out / "checkpoint.pt"), "--num-images", "3"])
+    assert float(m.group(1)) == pytest.approx(again["AP"], abs=5e-5)
     for name in ("skeletons.png", "tags.png", "results.json", "gt.json"):
         assert (out / "eval" / name).stat().st_size > 0
     # the tiny preset's shift test applies at scale 1 only: with other scales evaluate.py
@@ -886,9 +889,30 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     assert ckpt["args"]["shift_test"] is True
     several = ["--checkpoint", str(out / "checkpoint.pt"), "--num-images", "2"]
     several += ["--scales", "1", "1.5"]
-    assert 0.0 <= hg_eval.main(several)["AP"] <= 1.0
+    # (the same figures as with the shift test turned off; NaN where pycocotools has no area)
+    np.testing.assert_equal(hg_eval.main(several), hg_eval.main([*several, "--no-shift-test"]))
     with pytest.raises(ValueError, match="shift_test needs project=True and scales"):
         hg_eval.main([*several, "--shift-test"])
+
+
+@pytest.mark.slow
+def test_a_seeded_short_training_run_reaches_an_ap_floor(tmp_path):
+    """300 float32 steps of the tiny preset on one thread learn to find and group people.
+
+    Measured on an AMD EPYC: held-out AP 0.332 and 0.349, AP50 0.805 and 0.815 with seeds 0
+    and 1 on these 30 images; an untrained network scores 0. The floors leave room for
+    other CPUs' arithmetic and for the seed.
+    """
+    out = tmp_path / "run"
+    train = [str(HG / "train.py"), "--preset", "tiny", "--output", str(out), "--seed", "0"]
+    train += ["--steps", "300", "--minutes", "0", "--threads", "1", "--amp", "none"]
+    train += ["--device", "cpu", "--no-progress", "--no-final-eval", "--set", "eval_every=0"]
+    _run(train, timeout=900)
+    stats = hg_eval.main(
+        ["--checkpoint", str(out / "checkpoint.pt"), "--num-images", "30", "--device", "cpu"]
+    )
+    assert stats["AP"] >= 0.22, stats
+    assert stats["AP50"] >= 0.6, stats
 
 
 @pytest.mark.slow
