@@ -67,7 +67,7 @@ class Sizes:
         self.loss_batch = 4 if smoke else 32
         self.loss_size = 32 if smoke else 128
         self.preset = "tiny" if smoke else "paper"
-        self.train_args = ["--input-size", "64", "--batch-size", "2"] if smoke else []
+        self.train_args = ["--set", "input_size=64", "--batch-size", "2"] if smoke else []
         self.train_steps = 2 if smoke else 20
         self.warmup_steps = 1 if smoke else 3
 

@@ -261,12 +261,17 @@ def test_dtypes_and_gradients():
     hm16 = make_maps(rng, (1, K, 4, 4), np.float16)
     heat, tags = aggregate([(hm16, hm16)], size=(8, 8))
     assert heat.dtype == tags.dtype == np.float16
-    ht = torch.rand(1, K, 4, 4, dtype=torch.float64, requires_grad=True)
-    tt = torch.rand(1, K, 4, 4, dtype=torch.float64, requires_grad=True)
-    heat, tags = aggregate([(ht, tt)], (8, 8), flipped=[(ht, tt)], flip_index=FLIP)
-    (heat.sum() + tags.sum()).backward()
-    assert ht.grad is not None
-    assert tt.grad is not None
+    ht = torch.rand(1, K, 2, 3, dtype=torch.float64, requires_grad=True)
+    tt = torch.rand(1, K, 2, 3, dtype=torch.float64, requires_grad=True)
+    heat, tags = aggregate([(ht, tt)], (4, 6), flipped=[(ht, tt)], flip_index=FLIP)
+    assert heat.dtype == tags.dtype == torch.float64 and heat.requires_grad and tags.requires_grad
+    # the gradients of both outputs with respect to both inputs, against finite differences
+    # (flip, the flip permutation, resizing and averaging are all differentiable)
+    assert torch.autograd.gradcheck(
+        lambda h, t: aggregate([(h, t)], (4, 6), flipped=[(h, t)], flip_index=FLIP),
+        (ht, tt),
+        fast_mode=True,
+    )
 
 
 def test_tags_may_be_none_outside_tag_scales():

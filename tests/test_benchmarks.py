@@ -97,6 +97,25 @@ def test_cpu_description_names_the_model_and_vector_flags():
 
 # --- smoke runs --------------------------------------------------------------------------
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("script", "table_header"),
+    [
+        ("bench_loss.py", "| D | people | loop (ms) | vectorised (ms) | speed-up |"),
+        ("bench_targets.py", "| method | B | people | map | loop | dense | library |"),
+        ("bench_instances.py", "decode_instances, one image (ms)"),
+        ("bench_grouping.py", "| parity | crowd |"),
+    ],
+)
+def test_bench_smoke_prints_its_table(script, table_header):
+    """Every benchmark's smoke mode runs here once (CI's slow lane), not again in .ci/run."""
+    out = smoke(script, "--smoke")
+    assert table_header in out, out[-2000:]
+    lines = out.splitlines()
+    header = next(i for i, line in enumerate(lines) if table_header in line)
+    assert len(lines) > header + 1 and lines[header + 1].strip(), out[-2000:]
+
+
+@pytest.mark.slow
 def test_bench_decode_smoke_prints_every_table():
     out = smoke("bench_decode.py", "--smoke")
     for title in ("One image per call", "Per image, one thread", "one call per image", "Batch of"):
@@ -136,6 +155,8 @@ def test_gpu_check_runs_every_part_on_the_cpu():
 
 def test_gpu_check_reports_a_failing_part_and_exits_1(monkeypatch, capsys):
     gpu_check = load("gpu_check")
+    # the table's logic only: no compilation of every decoder kernel first
+    monkeypatch.setattr(gpu_check.ae, "warmup", lambda: None)
 
     def broken(device, sizes):
         raise RuntimeError("out of memory")

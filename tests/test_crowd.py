@@ -127,6 +127,7 @@ def test_equals_the_slow_oracle(options, seed):
         assert_same(poses, crowd_parse(heat, tags, **options))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d", [1, 2, 8])
 def test_crowd_search_on_larger_maps_equals_the_slow_oracle(d):
     # maps of several search tiles per side, ties (coarse maps) and a long tag vector

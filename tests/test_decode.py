@@ -493,6 +493,7 @@ def test_cpu_tensors(dtype, rng):
     np.testing.assert_array_equal(got.keypoints, want.keypoints)
 
 
+@pytest.mark.slow
 def test_torch_candidates_equal_the_numba_candidates(rng):
     for trial in range(30):
         k, h, w, d = 3, int(rng.integers(1, 25)), int(rng.integers(1, 25)), 2

@@ -30,10 +30,13 @@ import train as hg_train  # noqa: E402
 from data import collate  # noqa: E402
 from data.coco import CocoKeypoints  # noqa: E402
 from data.synthetic import SyntheticPeople, to_coco  # noqa: E402
-from model import PRESETS, PoseNet, split_outputs  # noqa: E402
+from model import PoseNet, split_outputs  # noqa: E402
+from presets import PRESETS as _PRESETS  # noqa: E402
 
+# the presets' networks
+PRESETS = {name: preset.network for name, preset in _PRESETS.items()}
 # a narrow network: the tests check plumbing, not accuracy
-SMALL = ["--inp-dim", "16", "--increase", "8", "--nstack", "2"]
+SMALL = ["--set", "inp_dim=16", "increase=8", "nstack=2"]
 
 
 def _env() -> dict:
@@ -228,7 +231,7 @@ def test_residual_shortcuts_match_the_written_out_forward(interpolation):
     assert (loaded.residual, loaded.head_interpolation) == (False, "nearest")
     with pytest.raises(ValueError, match="head_interpolation must be 'nearest' or 'bilinear'"):
         PoseNet(cfg.replace(head_interpolation="bicubic"))
-    config, _ = _tiny_args(["--no-residual"])
+    config, _ = _tiny_args(["--set", "residual=false"])
     assert config.residual is False
     config, _ = _tiny_args([])
     assert config.residual is True
@@ -350,7 +353,7 @@ def test_shift_test_averages_the_shifted_passes_shifted_back():
         hg_eval.network_maps(model, config, images, shift_test=True, project=True, scales=(1, 2))
     _, args = _tiny_args([])
     assert hg_train.test_options(args, torch.device("cpu"), "none")["shift_test"] is True
-    _, args = _tiny_args(["--no-shift-test"])
+    _, args = _tiny_args(["--set", "shift_test=off"])
     assert hg_train.test_options(args, torch.device("cpu"), "none")["shift_test"] is False
 
 
@@ -393,10 +396,10 @@ def _tiny_args(extra=()):
     return hg_train.resolve(args)
 
 
-@pytest.mark.parametrize(("flag", "most"), [([], 6), (["--train-people", "2"], 2)])
+@pytest.mark.parametrize(("flag", "most"), [([], 6), (["--set", "train_people=2"], 2)])
 def test_synthetic_training_scenes_hold_up_to_train_people(flag, most):
     """The tiny preset trains on scenes of 1 to 6 people; held-out scenes keep 1 to 4."""
-    config, args = _tiny_args(["--input-size", "64", *flag])
+    config, args = _tiny_args(["--set", "input_size=64", *flag])
     assert args.train_people == most
     loader = hg_train.make_loader(args, config, 0, 1, 0, torch.device("cpu"))
     counts = [len(kp) for kp in (loader.dataset[i][1] for i in range(60))]
@@ -406,14 +409,15 @@ def test_synthetic_training_scenes_hold_up_to_train_people(flag, most):
 
 
 def test_train_people_below_one_is_refused():
-    config, args = _tiny_args(["--train-people", "0"])
-    with pytest.raises(SystemExit, match="--train-people must be at least 1, got 0"):
+    config, args = _tiny_args(["--set", "train_people=0"])
+    with pytest.raises(SystemExit, match="train_people must be at least 1, got 0"):
         hg_train.make_loader(args, config, 0, 1, 0, torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_a_few_training_steps_reduce_the_loss():
     torch.manual_seed(0)
-    config, args = _tiny_args(["--input-size", "64"])
+    config, args = _tiny_args(["--set", "input_size=64"])
     model = PoseNet(config).to(memory_format=torch.channels_last)
     ds = SyntheticPeople(seed=0, size=config.input_size)
     batch = collate([ds[i] for i in range(4)])
@@ -455,7 +459,7 @@ def test_weight_average_matches_a_hand_computed_average():
 
 
 def test_learning_rate_schedules():
-    _, args = _tiny_args(["--lr", "1e-3", "--lr-final", "1e-5", "--warmup-steps", "0"])
+    _, args = _tiny_args(["--lr", "1e-3", "--set", "lr_final=1e-5", "warmup_steps=0"])
     args.lr_schedule, args.lr_drop = "step", 0.8
     assert hg_train.learning_rate(args, 10, 0.79) == 1e-3
     assert hg_train.learning_rate(args, 10, 0.81) == 1e-5
@@ -498,9 +502,9 @@ def test_cpu_autocast_is_bf16_only_where_the_cpu_computes_it(
 def test_training_uses_the_fused_optimiser(tmp_path):
     run = hg_train.create_run(["--output", str(tmp_path), "--device", "cpu", *SMALL])
     assert run.optimizer.defaults["fused"] is True
-    # the tiny preset's second-moment decay; --beta2 and the paper preset's PyTorch default
+    # the tiny preset's second-moment decay; --set beta2 and the paper preset's PyTorch default
     assert run.optimizer.defaults["betas"] == (0.9, 0.99)
-    adamw = ["--optimizer", "adamw", "--beta2", "0.95"]
+    adamw = ["--set", "optimizer=adamw", "beta2=0.95"]
     run = hg_train.create_run(["--output", str(tmp_path), "--device", "cpu", *adamw, *SMALL])
     assert isinstance(run.optimizer, torch.optim.AdamW) and run.optimizer.defaults["fused"]
     assert run.optimizer.defaults["betas"] == (0.9, 0.95)
@@ -508,18 +512,137 @@ def test_training_uses_the_fused_optimiser(tmp_path):
     assert args.beta2 == 0.999
 
 
+def test_train_py_has_a_short_command_line():
+    """The research settings live in presets.py; the command line keeps what a user needs."""
+    parser = hg_train.build_parser()
+    flags = [a for a in parser._actions if a.option_strings and a.dest != "help"]
+    assert len(flags) <= 25, [a.option_strings[0] for a in flags]
+
+
+def test_set_overrides_preset_fields_and_flags_override_both():
+    config, args = _tiny_args([])
+    assert (args.lr, args.push, args.sigma, args.shift_test) == (3e-3, "margin", 2.0, True)
+    config, args = _tiny_args(
+        [
+            "--set",
+            "push=exp",
+            "sigma=none",
+            "shift_test=false",
+            "lr=1e-2",
+            "stem_channels=8,16",
+            "bn=off",
+            "tag-dim=1",
+            "--lr",
+            "5e-4",
+        ]
+    )
+    assert (args.push, args.sigma, args.shift_test, args.lr) == ("exp", None, False, 5e-4)
+    assert (config.stem_channels, config.bn, config.tag_dim, config.inp_dim) == (
+        (8, 16),
+        False,
+        1,
+        16,
+    )
+    # the presets themselves are untouched
+    assert _PRESETS["tiny"].training.push == "margin" and PRESETS["tiny"].inp_dim == 64
+    with pytest.raises(SystemExit, match=r"KEY one of: .*batch_size.*inp_dim"):
+        _tiny_args(["--set", "inp_width=3"])
+    with pytest.raises(SystemExit, match="KEY one of"):
+        _tiny_args(["--set", "lr"])
+    with pytest.raises(SystemExit, match="sigma=wide: expected a value of type float"):
+        _tiny_args(["--set", "sigma=wide"])
+    with pytest.raises(SystemExit, match="residual=maybe: expected a value of type bool"):
+        _tiny_args(["--set", "residual=maybe"])
+
+
+def test_a_checkpoint_written_by_the_old_command_line_loads(tmp_path):
+    """Checkpoints store the network config and the settings as plain dicts; one written
+    before presets.py (every setting a flag, config without the later fields) loads in
+    evaluate.py and resumes in train.py."""
+    old_config = {
+        "nstack": 2,
+        "inp_dim": 16,
+        "increase": 8,
+        "depth": 3,
+        "num_joints": 17,
+        "tag_dim": 2,
+        "bn": True,
+        "stem_channels": [32, 64],
+        "stem_stride": 4,
+        "input_size": 64,
+    }
+    from model import HourglassConfig
+
+    config = HourglassConfig.from_dict(old_config)
+    assert (config.head_upsample, config.residual, config.head_interpolation) == (
+        1,
+        False,
+        "nearest",
+    )
+    torch.manual_seed(0)
+    model = PoseNet(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    model(torch.rand(1, 3, 64, 64)).square().mean().backward()
+    optimizer.step()
+    old_args = {  # the namespace of the old train.py: one key per flag
+        "preset": "tiny",
+        "data": "synthetic",
+        "output": str(tmp_path),
+        "inp_dim": 16,
+        "increase": 8,
+        "nstack": 2,
+        "stem_channels": None,
+        "bn": None,
+        "optimizer": "adam",
+        "beta2": 0.99,
+        "project": True,
+        "shift_test": False,
+        "subpixel": "dark",
+        "detection_threshold": 0.6,
+        "render": "exact",
+        "sigma": 2.0,
+        "compile": False,
+        "log_every": 10,
+    }
+    path = tmp_path / "checkpoint.pt"
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": None,
+            "state": {"step": 7, "images": 28, "train_seconds": 12.0, "curve": []},
+            "config": old_config,
+            "args": old_args,
+        },
+        path,
+    )
+    loaded, loaded_config, train_args = hg_eval.load_model(path)
+    assert loaded_config == config and train_args == old_args
+    for k, v in loaded.state_dict().items():
+        torch.testing.assert_close(v, model.state_dict()[k])
+    network = ["--set", "nstack=2", "depth=3", "head_upsample=1", "residual=false"]
+    network += ["head_interpolation=nearest", "input_size=64"]
+    run = hg_train.create_run(
+        ["--output", str(tmp_path), "--device", "cpu", "--resume", *SMALL, *network]
+    )
+    assert run.config == config
+    hg_train.resume(run)
+    assert run.state["step"] == 7
+    torch.testing.assert_close(
+        run.optimizer.state_dict()["state"][0]["exp_avg"],
+        optimizer.state_dict()["state"][0]["exp_avg"],
+    )
+
+
 @pytest.mark.parametrize("positive_weight", [0.0, 16.0])
 def test_compute_loss_uses_exact_targets_at_pixel_centres(positive_weight):
     config, args = _tiny_args(
         [
-            "--input-size",
-            "64",
-            "--render",
-            "exact",
-            "--sigma",
-            "1",
-            "--positive-weight",
-            str(positive_weight),
+            "--set",
+            "input_size=64",
+            "render=exact",
+            "sigma=1",
+            f"positive_weight={positive_weight}",
         ]
     )
     batch = {
@@ -551,10 +674,10 @@ def test_ddp_two_processes_gloo(tmp_path):
             "--standalone",
             "--nproc_per_node",
             "2",
-            *_train_args(out, "--data", "synthetic", "--input-size", "32", "--device", "cpu"),
+            *_train_args(out, "--data", "synthetic", "--set", "input_size=32", "--device", "cpu"),
             "--no-final-eval",
-            "--log-every",
-            "1",
+            "--set",
+            "log_every=1",
         ]
     )
     assert "2 process(es) on cpu" in proc.stdout
@@ -689,7 +812,7 @@ def test_coco_loader_augmentation_flip_and_loss(tmp_path):
         lab = kp[..., 2] > 0
         assert ((kp[..., :2][lab] >= 0) & (kp[..., :2][lab] < 64)).all()
     batch = collate(samples)
-    config, args = _tiny_args(["--input-size", "64"])
+    config, args = _tiny_args(["--set", "input_size=64"])
     out = PoseNet(config)(batch["images"].permute(0, 3, 1, 2).float() / 255)
     loss, _ = hg_train.compute_loss(
         out, batch, config, (ae.HeatmapLoss(), ae.AssociativeEmbeddingLoss()), args, "cpu"
@@ -732,7 +855,7 @@ def test_evaluation_conventions_reach_the_decoder_ceiling():
 @pytest.mark.slow
 def test_train_then_evaluate_end_to_end(tmp_path):
     out = tmp_path / "run"
-    _run(_train_args(out, "--data", "synthetic", "--no-final-eval", "--ema", "0.5"))
+    _run(_train_args(out, "--data", "synthetic", "--no-final-eval", "--set", "ema=0.5"))
     assert (out / "checkpoint.pt").exists()
     ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
     assert ckpt["ema_updates"] == 2
@@ -756,7 +879,9 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     last = proc.stdout.strip().splitlines()[-1]
     m = re.fullmatch(r"AP (\d+\.\d+)", last)
     assert m, proc.stdout[-2000:]
-    assert 0.0 <= float(m.group(1)) <= 1.0
+    # the script prints what the evaluation returns (deterministic: the same AP in-process)
+    again = hg_eval.main(["--checkpoint", str(out / "checkpoint.pt"), "--num-images", "3"])
+    assert float(m.group(1)) == pytest.approx(again["AP"], abs=5e-5)
     for name in ("skeletons.png", "tags.png", "results.json", "gt.json"):
         assert (out / "eval" / name).stat().st_size > 0
     # the tiny preset's shift test applies at scale 1 only: with other scales evaluate.py
@@ -764,9 +889,30 @@ def test_train_then_evaluate_end_to_end(tmp_path):
     assert ckpt["args"]["shift_test"] is True
     several = ["--checkpoint", str(out / "checkpoint.pt"), "--num-images", "2"]
     several += ["--scales", "1", "1.5"]
-    assert 0.0 <= hg_eval.main(several)["AP"] <= 1.0
+    # (the same figures as with the shift test turned off; NaN where pycocotools has no area)
+    np.testing.assert_equal(hg_eval.main(several), hg_eval.main([*several, "--no-shift-test"]))
     with pytest.raises(ValueError, match="shift_test needs project=True and scales"):
         hg_eval.main([*several, "--shift-test"])
+
+
+@pytest.mark.slow
+def test_a_seeded_short_training_run_reaches_an_ap_floor(tmp_path):
+    """300 float32 steps of the tiny preset on one thread learn to find and group people.
+
+    Measured on an AMD EPYC: held-out AP 0.332 and 0.349, AP50 0.805 and 0.815 with seeds 0
+    and 1 on these 30 images; an untrained network scores 0. The floors leave room for
+    other CPUs' arithmetic and for the seed.
+    """
+    out = tmp_path / "run"
+    train = [str(HG / "train.py"), "--preset", "tiny", "--output", str(out), "--seed", "0"]
+    train += ["--steps", "300", "--minutes", "0", "--threads", "1", "--amp", "none"]
+    train += ["--device", "cpu", "--no-progress", "--no-final-eval", "--set", "eval_every=0"]
+    _run(train, timeout=900)
+    stats = hg_eval.main(
+        ["--checkpoint", str(out / "checkpoint.pt"), "--num-images", "30", "--device", "cpu"]
+    )
+    assert stats["AP"] >= 0.22, stats
+    assert stats["AP50"] >= 0.6, stats
 
 
 @pytest.mark.slow
@@ -775,7 +921,7 @@ def test_train_on_tiny_coco_and_evaluate(tmp_path):
     out = tmp_path / "run"
     coco = ["--data", "coco", "--train-json", str(ann_file), "--train-images", str(images_dir)]
     coco += ["--val-json", str(ann_file), "--val-images", str(images_dir)]
-    proc = _run(_train_args(out, *coco, "--input-size", "64"))
+    proc = _run(_train_args(out, *coco, "--set", "input_size=64"))
     last = proc.stdout.strip().splitlines()[-1]
     assert re.fullmatch(r"AP -?\d+\.\d+", last), proc.stdout[-2000:]
     assert (out / "coco_results.json").exists()

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["PRESETS", "HourglassConfig", "PoseNet", "split_outputs"]
+__all__ = ["HourglassConfig", "PoseNet", "split_outputs"]
 
 
 @dataclass(frozen=True)
@@ -138,28 +138,6 @@ class HourglassConfig:
     def replace(self, **changes) -> HourglassConfig:
         """Copy with some fields changed."""
         return replace(self, **changes)
-
-
-PRESETS: dict[str, HourglassConfig] = {
-    # pose-ae-train task/pose.py: 4 stacks, 256 features, +128 per level, no BN,
-    # 512 input, 128 output.
-    "paper": HourglassConfig(),
-    # Trains on a laptop CPU in minutes; see README.md for the reasons of each change.
-    "tiny": HourglassConfig(
-        nstack=1,
-        inp_dim=64,
-        increase=32,
-        depth=3,
-        bn=True,
-        stem_channels=(32, 64),
-        stem_stride=4,
-        head_upsample=2,
-        input_size=96,
-        tag_dim=2,
-        residual=True,
-        head_interpolation="bilinear",
-    ),
-}
 
 
 class Conv(nn.Module):

@@ -41,12 +41,13 @@ if str(HERE) not in sys.path:
 
 from data.synthetic import SyntheticPeople, to_coco
 from evaluate import load_model, mirror, predict, print_stats, to_input
-from model import PRESETS, HourglassConfig, PoseNet, split_outputs
+from model import HourglassConfig, PoseNet, split_outputs
+from presets import PRESETS
 
 import associative_embedding as ae
 
 # the tiny preset's network, without tag channels, on 64 px person crops (32 px maps)
-SINGLE = dataclasses.replace(PRESETS["tiny"], input_size=64, tag_dim=0)
+SINGLE = dataclasses.replace(PRESETS["tiny"].network, input_size=64, tag_dim=0)
 SKELETON = ae.COCO_KEYPOINTS
 # crops: pose-ae-demo's padding 1.3; its 60 px floor is for ~640 px COCO images, scaled
 # to the 96 px synthetic images

@@ -43,11 +43,11 @@ from bookkeeping import (
 )
 from data import collate
 from model import HourglassConfig, PoseNet, split_outputs
-from options import TRAIN_DEFAULTS, parse_args, resolve
+from options import build_parser, parse_args, resolve
 
 import associative_embedding as ae
 
-__all__ = ["TRAIN_DEFAULTS", "WeightAverage", "main", "parse_args", "resolve"]
+__all__ = ["WeightAverage", "build_parser", "main", "parse_args", "resolve"]
 
 
 # --------------------------------------------------------------------------- training
@@ -135,7 +135,7 @@ def make_loader(args, config, rank, world, start_index, device):
         # training images come from seed 1000 + args.seed; held-out sets use seeds 1, 2 and
         # the generator's 1 to 4 people, training scenes 1 to args.train_people
         if args.train_people < 1:
-            raise SystemExit(f"--train-people must be at least 1, got {args.train_people}")
+            raise SystemExit(f"train_people must be at least 1, got {args.train_people}")
         dataset = SyntheticPeople(
             seed=1000 + args.seed, size=config.input_size, max_people=args.train_people
         )
