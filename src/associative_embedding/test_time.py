@@ -114,7 +114,7 @@ class MultiScaleFlip(nn.Module):
         away from the original's needs 1 (see
         :func:`~associative_embedding.flip_maps`, Notes).
     size_multiple : int, default 1
-        m above: the network's input sides must be multiples of it (e.g. 32
+        The m above: the network's input sides must be multiples of it (e.g. 32
         for a stride-4 hourglass with 3 down-samplings, 64 for HigherHRNet).
 
     Raises
@@ -130,8 +130,8 @@ class MultiScaleFlip(nn.Module):
 
     See Also
     --------
-    associative_embedding.aggregate : the merge, on maps already computed.
-    associative_embedding.decode : parses the merged maps into people.
+    associative_embedding.aggregate : The merge, on maps already computed.
+    associative_embedding.decode : Parses the merged maps into people.
 
     Notes
     -----
