@@ -175,7 +175,8 @@ def run(args) -> dict:
     eager_path = args.model.parent / "eager.json"
     eager = json.loads(eager_path.read_text()) if eager_path.exists() else None
     threads = args.threads or "all cores"
-    print(f"{n} images, {len(results)} people, batches of {args.batch_size}, {threads} threads")
+    print(f"{n} images, {len(results)} people, batches of {args.batch_size}")
+    print(f"ONNX Runtime threads: {threads}")
     print(f"{'per image':12s} {'network ms':>11s} {'decode ms':>10s}")
     print(f"{'ONNX Runtime':12s} {summary['network_ms']:11.2f} {summary['decode_ms']:10.2f}")
     if eager is not None:
