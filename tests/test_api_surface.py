@@ -19,6 +19,7 @@ PUBLIC = {
     "InstanceGroupingLoss",
     "Instances",
     "MPII_KEYPOINTS",
+    "MultiScaleFlip",
     "Person",
     "MPIIResult",
     "PersonCrops",

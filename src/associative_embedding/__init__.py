@@ -7,6 +7,8 @@ NIPS 2017.
 
 The public names are imported lazily: ``import associative_embedding`` does not
 import torch or compile any numba kernel until a name that needs it is used.
+Decoding, evaluation and drawing work where torch is not installed; a name that
+needs torch then raises an :class:`ImportError` saying so.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ _LAZY: dict[str, str] = {
     # importing it binds the package attribute of that name to the module
     "aggregate": "aggregation",
     "flip_maps": "aggregation",
+    # test_time.py: scales + flip + aggregation as one exportable torch Module
+    "MultiScaleFlip": "test_time",
     # loss.py
     "AssociativeEmbeddingLoss": "loss",
     "HeatmapLoss": "loss",
@@ -80,7 +84,18 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'associative_embedding' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    try:
+        value = getattr(importlib.import_module(f".{module}", __name__), name)
+    except ImportError as error:
+        if (error.name or "").partition(".")[0] != "torch":
+            raise
+        raise ImportError(
+            f"associative_embedding.{name} needs PyTorch, which could not be imported "
+            f"({error}). Install torch (pip install torch) to use it. Decoding "
+            "(decode, decode_instances, Poses), evaluation (evaluate_keypoints, "
+            "evaluate_mpii) and drawing (draw_poses) work without torch.",
+            name=error.name,
+        ) from error
     globals()[name] = value
     return value
 
@@ -116,3 +131,4 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
         render_heatmaps,
         scale_keypoints,
     )
+    from .test_time import MultiScaleFlip

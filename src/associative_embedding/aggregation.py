@@ -389,8 +389,34 @@ def aggregate(
     if size is not None:
         out_size = check_size(size)
 
-    tensors = {id(x): to_torch(x) for _, x in named}
-    dtype = tensors[id(named[0][1])].dtype
+    heatmaps, tags = _merge(
+        pairs, flip_pairs, index, scales, out_size, align_corners, convert=to_torch
+    )
+    if use_torch:
+        return heatmaps, tags
+    return heatmaps.numpy(), tags.numpy()
+
+
+def _merge(
+    pairs: Sequence[tuple[Any, Any]],
+    flip_pairs: Sequence[tuple[Any, Any]] | None,
+    index: list[int] | None,
+    tag_scales: Sequence[int],
+    size: tuple[Any, Any],
+    align_corners: bool,
+    convert: Any = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average the heatmaps and stack the tags of validated maps (the core of aggregate).
+
+    No checks and no data-dependent branches, so that a traced or exported
+    module (:class:`~associative_embedding.MultiScaleFlip`) can run it: ``pairs``
+    and ``flip_pairs`` hold tensors (or arrays with ``convert``), ``index`` is the
+    validated flip index (None without ``flip_pairs``), ``size`` the output
+    (H, W), plain or symbolic ints.
+    """
+    maps = [x for pair in [*pairs, *(flip_pairs or ())] for x in pair if x is not None]
+    tensors = {id(x): (convert(x) if convert is not None else x) for x in maps}
+    dtype = tensors[id(maps[0])].dtype
     for t in tensors.values():
         dtype = torch.promote_types(dtype, t.dtype)
 
@@ -400,7 +426,7 @@ def aggregate(
             t = t.unsqueeze(2)
         if unflip:
             t = _flip(t, index, False)
-        return _resize(t, out_size, align_corners)
+        return _resize(t, size, align_corners)
 
     heat_sum = None
     tag_list = []
@@ -409,12 +435,10 @@ def aggregate(
         if flip_pairs is not None:
             avg = (avg + prepare(flip_pairs[s][0], True)) / 2.0
         heat_sum = avg if heat_sum is None else heat_sum + avg
-    for s in scales:
+    for s in tag_scales:
         tag_list.append(prepare(pairs[s][1], False))
         if flip_pairs is not None:
             tag_list.append(prepare(flip_pairs[s][1], True))
-    heatmaps = (heat_sum / float(n_scales)).squeeze(2)
+    heatmaps = (heat_sum / float(len(pairs))).squeeze(2)
     tags = torch.cat(tag_list, dim=2)
-    if use_torch:
-        return heatmaps, tags
-    return heatmaps.numpy(), tags.numpy()
+    return heatmaps, tags
