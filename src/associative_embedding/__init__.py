@@ -28,8 +28,8 @@ _LAZY: dict[str, str] = {
     # importing it binds the package attribute of that name to the module
     "aggregate": "aggregation",
     "flip_maps": "aggregation",
-    # test_time.py: scales + flip + aggregation as one exportable torch Module
-    "MultiScaleFlip": "test_time",
+    # multiscale.py: scales + flip + aggregation as one exportable torch Module
+    "MultiScaleFlip": "multiscale",
     # loss.py
     "AssociativeEmbeddingLoss": "loss",
     "HeatmapLoss": "loss",
@@ -131,4 +131,4 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
         render_heatmaps,
         scale_keypoints,
     )
-    from .test_time import MultiScaleFlip
+    from .multiscale import MultiScaleFlip
