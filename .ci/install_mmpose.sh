@@ -20,6 +20,14 @@ WHEELS="${AE_WHEEL_CACHE:-$HOME/.cache/associative_embedding/wheels}"
 # the extra (codec + loss, with mmcv-lite); torch pinned so that torchvision (a dependency
 # of mmpose) is resolved against it instead of upgrading it
 pip install -q -e ".[mmpose]" "$TORCH"
+# mmpose requires torchvision; PyPI's wheel is built against the CUDA torch and does not
+# load with a CPU build of torch ("operator torchvision::nms does not exist"), which
+# breaks mmengine's Runner (it imports torchvision to log the environment). Nothing on
+# mmpose's associative-embedding path uses it: remove it when it does not import.
+if ! python -c "import torchvision" >/dev/null 2>&1; then
+  echo "torchvision does not import with this torch; uninstalling it"
+  pip uninstall -q -y torchvision
+fi
 
 cached() { compgen -G "$WHEELS/$1" >/dev/null; }
 mmcv_wheel="mmcv-2.1.0-*.whl"

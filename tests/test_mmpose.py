@@ -28,9 +28,8 @@ IN_CI = os.environ.get("CI") == "true"
 ORDER = [0, 1, 2, 3, 4, 5, 6, 11, 12, 7, 8, 9, 10, 13, 14, 15, 16]
 #: mmpose's COCO metainfo: flip_indices
 FLIP = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15]
-SHIPPED = (
-    "mmpose::body_2d_keypoint/associative_embedding/coco/ae_hrnet-w32_8xb24-300e_coco-512x512.py"
-)
+#: the config mmpose 1.3.2 ships inside its package (mmpose/.mim/configs/...)
+SHIPPED = "body_2d_keypoint/associative_embedding/coco/ae_hrnet-w32_8xb24-300e_coco-512x512.py"
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "mmpose" / "ae_fast_coco-512x512.py"
 
 
@@ -396,6 +395,29 @@ def test_loss_of_separated_tags_is_mmpose_push_offset(mm):
     assert float(push) == pytest.approx(0.5 * 2 / (2 + 1e-6), rel=1e-6)
 
 
+@pytest.mark.parametrize("skip_empty_channel", [False, True])
+def test_bottomup_heatmap_loss_is_keypoint_mse_loss_without_weights(
+    models, mm, rng, skip_empty_channel
+):
+    from mmpose.models.losses import KeypointMSELoss
+
+    out = torch.tensor(rng.normal(size=(3, 17, 16, 16)), requires_grad=True)
+    target = torch.tensor(rng.random((3, 17, 16, 16)))
+    target[0, 3] = 0  # an empty channel
+    mask = torch.tensor(rng.random((3, 1, 16, 16)) > 0.3).double()
+    options = dict(skip_empty_channel=skip_empty_channel, loss_weight=0.7)
+    for m in (None, mask):
+        want = KeypointMSELoss(**options)(out, target, None, m)
+        got = mm.BottomupHeatmapMSELoss(**options)(out, target, torch.ones(9, 17), m)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+        g_want, g_got = (torch.autograd.grad(v, out)[0] for v in (want, got))
+        torch.testing.assert_close(g_got, g_want, rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="same shape"):
+        mm.BottomupHeatmapMSELoss()(out, target[:2])
+    with pytest.raises(ValueError, match="does not broadcast"):
+        mm.BottomupHeatmapMSELoss()(out, target, None, mask[:, :, :8])
+
+
 def test_loss_rejects_bad_input(mm):
     loss = mm.FastAssociativeEmbeddingLoss()
     tags = torch.zeros(2, 17, 4, 4)
@@ -418,26 +440,29 @@ def test_loss_rejects_bad_input(mm):
 
 
 # --- inside mmpose's head -----------------------------------------------------------------------
-def shipped_config(tmp_path):
-    """mmpose's shipped AE config, read from the installed package (no download)."""
+def shipped_config():
+    """mmpose's shipped AE config, read from the installed package (no download).
+
+    By its path: mmengine resolves an ``mmpose::`` prefix through pkg_resources,
+    which setuptools >= 81 no longer has.
+    """
+    import mmpose
     from mmengine.config import Config
 
-    path = tmp_path / "shipped.py"
-    path.write_text(f"_base_ = [{SHIPPED!r}]\n")
-    return Config.fromfile(str(path))
+    return Config.fromfile(str(Path(mmpose.__file__).parent / ".mim" / "configs" / SHIPPED))
 
 
-def build_heads(tmp_path, mm, keypoint_weights=True):
+def build_heads(mm, keypoint_loss=None):
     """mmpose's head from the shipped settings, with mmpose's codec/loss and with ours."""
     from mmpose.registry import MODELS
 
-    cfg = shipped_config(tmp_path)
+    cfg = shipped_config()
     head_cfg = cfg.model.head.to_dict()
     # the shipped settings this comparison is about
     assert head_cfg["decoder"]["heatmap_size"] == head_cfg["decoder"]["input_size"] == (512, 512)
     assert cfg.model.test_cfg["flip_test"] and cfg.model.test_cfg["restore_heatmap_size"]
-    if not keypoint_weights:
-        head_cfg["keypoint_loss"]["use_target_weight"] = False
+    if keypoint_loss is not None:
+        head_cfg["keypoint_loss"] = keypoint_loss
     theirs = MODELS.build(head_cfg)
     head_cfg["decoder"]["type"] = "FastAssociativeEmbedding"
     head_cfg["tag_loss"]["type"] = "FastAssociativeEmbeddingLoss"
@@ -507,8 +532,8 @@ def predictions(head, feats, samples, test_cfg):
 
 
 @pytest.mark.slow
-def test_head_predict_identical_on_synthetic_features(models, mm, rng, tmp_path):
-    theirs, ours, test_cfg = build_heads(tmp_path, mm)
+def test_head_predict_identical_on_synthetic_features(models, mm, rng):
+    theirs, ours, test_cfg = build_heads(mm)
     for head in (theirs, ours):
         set_identity_layer(head)
     orig, flipped = synthetic_features(rng, 2, people=8)
@@ -520,39 +545,49 @@ def test_head_predict_identical_on_synthetic_features(models, mm, rng, tmp_path)
 
 
 @pytest.mark.slow
-def test_head_predict_identical_on_random_features(models, mm, rng, tmp_path):
-    theirs, ours, test_cfg = build_heads(tmp_path, mm)
+def test_head_predict_identical_on_random_features(models, mm, rng):
+    theirs, ours, test_cfg = build_heads(mm)
     with torch.no_grad():
         weight = torch.from_numpy(rng.normal(size=ours.final_layer.weight.shape) * 0.08)
         for head in (theirs, ours):
             head.final_layer.weight.copy_(weight)
-    feats = [
-        (torch.from_numpy(rng.normal(size=(2, 32, 128, 128)).astype(np.float32)),) for _ in range(2)
-    ]
+    # the resize to 512 x 512 repeats the outermost feature pixels (rows and columns 0-1
+    # and 510-511 hold equal values), and mmpose's torch.topk orders such ties arbitrarily:
+    # zero features at the frame keep its peaks (and its ties) out of the candidates
+    feats = []
+    for _ in range(2):
+        f = rng.normal(size=(2, 32, 128, 128)).astype(np.float32)
+        f[..., [0, -1], :] = 0
+        f[..., [0, -1]] = 0
+        feats.append((torch.from_numpy(f),))
     a = predictions(ours, feats, data_samples(2), test_cfg)
     b = predictions(theirs, feats, data_samples(2), test_cfg)
     assert_same_people(a, b)
     assert all(len(s) > 0 for s in a[2])
 
 
-def test_head_loss_equal_losses_and_gradients(models, mm, rng, tmp_path):
+@pytest.mark.parametrize(
+    ("people", "keypoint_loss"),
+    [
+        # the shipped KeypointMSELoss(use_target_weight=True): mmpose 1.3.2's head hands it
+        # (sum of N_i, K) weights, which it accepts only when sum of N_i = B
+        ([0, 1, 2], None),
+        ([0, 3, 5], dict(type="BottomupHeatmapMSELoss")),
+    ],
+)
+def test_head_loss_equal_losses_and_gradients(models, mm, rng, people, keypoint_loss):
     from mmengine.structures import InstanceData, PixelData
+    from mmpose.codecs import AssociativeEmbedding
 
-    # mmpose 1.3.2's head passes (sum of N_i, K) keypoint weights to KeypointMSELoss,
-    # which accepts only (B, K): the heatmap term runs without them (as the example config)
-    theirs, ours, _ = build_heads(tmp_path, mm, keypoint_weights=False)
-    torch.manual_seed(0)
+    theirs, ours, _ = build_heads(mm, keypoint_loss)
     with torch.no_grad():
         for head in (theirs, ours):
             head.final_layer.weight.normal_(0, 0.3, generator=torch.Generator().manual_seed(1))
     args = dict(input_size=(512, 512), heatmap_size=(128, 128), sigma=2)
-    from mmpose.codecs import AssociativeEmbedding
-
     encoders = {
         id(theirs): AssociativeEmbedding(**args),
         id(ours): mm.FastAssociativeEmbedding(**args),
     }
-    people = [0, 1, 5]
     keypoints = [rng.uniform(-20, 530, (n, 17, 2)).astype(np.float32) for n in people]
     visible = [(rng.random((n, 17)) < 0.7).astype(np.float32) for n in people]
     feats = torch.from_numpy(rng.normal(size=(3, 32, 128, 128)).astype(np.float32))
@@ -583,6 +618,40 @@ def test_head_loss_equal_losses_and_gradients(models, mm, rng, tmp_path):
     torch.testing.assert_close(gx_b, gx_a, rtol=1e-4, atol=1e-9)
     for a, b in zip(gp_a, gp_b, strict=True):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-9)
+
+
+def test_example_config_is_the_shipped_one_with_the_stated_changes(mm):
+    from mmengine.config import Config
+
+    shipped = shipped_config().to_dict()
+    example = Config.fromfile(str(EXAMPLE)).to_dict()
+    # the five changes its header states, undone
+    assert example.pop("custom_imports") == dict(
+        imports=["associative_embedding.mmpose"], allow_failed_imports=False
+    )
+    assert example["train_dataloader"]["dataset"]["pipeline"] == example["train_pipeline"]
+    head = example["model"]["head"]
+    for codec in (example["codec"], head["decoder"], example["train_pipeline"][3]["encoder"]):
+        assert codec.pop("type") == "FastAssociativeEmbedding"
+        assert codec.pop("grouping") == "mmpose-1.x"
+        codec["type"] = "AssociativeEmbedding"
+    assert head["tag_loss"]["type"] == "FastAssociativeEmbeddingLoss"
+    head["tag_loss"]["type"] = "AssociativeEmbeddingLoss"
+    assert head["keypoint_loss"] == dict(type="BottomupHeatmapMSELoss")
+    head["keypoint_loss"] = dict(type="KeypointMSELoss", use_target_weight=True)
+    assert [t["type"] for t in example["train_pipeline"]] == [
+        "LoadImage",
+        "BottomupRandomAffine",
+        "RandomFlip",
+        "GenerateTarget",
+        "BottomupGetHeatmapMask",
+        "PackPoseInputs",
+    ]
+    example["train_pipeline"] = example["train_dataloader"]["dataset"]["pipeline"] = []
+    assert shipped["train_pipeline"] == []
+    assert sorted(example) == sorted(shipped)
+    for key in shipped:
+        assert example[key] == shipped[key], key
 
 
 # --- training through mmengine's Runner -------------------------------------------------------
@@ -678,6 +747,8 @@ def write_coco(root, split, n_images, rng, size=128):
 
 
 @pytest.mark.slow
+# mmpose's BottomupGetHeatmapMask makes (H, W) masks that PixelData reshapes with a warning
+@pytest.mark.filterwarnings("ignore:The shape of value will convert:UserWarning")
 def test_example_config_trains_and_evaluates_through_the_runner(models, mm, tmp_path):
     need("xtcocotools", "mmpose's COCO data set and CocoMetric need xtcocotools")
     from mmengine.config import Config
@@ -688,19 +759,9 @@ def test_example_config_trains_and_evaluates_through_the_runner(models, mm, tmp_
     write_coco(root, "train", 8, rng)
     write_coco(root, "val", 4, rng)
     cfg = Config.fromfile(str(EXAMPLE))
-    # the example config's training pipeline and our codec and loss, kept as they are
-    assert [t["type"] for t in cfg.train_pipeline] == [
-        "LoadImage",
-        "BottomupRandomAffine",
-        "RandomFlip",
-        "GenerateTarget",
-        "BottomupGetHeatmapMask",
-        "PackPoseInputs",
-    ]
-    assert cfg.train_dataloader.dataset.pipeline == cfg.train_pipeline
+    configs = Path(importlib.import_module("mmpose").__file__).parent / ".mim" / "configs"
+    assert cfg.model.head.decoder.type == cfg.train_pipeline[3]["encoder"]["type"]
     assert cfg.model.head.tag_loss.type == "FastAssociativeEmbeddingLoss"
-    assert cfg.model.head.decoder.type == "FastAssociativeEmbedding"
-    assert cfg.train_pipeline[3]["encoder"]["type"] == "FastAssociativeEmbedding"
     # tiny: 128 px input, 32 px heatmaps, a small HRNet without pretrained weights
     codec = dict(cfg.codec, input_size=(128, 128), heatmap_size=(32, 32), sigma=1)
     tiny_hrnet = dict(
@@ -756,24 +817,59 @@ def test_example_config_trains_and_evaluates_through_the_runner(models, mm, tmp_
             ann_file=f"annotations/{split}.json",
             data_prefix=dict(img=f"{split}/"),
             pipeline=pipe,
+            # mmpose's COCO metainfo by its installed path (its relative default warns)
+            metainfo=dict(from_file=str(configs / "_base_" / "datasets" / "coco.py")),
         )
     cfg.val_dataloader.batch_size = 1
-    cfg.test_dataloader = cfg.val_dataloader
     cfg.val_evaluator.ann_file = str(root / "annotations" / "val.json")
-    cfg.test_evaluator = cfg.val_evaluator
-    cfg.train_cfg = dict(type="IterBasedTrainLoop", max_iters=6, val_interval=6)
-    cfg.param_scheduler = []
-    cfg.optim_wrapper = dict(optimizer=dict(type="Adam", lr=1e-3))
-    cfg.default_hooks.checkpoint = dict(type="CheckpointHook", interval=1000, by_epoch=False)
-    cfg.default_hooks.logger = dict(type="LoggerHook", interval=1)
-    cfg.log_processor = dict(by_epoch=False)
-    cfg.work_dir = str(tmp_path / "work")
-    cfg.launcher = "none"
-    cfg.env_cfg = dict(
-        cudnn_benchmark=False, mp_cfg=dict(mp_start_method="fork"), dist_cfg=dict(backend="gloo")
+    # The runner gets mmengine's hooks, visualizer, optimizer wrapper and loops (and the
+    # model, data loaders and metric built from the config) as objects: looked up in mmpose's scope,
+    # each of them first imports mmpose.engine or mmpose.visualization, which import
+    # torchvision, and PyPI's torchvision does not load with a CPU-only build of torch (so
+    # .ci/install_mmpose.sh removes it). The model, data sets, transforms, codec, losses
+    # and metric are the config's.
+    from mmengine.evaluator import Evaluator
+    from mmengine.hooks import (
+        CheckpointHook,
+        IterTimerHook,
+        LoggerHook,
+        ParamSchedulerHook,
+        RuntimeInfoHook,
     )
-    cfg.randomness = dict(seed=0)
-    runner = Runner.from_cfg(cfg)
+    from mmengine.optim import OptimWrapper
+    from mmengine.registry import DefaultScope
+    from mmengine.visualization import Visualizer
+    from mmpose.registry import METRICS, MODELS
+
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope(cfg.default_scope):
+        model = MODELS.build(cfg.model)
+        train_loader = Runner.build_dataloader(cfg.train_dataloader, seed=0)
+        val_loader = Runner.build_dataloader(cfg.val_dataloader, seed=0)
+        evaluator = Evaluator(METRICS.build(cfg.val_evaluator))
+    runner = Runner(
+        model=model,
+        work_dir=str(tmp_path / "work"),
+        train_dataloader=train_loader,
+        val_dataloader=val_loader,
+        val_evaluator=evaluator,
+        train_cfg=dict(type="IterBasedTrainLoop", _scope_="mmengine", max_iters=6, val_interval=99),
+        val_cfg=dict(type="ValLoop", _scope_="mmengine"),
+        optim_wrapper=OptimWrapper(torch.optim.Adam(model.parameters(), lr=1e-3)),
+        default_hooks=dict(
+            runtime_info=RuntimeInfoHook(),
+            timer=IterTimerHook(),
+            sampler_seed=None,
+            logger=LoggerHook(interval=1),
+            param_scheduler=ParamSchedulerHook(),
+            checkpoint=CheckpointHook(interval=1000, by_epoch=False),
+        ),
+        custom_hooks=[],
+        visualizer=Visualizer(name=f"ae_mmpose_{id(model)}"),
+        log_processor=dict(by_epoch=False),
+        default_scope=cfg.default_scope,
+        randomness=dict(seed=0),
+    )
     model = runner.train()
     assert isinstance(model.head.decoder, mm.FastAssociativeEmbedding)
     logs = runner.message_hub.log_scalars

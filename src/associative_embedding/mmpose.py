@@ -47,7 +47,7 @@ from .config import DecodeConfig
 from .decoding import decode
 from .loss import grouping_loss
 
-__all__ = ["FastAssociativeEmbedding", "FastAssociativeEmbeddingLoss"]
+__all__ = ["BottomupHeatmapMSELoss", "FastAssociativeEmbedding", "FastAssociativeEmbeddingLoss"]
 
 
 def _grouping_config(grouping: Any) -> DecodeConfig:
@@ -270,10 +270,14 @@ class FastAssociativeEmbedding(_MmposeAssociativeEmbedding):
             or the maps hold NaN or infinity.
         """
         heat, tags = batch_heatmaps, batch_tags
+        # CPU tensors as numpy views: decode's numpy path (CUDA tensors keep its torch path,
+        # NMS and top-k on the device)
         if isinstance(heat, Tensor):
             heat = heat.detach()
+            heat = heat.numpy() if heat.device.type == "cpu" else heat
         if isinstance(tags, Tensor):
             tags = tags.detach()
+            tags = tags.numpy() if tags.device.type == "cpu" else tags
         for name, arr in (("batch_heatmaps", heat), ("batch_tags", tags)):
             if not isinstance(arr, (Tensor, np.ndarray)):
                 raise TypeError(
@@ -295,7 +299,8 @@ class FastAssociativeEmbedding(_MmposeAssociativeEmbedding):
         if isinstance(tags, Tensor):
             tags = tags.reshape(b, dim, k, h, w).transpose(1, 2)
         else:
-            tags = tags.reshape(b, dim, k, h, w).transpose(0, 2, 1, 3, 4)
+            # one C-order copy here is faster than decode's conversion of the strided view
+            tags = np.ascontiguousarray(tags.reshape(b, dim, k, h, w).transpose(0, 2, 1, 3, 4))
         poses = decode(heat, tags, self.decode_config)
         scale = np.asarray(self.scale_factor, np.float32)
         keypoints, scores, instance_scores = [], [], []
@@ -492,3 +497,95 @@ class FastAssociativeEmbeddingLoss(nn.Module):
     def extra_repr(self) -> str:
         """Options shown in ``repr``."""
         return f"loss_weight={self.loss_weight:.6g}, push_loss_factor={self.push_loss_factor:.6g}"
+
+
+@MODELS.register_module(force=True)
+class BottomupHeatmapMSELoss(nn.Module):
+    """mmpose's ``KeypointMSELoss`` for bottom-up heads: the heatmap mask, no keypoint weights.
+
+    mmpose 1.3.2's ``AssociativeEmbeddingHead.loss`` hands its keypoint loss the
+    per-person keypoint weights of the batch concatenated, shape ``(sum of N_i,
+    K)``; ``KeypointMSELoss`` (``mmpose/models/losses/heatmap_loss.py``) uses them
+    whatever its ``use_target_weight`` says and asserts that they have shape ``(B,
+    K)``, so training stops unless every batch holds exactly one person per image.
+    This loss is ``KeypointMSELoss`` given no weights: the mean squared error over
+    all heatmap pixels, times the mask (crowds and people without keypoints, from
+    ``BottomupGetHeatmapMask``) when there is one.
+
+    Parameters
+    ----------
+    skip_empty_channel : bool, default False
+        Leave out heatmap channels whose target is all zero (as mmpose's).
+    loss_weight : float, default 1.0
+        Factor of the loss.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from associative_embedding.mmpose import BottomupHeatmapMSELoss
+    >>> out, target = torch.ones(2, 3, 4, 4), torch.zeros(2, 3, 4, 4)
+    >>> mask = torch.zeros(2, 1, 4, 4)
+    >>> mask[..., :2] = 1                          # the left half counts
+    >>> float(BottomupHeatmapMSELoss()(out, target, torch.ones(5, 3), mask))
+    0.5
+    """
+
+    def __init__(self, skip_empty_channel: bool = False, loss_weight: float = 1.0) -> None:
+        super().__init__()
+        self.skip_empty_channel = bool(skip_empty_channel)
+        self.loss_weight = float(loss_weight)
+
+    def forward(
+        self,
+        output: Tensor,
+        target: Tensor,
+        target_weights: Tensor | None = None,
+        mask: Tensor | None = None,
+    ) -> Tensor:
+        """Mean squared error of ``output`` and ``target`` under ``mask``.
+
+        Parameters
+        ----------
+        output, target : Tensor, shape (B, K, H, W)
+            Predicted and target heatmaps.
+        target_weights : Tensor, optional
+            Ignored (the head's per-person keypoint weights).
+        mask : Tensor, shape (B, K or 1, H, W), optional
+            1 where a pixel counts, 0 where it does not.
+
+        Returns
+        -------
+        Tensor
+            The scalar loss times ``loss_weight``.
+
+        Raises
+        ------
+        ValueError
+            If the shapes of ``output``, ``target`` and ``mask`` disagree.
+        """
+        del target_weights  # per person, not per image: see the class docstring
+        if output.shape != target.shape:
+            raise ValueError(
+                f"output and target must have the same shape, got {shape_str(output.shape)} "
+                f"and {shape_str(target.shape)}"
+            )
+        if mask is not None and (
+            mask.ndim != target.ndim
+            or any(m not in (t, 1) for m, t in zip(mask.shape, target.shape, strict=True))
+        ):
+            raise ValueError(
+                f"mask of shape {shape_str(mask.shape)} does not broadcast to target "
+                f"{shape_str(target.shape)}"
+            )
+        if self.skip_empty_channel:
+            keep = (target != 0).flatten(2).any(dim=2)[..., None, None].to(target.dtype)
+            mask = keep if mask is None else mask * keep
+        if mask is None:
+            loss = torch.nn.functional.mse_loss(output, target)
+        else:
+            loss = (torch.nn.functional.mse_loss(output, target, reduction="none") * mask).mean()
+        return loss * self.loss_weight
+
+    def extra_repr(self) -> str:
+        """Options shown in ``repr``."""
+        return f"skip_empty_channel={self.skip_empty_channel}, loss_weight={self.loss_weight:.6g}"
