@@ -54,7 +54,7 @@ if ! cached "$mmcv_wheel" || ! cached "$xtc_wheel"; then
 fi
 
 pip uninstall -q -y mmcv-lite
-pip install -q --no-deps $WHEELS/$mmcv_wheel
+pip install -q --no-deps --force-reinstall $WHEELS/$mmcv_wheel
 pip install -q --no-deps --force-reinstall $WHEELS/$xtc_wheel
 pip install -q --no-deps mmdet==3.3.0
 pip install -q six

@@ -294,6 +294,22 @@ def test_batch_decode_accepts_float64_numpy_and_single_decode(mm, rng):
             np.testing.assert_array_equal(one[j], ref[j][i])
 
 
+def test_codec_copies_pickles_and_reuses_its_buffer_across_shapes(mm, rng):
+    import copy
+    import pickle
+
+    codec = mm.FastAssociativeEmbedding(**codec_args())
+    small = random_maps(rng, 1, 17, 32, 32, 2, 3)
+    big = random_maps(rng, 2, 17, 64, 64, 2, 5)
+    want_small, want_big = codec.batch_decode(*small), codec.batch_decode(*big)
+    for other in (copy.deepcopy(codec), pickle.loads(pickle.dumps(codec)), codec):
+        for maps, want in ((big, want_big), (small, want_small), (big, want_big)):
+            got = other.batch_decode(*maps)
+            for a_list, b_list in zip(got, want, strict=True):
+                for a, b in zip(a_list, b_list, strict=True):
+                    np.testing.assert_array_equal(a, b)
+
+
 def test_other_groupings(mm, rng):
     heat, tags = random_maps(rng, 2, 17, 64, 64, 1, 6)
     mmpose_like = mm.FastAssociativeEmbedding(**codec_args()).batch_decode(heat, tags)
