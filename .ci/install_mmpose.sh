@@ -37,8 +37,8 @@ if ! cached "$mmcv_wheel" || ! cached "$xtc_wheel"; then
   build="$(mktemp -d)"
   python -m venv "$build/venv"
   "$build/venv/bin/pip" install -q "$TORCH" numpy wheel Cython
-  # mmcv's setup.py imports pkg_resources, gone from setuptools >= 70 (torch asks for a
-  # newer one; the build works with this one)
+  # mmcv 2.1.0's setup.py (pkg_resources) builds with setuptools < 70 only; torch asks
+  # for a newer one, which pip reports as a conflict, and the build works regardless
   "$build/venv/bin/pip" install -q "setuptools<70" 2>/dev/null
   if ! cached "$mmcv_wheel"; then
     echo "building $MMCV with its ops into $WHEELS (about 10 minutes on 2 cores)"
