@@ -165,7 +165,8 @@ def test_draw_poses_without_torch():
         person = np.full((1, 17, 3), np.nan)
         person[0, :, 2] = 0.0
         person[0, 5:7] = [[20.5, 20.5, 0.9], [40.5, 20.5, 0.8]]
-        ax = ae.draw_poses(np.zeros((64, 64, 3), np.uint8), person)
+        image = np.zeros((64, 64, 3), np.uint8)
+        ax = ae.draw_poses(image, person, person_threshold=0.0)  # a two-joint sketch
         print("limbs", len(ax.collections[0].get_segments()))
         """
     )

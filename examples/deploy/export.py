@@ -44,9 +44,8 @@ for folder in (HERE, HOURGLASS):
 
 import evaluate
 from model import PoseNet, split_outputs
-from presets import PRESETS
-from options import TRAIN_DEFAULTS
 from pipeline import METADATA_KEY, decode_batch, to_input, to_results
+from presets import PRESETS
 
 import associative_embedding as ae
 
@@ -117,7 +116,7 @@ def build(checkpoint: str | None, seed: int = 0):
     torch.manual_seed(seed)
     config = PRESETS["tiny"].network
     model = PoseNet(config).to(memory_format=torch.channels_last).eval()
-    d = TRAIN_DEFAULTS["tiny"]
+    d = PRESETS["tiny"].training
     train_args = {
         "project": d.project,
         "shift_test": d.shift_test,

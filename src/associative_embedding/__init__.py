@@ -114,6 +114,7 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
     from .instance_loss import InstanceGroupingLoss, instance_grouping_loss
     from .loss import AssociativeEmbeddingLoss, HeatmapLoss, PullPush, grouping_loss, heatmap_loss
     from .mpii import MPIIResult, evaluate_mpii
+    from .multiscale import MultiScaleFlip
     from .plot import draw_poses, plot_tags, show_maps
     from .poses import Person, Poses
     from .single_person import PersonCrops, crop_people, merge_single_person, person_crops
@@ -131,4 +132,3 @@ if TYPE_CHECKING:  # pragma: no cover - static analysers see the real names
         render_heatmaps,
         scale_keypoints,
     )
-    from .multiscale import MultiScaleFlip
