@@ -14,7 +14,8 @@ Baselines, each checked to decode the same people as ``ae.decode`` on every time
   dependency of the package); otherwise the columns are skipped with a note.
 - ``tests/reference_parser.py``: HigherHRNet's ``group.py`` step by step in numpy with the
   ``munkres`` package (``lib/core/group.py``), the parser the decoder is tested to equal
-  exactly, against ``ae.decode`` with the defaults (HigherHRNet's settings).
+  exactly, against ``ae.decode`` with ``DecodeConfig.preset("higherhrnet")``; every table
+  but mmpose's times that preset (the references' kernels).
 - the memory floor: the time to read the image's heatmaps and tags once, their bytes
   divided by the bandwidth a numpy sum over a 256 MiB array reaches in the same run.
 
@@ -70,6 +71,8 @@ from scenes import make_batch  # noqa: E402
 import associative_embedding as ae  # noqa: E402
 from tests.reference_parser import reference_parse  # noqa: E402
 
+REF = ae.DecodeConfig.preset("higherhrnet")  # the references' settings, every field
+
 
 def median_time(fn, repeats):
     times = []
@@ -103,7 +106,7 @@ def reference_ms(heat, tags, n_reference, options):
         t0 = time.perf_counter()
         ref = reference_parse(heat[i], tags[i], **options)
         times.append(time.perf_counter() - t0)
-        check_equal(ae.decode(heat[i : i + 1], tags[i : i + 1], **options)[0], ref)
+        check_equal(ae.decode(heat[i : i + 1], tags[i : i + 1], REF, **options)[0], ref)
     return 1000 * statistics.median(times) if times else float("nan")
 
 
@@ -112,7 +115,7 @@ def per_image(label, size, dim, people, n_images, n_reference, repeats, refine, 
     options = {"refine": refine}
 
     def ours(h, t):
-        return ae.decode(h, t, num_threads=1, **options)
+        return ae.decode(h, t, REF, num_threads=1, **options)
 
     ours_ms = image_ms(ours, heat, tags, n_images, repeats)
     found = [len(ours(heat[i : i + 1], tags[i : i + 1])[0]) for i in range(n_images)]
@@ -206,7 +209,7 @@ def against_baselines(label, size, dim, people, n_images, n_reference, repeats, 
     mm_config = ae.DecodeConfig.preset("mmpose-1.x")
 
     def ours(h, t):
-        return ae.decode(h, t, num_threads=1)
+        return ae.decode(h, t, REF, num_threads=1)
 
     def ours_mm(h, t):
         return ae.decode(h, t, mm_config, num_threads=1)
@@ -251,14 +254,14 @@ def single_vs_batched(size, dim, people, batch, repeats, seed):
 
     def singles():
         for i in range(batch):
-            ae.decode(heat[i : i + 1], tags[i : i + 1], num_threads=1)
+            ae.decode(heat[i : i + 1], tags[i : i + 1], REF, num_threads=1)
 
     singles()
     one_by_one = median_time(singles, repeats)
     rows = [("one-image calls", "1", one_by_one)]
     for threads in sorted({1, n_all}):
-        ae.decode(heat, tags, num_threads=threads)
-        sec = median_time(lambda t=threads: ae.decode(heat, tags, num_threads=t), repeats)
+        ae.decode(heat, tags, REF, num_threads=threads)
+        sec = median_time(lambda t=threads: ae.decode(heat, tags, REF, num_threads=t), repeats)
         rows.append(("one batched call", f"{threads}", sec))
     return [
         (label, threads, f"{1000 * sec / batch:.2f}", f"{one_by_one / sec:.2f}x")
@@ -306,12 +309,12 @@ def batched(size, dim, people, batch, repeats, seed, with_prange):
     heat, tags = make_batch(seed, batch, people, size, dim)
     n_all = max(1, int(numba.config.NUMBA_NUM_THREADS))
     rows = []
-    one = median_time(lambda: ae.decode(heat, tags, num_threads=1), repeats)
-    pool = median_time(lambda: ae.decode(heat, tags, num_threads=n_all), repeats)
+    one = median_time(lambda: ae.decode(heat, tags, REF, num_threads=1), repeats)
+    pool = median_time(lambda: ae.decode(heat, tags, REF, num_threads=n_all), repeats)
 
     results = [(1, "thread pool (decode)", one), (n_all, "thread pool (decode)", pool)]
     if with_prange:
-        config = DecodeConfig()
+        config = DecodeConfig.preset("higherhrnet")
         b, k, h, w = heat.shape
         opts = build(config, k, h, w, heat.dtype)
 

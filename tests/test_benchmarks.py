@@ -103,7 +103,7 @@ def test_cpu_description_names_the_model_and_vector_flags():
         ("bench_loss.py", "| D | people | loop (ms) | vectorised (ms) | speed-up |"),
         ("bench_targets.py", "| method | B | people | map | loop | dense | library |"),
         ("bench_instances.py", "decode_instances, one image (ms)"),
-        ("bench_grouping.py", "| parity | crowd |"),
+        ("bench_grouping.py", "| higherhrnet | default |"),
     ],
 )
 def test_bench_smoke_prints_its_table(script, table_header):

@@ -26,13 +26,19 @@ from associative_embedding._decode import compile_ahead as ca
 from associative_embedding._decode import pipeline as _batch
 from associative_embedding._decode.options import build, joint_order
 
+# the references' kernels (the crowd grouping, the defaults, has its own batch kernel)
+ref = ae.DecodeConfig.preset("higherhrnet")
 configs = [
-    ae.DecodeConfig(),
-    ae.DecodeConfig.preset("higherhrnet"),
+    ae.DecodeConfig.preset("higherhrnet", detection_threshold=0.2),
+    ref,
     ae.DecodeConfig.preset("mmpose-1.x"),
     ae.DecodeConfig.preset("pose-ae-train"),
-    ae.DecodeConfig(matching="greedy", refine=False, adjust=False, tag_distance="rms"),
-    ae.DecodeConfig(use_detection_value=False, max_instances=3, ignore_too_much=True),
+    ae.DecodeConfig.preset(
+        "higherhrnet", matching="greedy", refine=False, adjust=False, tag_distance="rms"
+    ),
+    ae.DecodeConfig.preset(
+        "higherhrnet", use_detection_value=False, max_instances=3, ignore_too_much=True
+    ),
 ]
 rng = np.random.default_rng(0)
 missing = []
@@ -62,7 +68,7 @@ from associative_embedding._decode import pipeline as _batch
 rng = np.random.default_rng(5)
 heat = rng.random((1, 17, 32, 32), np.float32)
 tags = rng.normal(size=(1, 17, 2, 32, 32)).astype(np.float32)
-(poses,) = ae.decode(heat, tags)
+(poses,) = ae.decode(heat, tags, "higherhrnet")  # the references' kernels
 kernels = {**ca._kernels(), "decode_range": _batch.decode_range}
 print(json.dumps({
     "keypoints": poses.keypoints.tolist(),
@@ -116,7 +122,7 @@ def test_first_call_loads_the_missing_joint_search_compiled_by_the_child(tmp_pat
     rng = np.random.default_rng(5)  # the child's maps
     heat = rng.random((1, 17, 32, 32), np.float32)
     tags = rng.normal(size=(1, 17, 2, 32, 32)).astype(np.float32)
-    (poses,) = ae.decode(heat, tags)
+    (poses,) = ae.decode(heat, tags, "higherhrnet")
     assert len(poses) > 1
     np.testing.assert_array_equal(np.array(result["keypoints"]), poses.keypoints)
 

@@ -357,7 +357,9 @@ class DecodeConfig:
         check_choice(self.tag_cost, "tag_cost", ("rounded", "tiebreak", "exact"))
         if self.tag_cost != "rounded" and self.matching != "hungarian":
             raise ValueError(
-                f"tag_cost={self.tag_cost!r} needs matching='hungarian', got {self.matching!r}"
+                f"tag_cost={self.tag_cost!r} needs matching='hungarian', got {self.matching!r}; "
+                "for the references' greedy matching start from their settings: "
+                "DecodeConfig.preset('higherhrnet', matching='greedy')"
             )
         set_(self, "regroup", check_int(self.regroup, "regroup", low=0))
         set_(self, "spatial_weight", check_number(self.spatial_weight, "spatial_weight", low=0.0))
