@@ -505,18 +505,20 @@ def _drop_copies(out, peaks, kept):
     (in a crowd two people's joints can share a peak). A removed joint
     becomes missing (NaN, score 0).
     """
+    copied = np.empty(peaks.shape[1], np.bool_)
     for t in range(kept.shape[0]):
         i = kept[t]
         n_copies = 0
         n_own = 0
         for k in range(peaks.shape[1]):
             n_own += out.det[i, k] != 0
-            if out.det[i, k] == 0 and peaks[i, k] >= 0 and _held_elsewhere(out, peaks, kept, t, k):
-                n_copies += 1
+            filled = out.det[i, k] == 0 and peaks[i, k] >= 0
+            copied[k] = filled and _held_elsewhere(out, peaks, kept, t, k)
+            n_copies += copied[k]
         if n_copies <= n_own:
             continue
         for k in range(peaks.shape[1]):
-            if out.det[i, k] == 0 and peaks[i, k] >= 0 and _held_elsewhere(out, peaks, kept, t, k):
+            if copied[k]:
                 out.kp[i, k, 0] = np.nan
                 out.kp[i, k, 1] = np.nan
                 out.kp[i, k, 2] = 0
