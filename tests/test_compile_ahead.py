@@ -55,21 +55,39 @@ for dtype in (np.float32, np.float64):
             for name, kernel in kernels.items():
                 if sigs[name] not in kernel.overloads:
                     missing.append([np.dtype(dtype).name, dim, i, name])
+crowd_configs = [
+    ae.DecodeConfig(),
+    ae.DecodeConfig(regroup=0, refine_window=None),
+    ae.DecodeConfig(spatial_gate=None, pose_nms=None, spatial_limbs=None),
+]
+for dtype in (np.float32, np.float64):
+    for dim in (1, 2):
+        for i, config in enumerate(crowd_configs):
+            heat = rng.random((2, 17, 24, 20)).astype(dtype)
+            tags = rng.normal(size=(2, 17, dim, 24, 20)).astype(dtype)
+            ae.decode(heat, tags, config)
+            opts = build(config, 17, 24, 20, np.dtype(dtype))
+            order = joint_order(config, 17)
+            kernels = {**ca._kernels(True), "decode_range_crowd": _batch.decode_range_crowd}
+            sigs = ca.signatures(np.dtype(dtype), opts, order, crowd=True)
+            for name, kernel in kernels.items():
+                if name in sigs and sigs[name] not in kernel.overloads:
+                    missing.append([np.dtype(dtype).name, dim, "crowd", i, name])
 print(json.dumps(missing))
 """
 
 # A first decode with an empty cache: what the decoding process compiled and loaded.
 CHILD_FIRST_CALL = """
-import json
+import json, sys
 import numpy as np
 import associative_embedding as ae
 from associative_embedding._decode import compile_ahead as ca
-from associative_embedding._decode import pipeline as _batch
+crowd = sys.argv[1] == "crowd"
 rng = np.random.default_rng(5)
 heat = rng.random((1, 17, 32, 32), np.float32)
 tags = rng.normal(size=(1, 17, 2, 32, 32)).astype(np.float32)
-(poses,) = ae.decode(heat, tags, "higherhrnet")  # the references' kernels
-kernels = {**ca._kernels(), "decode_range": _batch.decode_range}
+(poses,) = ae.decode(heat, tags, None if crowd else "higherhrnet")
+kernels = {**ca._kernels(crowd), "batch": ca._batch_kernel(crowd)}
 print(json.dumps({
     "keypoints": poses.keypoints.tolist(),
     "signatures": {name: len(k.signatures) for name, k in kernels.items()},
@@ -79,9 +97,9 @@ print(json.dumps({
 """
 
 
-def _run(code: str, **env: str) -> object:
+def _run(code: str, *args: str, **env: str) -> object:
     out = subprocess.run(
-        [sys.executable, "-c", code],
+        [sys.executable, "-c", code, *args],
         capture_output=True,
         text=True,
         env={**os.environ, **env},
@@ -106,23 +124,26 @@ def test_signatures_are_those_the_batch_kernel_compiles(tmp_path):
 
 
 @pytest.mark.slow
-def test_first_call_loads_the_missing_joint_search_compiled_by_the_child(tmp_path):
-    """With an empty cache, the decoding process loads refine_image and compiles the rest once."""
+@pytest.mark.parametrize("path", ["references", "crowd"])
+def test_first_call_loads_what_the_child_compiled(tmp_path, path):
+    """With an empty cache, the decoding process loads the child's kernels and compiles the rest once."""
+    crowd = path == "crowd"
     result = _run(
         CHILD_FIRST_CALL,
+        path,
         NUMBA_CACHE_DIR=str(tmp_path),
         ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES="2",
     )
-    assert result["hits"]["refine_image"] == 1
-    assert result["misses"]["refine_image"] == 0
-    for name in ("find_candidates", "gather_candidates", "first_pass", "write_people"):
-        assert result["misses"][name] == 1, name
-    assert result["misses"]["decode_range"] == 1
+    for name in result["signatures"]:
+        if name in ca.CHILD_KERNELS[crowd]:
+            assert (result["hits"][name], result["misses"][name]) == (1, 0), name
+        else:
+            assert (result["hits"][name], result["misses"][name]) == (0, 1), name
     assert set(result["signatures"].values()) == {1}
     rng = np.random.default_rng(5)  # the child's maps
     heat = rng.random((1, 17, 32, 32), np.float32)
     tags = rng.normal(size=(1, 17, 2, 32, 32)).astype(np.float32)
-    (poses,) = ae.decode(heat, tags, "higherhrnet")
+    (poses,) = ae.decode(heat, tags, None if crowd else "higherhrnet")
     assert len(poses) > 1
     np.testing.assert_array_equal(np.array(result["keypoints"]), poses.keypoints)
 
@@ -252,10 +273,13 @@ def test_child_main_compiles_the_given_signature(monkeypatch):
         def compile(self, sig):
             compiled.append(sig)
 
-    monkeypatch.setattr(ca, "_kernels", lambda: {"refine_image": Kernel()})
-    sig = ca.signatures(*_plan_args())["refine_image"]
-    ca.child_main(base64.b64encode(pickle.dumps(sig)).decode("ascii"))
-    assert compiled == [sig]
+    monkeypatch.setattr(
+        ca, "_kernels", lambda crowd=False: {"refine_image": Kernel(), "regroup": Kernel()}
+    )
+    sigs = ca.signatures(*_plan_args(), crowd=True)
+    wanted = {"refine_image": sigs["refine_image"], "regroup": sigs["regroup"]}
+    ca.child_main(base64.b64encode(pickle.dumps(wanted)).decode("ascii"))
+    assert compiled == [sigs["refine_image"], sigs["regroup"]]
 
 
 # --- the first call explains itself ---------------------------------------------------------
@@ -320,3 +344,40 @@ def test_first_calls_print_one_notice_on_stderr(tmp_path):
     assert first.stderr.count("associative_embedding: compiling") == 1
     assert "compiling" not in run("loud", tmp_path / "a").stderr  # cached now
     assert "compiling" not in run("quiet", tmp_path / "b").stderr
+
+
+def test_warming_starts_no_child_and_announces_nothing(monkeypatch, caplog):
+    """Inside ``warming()`` (warmup's own two processes) no third process and no notice."""
+    monkeypatch.setattr(ca, "_ANNOUNCED", False)
+    monkeypatch.setattr(ca, "_cached", lambda kernel, sig: False)
+    with ca.warming():
+        assert ca._enabled() is False
+        assert ca.start_warmup_child("float64") is None
+        with caplog.at_level("WARNING", logger=ca.LOGGER):
+            assert ca.announce(None, (), "kernels") is False
+    assert caplog.records == []
+    assert ca._ANNOUNCED is False  # the first real compile after warmup still says so
+
+
+@pytest.mark.slow
+def test_warmup_child_compiles_a_dtype_into_the_cache(tmp_path):
+    """The process ``warmup`` starts compiles the float64 kernels; this one then loads them."""
+    code = (
+        "import sys, numpy as np\n"
+        "from associative_embedding._decode import compile_ahead as ca\n"
+        "child = ca.start_warmup_child('float64')\n"
+        "assert child is not None and ca.wait_child(child)\n"
+        "from associative_embedding._decode.pipeline import decode_range_crowd\n"
+        "import associative_embedding as ae\n"
+        "ae.decode(np.ones((1, 2, 4, 4)), np.zeros((1, 2, 4, 4)))\n"
+        "print(sum(decode_range_crowd.stats.cache_hits.values()),"
+        " sum(decode_range_crowd.stats.cache_misses.values()))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NUMBA_CACHE_DIR": str(tmp_path), ca.ENV_PROCESSES: "2"},
+        check=True,
+    )
+    assert out.stdout.split() == ["1", "0"]

@@ -224,7 +224,9 @@ def warmup() -> None:
     whole-image kernels (the defaults' and the references'), the
     candidate-grouping and refine kernels of the tensor path, and
     :func:`~associative_embedding.decode_instances`, so that the first real
-    call does not pay for compilation.
+    call does not pay for compilation. With more than one core and a
+    writable numba cache, a second Python process compiles the float64
+    kernels into the cache while this one compiles the float32 ones.
 
     Returns
     -------
@@ -236,19 +238,33 @@ def warmup() -> None:
     >>> import associative_embedding as ae
     >>> ae.warmup()
     """
+    from ._decode.compile_ahead import start_warmup_child, wait_child, warming
+
+    child = start_warmup_child("float64")
+    with warming():  # two processes already: no third one, and no first-call notice
+        try:
+            warm_dtype("float32")
+        finally:
+            if child is not None:
+                wait_child(child)
+        warm_dtype("float64")  # loads what the child compiled (or compiles it, if it failed)
+
+
+def warm_dtype(dtype: str) -> None:
+    """Compile (or load) every decoder kernel for one work dtype (``"float32"``/``"float64"``)."""
     from ._decode.peaks import empty_candidates
     from ._decode.torch_path import group_and_refine
     from .instance_decoding import decode_instances
 
+    dt = np.dtype(dtype)
     reference = DecodeConfig.preset("higherhrnet")
-    for dt in (np.float32, np.float64):
-        heat = np.zeros((1, 2, 4, 4), dt)
-        heat[0, :, 1, 1] = 1.0
-        tag = np.zeros((1, 2, 1, 4, 4), dt)
-        for config in (DecodeConfig(), reference):  # the crowd and the references' kernels
-            Plan(config, heat.shape, 1, heat.dtype, 1).run(heat, tag)
-        # the kernels of the tensor path, which takes candidates found on the device
-        cand = empty_candidates((1,), 2, 1, 1, np.dtype(dt))
-        maps = (heat[0], tag[0])
-        group_and_refine(cand, (4, 4), lambda bi, ki, maps=maps: maps, reference, 1)
-        decode_instances(heat[:, :1], tag[:, 0])  # the pixel grouping of decode_instances
+    heat = np.zeros((1, 2, 4, 4), dt)
+    heat[0, :, 1, 1] = 1.0
+    tag = np.zeros((1, 2, 1, 4, 4), dt)
+    for config in (DecodeConfig(), reference):  # the crowd and the references' kernels
+        Plan(config, heat.shape, 1, heat.dtype, 1).run(heat, tag)
+    # the kernels of the tensor path, which takes candidates found on the device
+    cand = empty_candidates((1,), 2, 1, 1, dt)
+    maps = (heat[0], tag[0])
+    group_and_refine(cand, (4, 4), lambda bi, ki, maps=maps: maps, reference, 1)
+    decode_instances(heat[:, :1], tag[:, 0])  # the pixel grouping of decode_instances

@@ -300,7 +300,7 @@ def _splat(windows, origins, centre, shift, exact, denom, out):  # pragma: no co
                     _splat_reference(window, origin, centre, denom, out[bi, k])
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _splat_exact(window, origin, shift, inv, ex, plane):  # pragma: no cover
     """Max the separable Gaussian of joint ``origin = (y, x)`` into ``plane`` (``"exact"``)."""
     r0, r1, c0, c1 = window[0], window[1], window[2], window[3]
@@ -317,7 +317,7 @@ def _splat_exact(window, origin, shift, inv, ex, plane):  # pragma: no cover
                 plane[r, c] = v
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _splat_reference(window, origin, centre, denom, plane):  # pragma: no cover
     """Max the references' patch with corner ``origin = (oy, ox)`` into ``plane``."""
     r0, r1, c0, c1 = window[0], window[1], window[2], window[3]

@@ -25,11 +25,13 @@ holds one signature of each and loaded ``refine_image`` from the cache.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import pickle
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path, PureWindowsPath
 from typing import Any
 
@@ -48,10 +50,23 @@ def _python_executable() -> bool:
     return name.startswith(("python", "pypy"))
 
 
+_WARMING = threading.Event()
+
+
+@contextlib.contextmanager
+def warming() -> Iterator[None]:
+    """Within: no first-call notice and no compile-ahead child (for ``warmup``'s own processes)."""
+    _WARMING.set()
+    try:
+        yield
+    finally:
+        _WARMING.clear()
+
+
 def _enabled() -> bool:
     import numba
 
-    if numba.config.DISABLE_JIT or not _python_executable():
+    if numba.config.DISABLE_JIT or _WARMING.is_set() or not _python_executable():
         return False
     value = os.environ.get(ENV_PROCESSES, "").strip()
     if value:
@@ -63,9 +78,12 @@ def _enabled() -> bool:
     return numba.config.NUMBA_DEFAULT_NUM_THREADS > 1
 
 
-def _image_args(dtype: np.dtype, opts: Any, order: np.ndarray) -> dict[str, tuple[Any, ...]]:
-    """Arguments of the per-image kernels, typed as ``pipeline.decode_image`` calls them.
+def _image_args(
+    dtype: np.dtype, opts: Any, order: np.ndarray, crowd: bool = False
+) -> dict[str, tuple[Any, ...]]:
+    """Arguments of the per-image kernels, typed as the batch kernel's image step calls them.
 
+    ``crowd`` selects ``pipeline.decode_image_crowd``, else ``pipeline.decode_image``.
     Only the types matter (numba compiles one version per argument types):
     the arrays are 1-long in every axis, C-contiguous like the kernel's slices
     of C-contiguous batches and its own allocations.
@@ -83,49 +101,77 @@ def _image_args(dtype: np.dtype, opts: Any, order: np.ndarray) -> dict[str, tupl
     joint_of = np.zeros((1, 1), np.int64)
     plane = np.zeros((1, 1), dtype)
     batch_out = empty_people((1,), 1, 1, 1, dtype)
-    return {
-        "decode_range": (
-            heat[None],
-            tags[None],
-            order,
-            opts,
-            (0, 1),
-            batch_out,
-            np.zeros(1, np.int64),
-        ),
+    batch = (heat[None], tags[None], order, opts, (0, 1), batch_out, np.zeros(1, np.int64))
+    n = np.int64(1)
+    args = {
         "find_candidates": (heat, opts.detection_threshold, opts.nms_kernel, cand, plane),
         "gather_candidates": (heat, tags, cand),
-        # a module-level constant argument is typed as its literal value
-        "first_pass": (cand, order, opts.group, types.literal(TAG_COST_ROUNDED), joint_of, None),
-        "write_people": (joint_of, 1, cand, (1, 1), order, opts.group, out, joint_of),
-        "refine_image": (heat, tags, np.zeros(1, np.int64), 1, cand, opts.refine, out, plane),
+        # a constant argument is typed as its literal value
+        "first_pass": (
+            (cand, order, opts.group, opts.crowd.tag_cost, joint_of, types.literal(True))
+            if crowd
+            else (cand, order, opts.group, types.literal(TAG_COST_ROUNDED), joint_of, None)
+        ),
+        "write_people": (joint_of, n, cand, (n, n), order, opts.group, out, joint_of),
+        "refine_image": (heat, tags, np.zeros(1, np.int64), n, cand, opts.refine, out, plane),
+    }
+    if not crowd:
+        return {"decode_range": batch, **args}
+    return {
+        "decode_range_crowd": batch,
+        **args,
+        "limbs_fit": (cand, joint_of, n, n, opts.crowd),
+        "regroup": (cand, n, order, joint_of, n, opts),
+        "refine_crowd": (heat, tags, n, cand, out, joint_of, opts),
+        "select_people": (out, n, opts.crowd, joint_of, opts.group.tag_threshold),
     }
 
 
-def _kernels() -> dict[str, Any]:
-    """Return the per-image kernels compiled ahead, in the order the batch kernel calls them."""
+# The kernels the second process compiles, for each path: about half the work.
+CHILD_KERNELS = {False: ("refine_image",), True: ("refine_crowd", "refine_image", "select_people")}
+
+
+def _kernels(crowd: bool = False) -> dict[str, Any]:
+    """Return the per-image kernels of a path, in the order the batch kernel calls them."""
+    from .crowd import limbs_fit, regroup, select_people
     from .matching import first_pass
-    from .missing import refine_image
+    from .missing import refine_crowd, refine_image
     from .peaks import find_candidates, gather_candidates
     from .people import write_people
 
-    return {
+    kernels = {
         "find_candidates": find_candidates,
         "gather_candidates": gather_candidates,
         "first_pass": first_pass,
         "write_people": write_people,
         "refine_image": refine_image,
     }
+    if crowd:
+        kernels.update(
+            limbs_fit=limbs_fit,
+            regroup=regroup,
+            refine_crowd=refine_crowd,
+            select_people=select_people,
+        )
+    return kernels
 
 
-def signatures(dtype: np.dtype, opts: Any, order: np.ndarray) -> dict[str, tuple[Any, ...]]:
+def _batch_kernel(crowd: bool) -> Any:
+    from .pipeline import decode_range, decode_range_crowd
+
+    return decode_range_crowd if crowd else decode_range
+
+
+def signatures(
+    dtype: np.dtype, opts: Any, order: np.ndarray, crowd: bool = False
+) -> dict[str, tuple[Any, ...]]:
     """Return the numba argument types of each kernel, by name, as the batch kernel calls it."""
     from numba import typeof
     from numba.core.types import Type
 
     return {
         name: tuple(a if isinstance(a, Type) else typeof(a) for a in args)
-        for name, args in _image_args(dtype, opts, order).items()
+        for name, args in _image_args(dtype, opts, order, crowd).items()
     }
 
 
@@ -143,7 +189,7 @@ def announce(kernel: Any, args: tuple[Any, ...], what: str) -> bool:
     ``logging.getLogger("associative_embedding").setLevel(logging.ERROR)``.
     """
     global _ANNOUNCED
-    if _ANNOUNCED:
+    if _ANNOUNCED or _WARMING.is_set():
         return False
     import logging
 
@@ -184,15 +230,34 @@ def _cache_writable(kernel: Any) -> bool:
     return bool(path) and os.access(path, os.W_OK)
 
 
-def _start_child(sig: tuple[Any, ...]) -> subprocess.Popen[bytes] | None:
+def _start_child(sigs: dict[str, tuple[Any, ...]]) -> subprocess.Popen[bytes] | None:
+    arg = base64.b64encode(pickle.dumps(sigs)).decode("ascii")
+    return _spawn("from associative_embedding._decode.compile_ahead import child_main", arg)
+
+
+def start_warmup_child(dtype: str) -> subprocess.Popen[bytes] | None:
+    """Start a process that compiles every kernel of work ``dtype`` into numba's cache.
+
+    For :func:`~associative_embedding.warmup`; returns None (and starts
+    nothing) where a second process cannot help, as for the first call.
+    """
+    from .pipeline import decode_range
+
+    if not _enabled() or not _cache_writable(decode_range):
+        return None
+    return _spawn("from associative_embedding.decoding import warm_dtype as child_main", dtype)
+
+
+def wait_child(child: subprocess.Popen[bytes]) -> bool:
+    """Wait for a child (at most :data:`CHILD_TIMEOUT` s); return whether it succeeded."""
+    return _wait(child)
+
+
+def _spawn(import_line: str, arg: str) -> subprocess.Popen[bytes] | None:
+    """Start ``child_main(arg)`` from ``import_line`` in a Python process compiling on its own."""
     root = str(Path(__file__).resolve().parents[2])
-    code = (
-        "import sys; sys.path.insert(0, sys.argv[1]); "
-        "from associative_embedding._decode.compile_ahead import child_main; "
-        "child_main(sys.argv[2])"
-    )
+    code = f"import sys; sys.path.insert(0, sys.argv[1]); {import_line}; child_main(sys.argv[2])"
     env = dict(os.environ, **{ENV_PROCESSES: "1"})
-    arg = base64.b64encode(pickle.dumps(sig)).decode("ascii")
     try:
         return subprocess.Popen(
             [sys.executable, "-c", code, root, arg],
@@ -215,46 +280,55 @@ def _wait(child: subprocess.Popen[bytes]) -> bool:
     return child.returncode == 0
 
 
-def child_main(encoded_signature: str) -> None:
-    """Compile ``refine_image`` for the parent's argument types (the child's work).
+def child_main(encoded_signatures: str) -> None:
+    """Compile the kernels named in ``encoded_signatures`` (the child's work).
 
-    ``encoded_signature`` is the pickled tuple of numba types, base64-encoded
-    (from the parent's :func:`signatures`); the compiled kernel goes to numba's cache.
+    ``encoded_signatures`` is the pickled ``{name: tuple of numba types}`` of
+    the kernels to compile, base64-encoded (from the parent's
+    :func:`signatures`); the compiled kernels go to numba's cache.
     """
-    sig = pickle.loads(base64.b64decode(encoded_signature))
-    _kernels()["refine_image"].compile(sig)
+    sigs = pickle.loads(base64.b64decode(encoded_signatures))
+    kernels = _kernels(crowd=True)
+    for name, sig in sigs.items():
+        kernels[name].compile(sig)
 
 
-def prepare(dtype: np.dtype, opts: Any, order: np.ndarray) -> bool:
+def prepare(dtype: np.dtype, opts: Any, order: np.ndarray, crowd: bool = False) -> bool:
     """Compile the per-image kernels of ``dtype`` before the batch kernel, two processes at once.
 
-    Called before the first batch-kernel call of a work dtype; returns whether
-    a child process compiled ``refine_image``. The option records' types, not
-    their values, enter the signatures: every configuration of the plain
-    decoder shares them.
+    Called before the first batch-kernel call of a work dtype and path
+    (``crowd``: the crowd grouping's kernels, else the references'); returns
+    whether a child process compiled its share (:data:`CHILD_KERNELS`). The
+    option records' types, not their values, enter the signatures: every
+    configuration of a path shares them.
     """
     dtype = np.dtype(dtype)
+    key = f"{dtype.name}-crowd" if crowd else dtype.name
     with _LOCK:
-        if dtype.name in _DONE:
+        if key in _DONE:
             return False
-        _DONE.add(dtype.name)
+        _DONE.add(key)
         if not _enabled():
             return False
-        from .pipeline import decode_range
-
-        sigs = signatures(dtype, opts, order)
-        if _cached(decode_range, sigs["decode_range"]):
+        sigs = signatures(dtype, opts, order, crowd)
+        batch = _batch_kernel(crowd)
+        if _cached(batch, sigs[batch.__name__]):
             return False  # loading it loads everything it calls
-        kernels = _kernels()
-        refine = kernels.pop("refine_image")
-        if _cached(refine, sigs["refine_image"]) or not _cache_writable(refine):
+        kernels = _kernels(crowd)
+        child_sigs = {
+            name: sigs[name]
+            for name in CHILD_KERNELS[crowd]
+            if not _cached(kernels[name], sigs[name])
+        }
+        if not child_sigs or not _cache_writable(kernels[CHILD_KERNELS[crowd][0]]):
             return False
-        child = _start_child(sigs["refine_image"])
+        child = _start_child(child_sigs)
         if child is None:
             return False
         try:
             for name, kernel in kernels.items():
-                kernel.compile(sigs[name])
+                if name not in CHILD_KERNELS[crowd]:
+                    kernel.compile(sigs[name])
         finally:
             done = _wait(child)
         return done

@@ -155,7 +155,7 @@ def limbs_fit(cand, joint_of, n_people, w_size, copts):
     return np.median(vals[:m]) < LIMB_FIT * copts.spatial_gate
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _limb_ratios(rows, px, py, limbs, vals, m):
     """Append to ``vals[m:]`` the person's limb lengths over its size; return the new count.
 
@@ -226,7 +226,7 @@ class Round(NamedTuple):
     work: AssignWork
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _new_round(cand, size):
     """Allocate the :class:`Round` arrays for ``size`` people."""
     n_joints, m_size = cand.val.shape
@@ -279,7 +279,7 @@ def _spatial_state(cand, w_size, old, n_old, limbs, rnd):
     return rnd
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _cost_matrix(cand, k, w_size, n_old, opts, rnd):
     """Joint type k's feasible pairs and costs against the previous round's people.
 
@@ -306,7 +306,7 @@ def _cost_matrix(cand, k, w_size, n_old, opts, rnd):
             rnd.dist[r, c] = d + copts.spatial_weight * s
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _compact(fresh, n_fresh, old, n_old):
     """Move ``fresh``'s non-empty people into ``old``, in order; return ``(count, changed)``."""
     n_joints = old.shape[1]
@@ -324,7 +324,7 @@ def _compact(fresh, n_fresh, old, n_old):
     return n_new, changed or n_new != n_old
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _has_joint(joint_of, p):
     """Whether person p of ``joint_of (P, K)`` has a joint."""
     for k in range(joint_of.shape[1]):
@@ -333,7 +333,7 @@ def _has_joint(joint_of, p):
     return False
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _one_round(cand, w_size, order, old, n_old, opts, rnd, fresh):
     """Assign every candidate to the people ``old[:n_old]``; the result into ``fresh``.
 
@@ -438,7 +438,7 @@ class CrowdOptions(NamedTuple):
     sigmas: np.ndarray
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _box_area(kp):
     """Product of the sides of the box of one person's joints ``kp (K, 3)``, at least 1."""
     x0 = np.inf
@@ -456,7 +456,7 @@ def _box_area(kp):
     return max((x1 - x0) * (y1 - y0), 1.0)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def pose_oks(kept, other, sigmas):
     """OKS of person ``other`` against person ``kept`` (``(K, 3)`` each), float64.
 
@@ -480,7 +480,7 @@ def pose_oks(kept, other, sigmas):
     return total / count if count > 0 else -1.0
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _held_elsewhere(out, peaks, kept, t, k):
     """Whether kept person ``kept[t]``'s filled joint k sits on a peak a higher one holds.
 
@@ -494,7 +494,7 @@ def _held_elsewhere(out, peaks, kept, t, k):
     return False
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _drop_copies(out, peaks, kept):
     """Strip the copied joints of the ``kept`` people made mostly of copies.
 
@@ -524,7 +524,7 @@ def _drop_copies(out, peaks, kept):
                 out.kp[i, k, 2] = 0
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _drop_duplicates(peaks, kept):
     """Drop each kept person with over half of its joints on the peaks of one above it.
 
@@ -551,7 +551,7 @@ def _drop_duplicates(peaks, kept):
     return left
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _fragments(out, peaks, i, j, tag_threshold):
     """Whether person i is a fragment of person j: one person the grouping split in two.
 
@@ -601,7 +601,7 @@ def _merge(out, peaks, i, j):
     out.score[j] = pairwise_sum(values, 0, n_joints) / n_joints
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _merge_fragments(out, peaks, kept, tag_threshold):
     """Merge each kept person that is a :func:`_fragments` of one above it; return the count.
 

@@ -56,7 +56,7 @@ class Remaining(NamedTuple):
     tag: np.ndarray
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _foreground(score, cls, tags, threshold, labels):
     """Collect the pixels scoring above ``threshold`` as :class:`Remaining`, with their count.
 
@@ -82,7 +82,7 @@ def _foreground(score, cls, tags, threshold, labels):
     return rem, r
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _joins(rem, j, seed, centre, limit):
     """Whether remaining pixel j is within the tag threshold of ``centre`` (the seed always is)."""
     dist = 0.0
@@ -92,7 +92,7 @@ def _joins(rem, j, seed, centre, limit):
     return dist < limit or j == seed
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _refine_centre(rem, r, seed, centre, limit, iterations):
     """Move ``centre`` to the mean tag of the seed's class pixels within the threshold.
 
@@ -115,7 +115,7 @@ def _refine_centre(rem, r, seed, centre, limit, iterations):
             centre[k] = acc[k] / cnt
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _keep(rem, j, kept):
     """Move remaining pixel j to slot ``kept`` (``kept <= j``)."""
     if kept != j:
@@ -126,7 +126,7 @@ def _keep(rem, j, kept):
             rem.tag[kept, k] = rem.tag[j, k]
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _take_group(rem, r, seed, centre, limit, members, mean):
     """Take the seed's group out of the remaining pixels; keep the others, in order.
 

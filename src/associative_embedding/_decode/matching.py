@@ -145,7 +145,7 @@ def new_work(m_size, n_cols):
     )
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _grow_component(feasible, n_rows, n_cols, r0, comp, work):
     """Label with ``comp`` every row and column connected to row ``r0`` by feasible pairs."""
     work.row_comp[r0] = comp
@@ -166,7 +166,7 @@ def _grow_component(feasible, n_rows, n_cols, r0, comp, work):
                     top += 1
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _components(feasible, n_rows, n_cols, work):
     """Label the components of the feasible pairs by their first row; return their count.
 
@@ -187,7 +187,7 @@ def _components(feasible, n_rows, n_cols, work):
     return n_comp
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _members(comp_of, n, comp, out):
     """Write the indices i < n with ``comp_of[i] == comp`` to ``out``, in order; their count."""
     cnt = 0
@@ -198,7 +198,7 @@ def _members(comp_of, n, comp, out):
     return cnt
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _solve_component(vals, n_sub_r, n_sub_c, costs, work):
     """Assign the rows ``work.sub_row[:n_sub_r]`` to the columns ``work.sub_col[:n_sub_c]``.
 

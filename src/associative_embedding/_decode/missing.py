@@ -79,7 +79,7 @@ class Gate(NamedTuple):
     limit: float
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _passes(gate, x, y):
     """Whether pixel ``(x, y)`` passes the :class:`Gate`."""
     if gate.n_refs == 0:
@@ -96,13 +96,13 @@ def joint_missing(det, n_people, k):
     return p < n_people
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _beats(v, idx, best, best_idx):
     """Whether score ``v`` at flat index ``idx`` beats the running first maximum."""
     return best_idx < 0 or v > best or (v == best and idx < best_idx)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM, no_cpython_wrapper=True)
 def _scan_block(hk, tk, ref, tile, best, best_idx, scratch):
     """Fold a tile's pixels into the running first-occurrence maximum ``(best, best_idx)``.
 
@@ -131,7 +131,7 @@ def _scan_block(hk, tk, ref, tile, best, best_idx, scratch):
 
 
 # --- the references' search over the whole map ----------------------------------------------
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _best_candidate(hk, tk, ref, cand_idx, scratch):
     """Return the best ``(score, flat index)`` among a joint type's candidates ``cand_idx``.
 
@@ -149,7 +149,7 @@ def _best_candidate(hk, tk, ref, cand_idx, scratch):
     return best, best_idx
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _bounded_search(hk, tk, ref, first, stats, scratch):
     """Flat index of the best pixel of the whole map, starting from the answer ``first``.
 
@@ -189,7 +189,7 @@ def _bounded_search(hk, tk, ref, first, stats, scratch):
     return best_idx
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _fill(out_kp, p, k, hk, idx, opts):
     """Write the joint found at flat index ``idx`` of ``hk`` as the reference ``opts.mode`` does.
 
@@ -268,7 +268,7 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out, tile_max):
 
 
 # --- the crowd search inside each person's window --------------------------------------------
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _box_around(x_lo, x_hi, y_lo, y_hi, margin, shape):
     """Return the pixels within ``margin`` of the float box ``[x_lo, x_hi] x [y_lo, y_hi]``.
 
@@ -283,7 +283,7 @@ def _box_around(x_lo, x_hi, y_lo, y_hi, margin, shape):
     )
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _search_box(px, py, has, p, margin, shape):
     """Person p's search box: its joints' box widened by ``margin`` (< 0: the whole map)."""
     if margin < 0:
@@ -292,7 +292,7 @@ def _search_box(px, py, has, p, margin, shape):
     return _box_around(x_lo, x_hi, y_lo, y_hi, margin, shape)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _gated_box(box, gate, shape):
     """``box`` cut to the pixels that can pass the :class:`Gate`.
 
@@ -315,7 +315,7 @@ def _gated_box(box, gate, shape):
     return max(box[0], g[0]), min(box[1], g[1]), max(box[2], g[2]), min(box[3], g[3])
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _first_answer(hk, tk, ref, cand_idx, box, gate, scratch):
     """Return the best ``(score, flat index)`` of the candidates in ``box`` passing ``gate``.
 
@@ -338,7 +338,7 @@ def _first_answer(hk, tk, ref, cand_idx, box, gate, scratch):
     return best, best_idx
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _scan_tile_gated(hk, tk, ref, tile, first, scratch, gate):
     """Fold the pixels of ``tile`` (half-open) that pass ``gate`` into the running maximum.
 
@@ -363,7 +363,7 @@ def _scan_tile_gated(hk, tk, ref, tile, first, scratch, gate):
     return best, best_idx
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _scan_window(hk, tk, ref, box, first, stats, scratch, gate):
     """Flat index of the best pixel of ``box`` passing ``gate``, from the answer ``first``.
 
@@ -394,7 +394,7 @@ def _scan_window(hk, tk, ref, box, first, stats, scratch, gate):
     return best_idx
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _joint_positions(out_pix, n_people, w_size):
     """Pixel columns, rows (float64) and presence ``(P, K)`` of the detected joints."""
     n_joints = out_pix.shape[1]
@@ -411,7 +411,7 @@ def _joint_positions(out_pix, n_people, w_size):
     return px, py, has
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _accept(hk, tk, ref, idx, opts, scratch):
     """Whether the crowd search fills the pixel it found at flat index ``idx``.
 
@@ -428,7 +428,7 @@ def _accept(hk, tk, ref, idx, opts, scratch):
     return np.float64(dist) < opts.group.tag_threshold
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def climb(hk, idx):
     """Return the local maximum of ``hk`` that steepest ascent from ``idx`` reaches (flat).
 

@@ -91,7 +91,7 @@ def all_zero(fin):
     return n_bad == 0
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _peak_at_edge(hk, y, yu, yd, x, threshold):
     """:func:`_peak_row`'s test at one pixel, with columns outside the map left out."""
     w_size = hk.shape[1]
@@ -100,7 +100,7 @@ def _peak_at_edge(hk, y, yu, yd, x, threshold):
     return ok and (x == 0 or hk[y, x - 1] <= v) and (x + 1 == w_size or hk[y, x + 1] <= v)
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _inner_peak(hk, uy, yu, yd, x, threshold):
     """:func:`_peak_row`'s branch-free test at pixel ``(uy, x)`` with both columns beside it.
 
@@ -117,7 +117,7 @@ def _inner_peak(hk, uy, yu, yd, x, threshold):
     )
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _peak_row(hk, y, xs, xe, threshold, keep, o):
     """Flag the pixels of row y, columns ``xs:xe``, that may be peaks; return their number.
 
@@ -151,7 +151,7 @@ def _peak_row(hk, y, xs, xe, threshold, keep, o):
     return n_keep
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep):
     """Flag the pixels of tile ``y0:y1, xs:xe`` that may be peaks, in ``keep``.
 
@@ -181,13 +181,13 @@ def _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep):
             _peak_row(hk, y, xs, xe, threshold, keep, o)
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _ranks_before(v, idx, v_other, idx_other):
     """Whether peak ``(v, idx)`` ranks before ``(v_other, idx_other)`` (larger, or tied, first)."""
     return v > v_other or (v == v_other and idx < idx_other)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _is_peak(hk, y, x, r):
     """Whether no pixel of the window of radius r around ``(y, x)`` (clipped) is larger."""
     h_size, w_size = hk.shape
@@ -199,7 +199,7 @@ def _is_peak(hk, y, x, r):
     return True
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _insert_ranked(vals, idxs, cnt, v, idx):
     """Insert peak ``(v, idx)`` into the ranking ``vals``, ``idxs`` (M slots, cnt used).
 
@@ -219,7 +219,7 @@ def _insert_ranked(vals, idxs, cnt, v, idx):
     return cnt
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _tile_peaks(hk, tile, threshold, r, keep, vals, idxs, cnt):
     """Rank the peaks of one tile ``(y0, y1, xs, xe)`` into ``vals``, ``idxs``; return the count.
 
@@ -250,7 +250,7 @@ def _tile_peaks(hk, tile, threshold, r, keep, vals, idxs, cnt):
     return cnt
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _hot_tiles(col, threshold, hot, tile_max, k, by):
     """Mark the tiles of strip ``by`` whose largest heat (from ``col``) is above the threshold.
 
@@ -340,7 +340,7 @@ def new_candidates(heat, tags, m_size):
     )
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def image_candidates(heat, tags, m_size, threshold, kernel):
     """Allocate, find and gather the :class:`Candidates` of one image (``m_size`` per joint).
 

@@ -93,7 +93,7 @@ def quarter_offset(nb, pixel, shape, rule):
     return dx, dy
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def quarter_at(hk, x, y, rule):
     """:func:`quarter_offset` of pixel ``(x, y)`` of one heatmap ``hk (H, W)``."""
     h_size, w_size = hk.shape

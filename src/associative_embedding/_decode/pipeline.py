@@ -29,17 +29,17 @@ from .peaks import (
 from .people import People, group_image, write_people
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _image_candidates(cand, b):
     return Candidates(cand.val[b], cand.idx[b], cand.cnt[b], cand.tag[b], cand.nb[b])
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _image_people(out, b):
     return People(out.kp[b], out.score[b], out.tag[b], out.ref[b], out.det[b])
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _all_joints(n_joints):
     """``slot``: joint k's maps at index k."""
     slot = np.empty(n_joints, np.int64)
@@ -48,7 +48,7 @@ def _all_joints(n_joints):
     return slot
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _tags_finite(tags, det, n_people):
     """Whether the tag maps are finite, but for those of joints some person misses.
 
@@ -95,7 +95,7 @@ def decode_image(heat, tags, order, opts, out):
     return n
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def decode_image_crowd(heat, tags, order, opts, out):
     """Decode one image with the crowd options into the People record ``out``; return P.
 

@@ -46,8 +46,7 @@ class Plan:
         self.d = d
         self.threads = threads
         announce(self.kernel, self._typed_args(), f"decoder's kernels for {self.dtype.name} maps")
-        if self.kernel is decode_range:
-            prepare_kernels(self.dtype, self.opts, self.order)
+        prepare_kernels(self.dtype, self.opts, self.order, crowd=self.kernel is decode_range_crowd)
 
     def _typed_args(self) -> tuple[Any, ...]:
         """Arguments of the plan's kernel call with its types (1-long arrays)."""

@@ -165,7 +165,7 @@ def pixel_score(hk, tk, ref, pixel, scratch, pairwise):
     return hk[y, x] - scratch.mult * np.rint(dist), dist
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM, no_cpython_wrapper=True)
 def _fold_strip(col, cols, block, by, d, with_hmax, stats):
     """Fold strip ``by``'s column rows into its tiles' statistics, all three in one pass.
 
@@ -238,7 +238,7 @@ def block_stats(hk, tk, stats, scratch, have_hmax):
     return all_zero(cols[2])
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _strip_tag_ranges(tk, d, y0, y1, cols):
     """Column-wise over rows ``y0:y1`` of tag dimension d: the tag range ``cols[0:2]``.
 
@@ -266,7 +266,7 @@ def _strip_tag_ranges(tk, d, y0, y1, cols):
     _add_finite(cols)
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _add_finite(cols):
     """``cols[2] += (lo - lo) + (hi - hi)`` column-wise: NaN where a strip was not finite."""
     for x in range(uint64(cols.shape[1])):
@@ -275,7 +275,7 @@ def _add_finite(cols):
         cols[2, x] = cols[2, x] + ((lo_v - lo_v) + (hi_v - hi_v))
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _top_ranges(hk, tk, d, strip, block, stats, scratch):
     """``stats.lo_top`` / ``hi_top`` of dimension d for the tiles of a strip (see block_stats).
 
@@ -332,7 +332,7 @@ def _top_ranges(hk, tk, d, strip, block, stats, scratch):
         hi_top[d, b] = m_hi
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM, no_cpython_wrapper=True)
 def _range_cost(lo, hi, ref, mult, out, acc, pairwise):
     """Lower-bound the cost of every tag box: ``out[b] = mult * round(sqrt(sum_d gap_d**2))``.
 
