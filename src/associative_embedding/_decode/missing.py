@@ -102,6 +102,18 @@ def _beats(v, idx, best, best_idx):
     return best_idx < 0 or v > best or (v == best and idx < best_idx)
 
 
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+def _tile_beats(bound, b, grid, best, best_idx):
+    """Whether tile b's bound can beat ``(best, best_idx)``: :func:`_beats` at its first pixel.
+
+    ``grid = (nbx, block, w_size)``. The first pixel's index (a division) is
+    computed only on a tie, which is rare.
+    """
+    if best_idx < 0 or bound > best:
+        return True
+    return bound == best and block_start(b, grid[0], grid[1], grid[2]) < best_idx
+
+
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM, no_cpython_wrapper=True)
 def _scan_block(hk, tk, ref, tile, best, best_idx, scratch):
     """Fold a tile's pixels into the running first-occurrence maximum ``(best, best_idx)``.
@@ -131,7 +143,7 @@ def _scan_block(hk, tk, ref, tile, best, best_idx, scratch):
 
 
 # --- the references' search over the whole map ----------------------------------------------
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _best_candidate(hk, tk, ref, cand_idx, scratch):
     """Return the best ``(score, flat index)`` among a joint type's candidates ``cand_idx``.
 
@@ -149,7 +161,7 @@ def _best_candidate(hk, tk, ref, cand_idx, scratch):
     return best, best_idx
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _bounded_search(hk, tk, ref, first, stats, scratch):
     """Flat index of the best pixel of the whole map, starting from the answer ``first``.
 
@@ -161,13 +173,14 @@ def _bounded_search(hk, tk, ref, first, stats, scratch):
     h_size, w_size = hk.shape
     block = scratch.block
     nbx = (w_size + block - 1) // block
+    grid = (nbx, block, w_size)
     ub = stats.ub
     open_tiles = scratch.tiles
     best, best_idx = first
     tile_bounds(stats, ref, scratch, True)
     n_open = 0
     for b in range(ub.shape[0]):
-        if _beats(ub[b], block_start(b, nbx, block, w_size), best, best_idx):
+        if _tile_beats(ub[b], b, grid, best, best_idx):
             open_tiles[n_open] = b
             n_open += 1
     while n_open > 0:
@@ -180,7 +193,7 @@ def _bounded_search(hk, tk, ref, first, stats, scratch):
         open_tiles[i_top] = open_tiles[n_open]
         if best_idx >= 0 and ub[b] < best:
             break
-        if not _beats(ub[b], block_start(b, nbx, block, w_size), best, best_idx):
+        if not _tile_beats(ub[b], b, grid, best, best_idx):
             continue
         y0 = (b // nbx) * block
         x0 = (b % nbx) * block
@@ -189,7 +202,7 @@ def _bounded_search(hk, tk, ref, first, stats, scratch):
     return best_idx
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _fill(out_kp, p, k, hk, idx, opts):
     """Write the joint found at flat index ``idx`` of ``hk`` as the reference ``opts.mode`` does.
 

@@ -187,7 +187,7 @@ def _ranks_before(v, idx, v_other, idx_other):
     return v > v_other or (v == v_other and idx < idx_other)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _is_peak(hk, y, x, r):
     """Whether no pixel of the window of radius r around ``(y, x)`` (clipped) is larger."""
     h_size, w_size = hk.shape
@@ -219,20 +219,21 @@ def _insert_ranked(vals, idxs, cnt, v, idx):
     return cnt
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
-def _tile_peaks(hk, tile, threshold, r, keep, vals, idxs, cnt):
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+def _tile_peaks(hk, tile, threshold, r, flags, vals, idxs, cnt):
     """Rank the peaks of one tile ``(y0, y1, xs, xe)`` into ``vals``, ``idxs``; return the count.
 
     Vectorised, a tile at a time (:func:`_flag_tile`): the pixels above the
     threshold with no larger 4-neighbour (most pixels of a slope have one); the
     flags are read eight at a time, and the window test decides, only for a
-    pixel that would enter the ranking.
+    pixel that would enter the ranking. ``flags = (keep, words)``: the
+    ``TILE * TILE`` flags and the same memory viewed as uint64 words.
     """
     y0, y1, xs, xe = tile
     w_size = hk.shape[1]
     m_size = vals.shape[0]
+    keep, words = flags  # words: keep's flags eight at a time, most are zero
     _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep)
-    words = keep.view(np.uint64)  # eight flags at a time: most are zero
     for wi in range(words.shape[0]):
         if words[wi] == 0:
             continue
@@ -250,7 +251,7 @@ def _tile_peaks(hk, tile, threshold, r, keep, vals, idxs, cnt):
     return cnt
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
 def _hot_tiles(col, threshold, hot, tile_max, k, by):
     """Mark the tiles of strip ``by`` whose largest heat (from ``col``) is above the threshold.
 
@@ -308,6 +309,7 @@ def find_candidates(heat, threshold, kernel, cand, tile_max):
         fin[x] = 0
     hot = np.empty(nbx, np.bool_)
     keep = np.empty(TILE * TILE, np.bool_)  # _flag_tile clears it before each tile
+    flags = (keep, keep.view(np.uint64))  # a view made once: each costs a call
     for k in range(n_joints):
         hk = heat[k]
         vals = cand.val[k]
@@ -321,7 +323,7 @@ def find_candidates(heat, threshold, kernel, cand, tile_max):
             for bx in range(nbx):
                 if hot[bx]:
                     tile = (y0, y1, bx * TILE, min(bx * TILE + TILE, w_size))
-                    cnt = _tile_peaks(hk, tile, threshold, r, keep, vals, idxs, cnt)
+                    cnt = _tile_peaks(hk, tile, threshold, r, flags, vals, idxs, cnt)
         cand.cnt[k] = cnt
     return all_zero(fin)
 

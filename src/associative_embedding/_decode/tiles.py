@@ -166,16 +166,15 @@ def pixel_score(hk, tk, ref, pixel, scratch, pairwise):
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM, no_cpython_wrapper=True)
-def _fold_strip(col, cols, block, by, d, with_hmax, stats):
+def _fold_strip(col, cols, block, by, d, with_hmax, ranges):
     """Fold strip ``by``'s column rows into its tiles' statistics, all three in one pass.
 
-    ``stats.lo[d, b]`` / ``stats.hi[d, b]`` = min of ``cols[0]`` / max of
-    ``cols[1]`` over tile b's columns, and with ``with_hmax`` also
-    ``stats.hmax[b]`` = max of ``col``.
+    ``ranges = (hmax, lo, hi)`` of :class:`TileStats` (the arrays alone: each
+    array a kernel is passed costs reference counts on every call).
+    ``lo[d, b]`` / ``hi[d, b]`` = min of ``cols[0]`` / max of ``cols[1]`` over
+    tile b's columns, and with ``with_hmax`` also ``hmax[b]`` = max of ``col``.
     """
-    hmax = stats.hmax
-    lo = stats.lo
-    hi = stats.hi
+    hmax, lo, hi = ranges
     w_size = col.shape[0]
     nbx = (w_size + block - 1) // block
     for bx in range(nbx):
@@ -223,6 +222,9 @@ def block_stats(hk, tk, stats, scratch, have_hmax):
     col = scratch.col
     cols = scratch.cols
     cols[2, :] = 0
+    ranges = (stats.hmax, stats.lo, stats.hi)
+    top = (stats.hmax, stats.lo, stats.hi, stats.lo_top, stats.hi_top)
+    work = (scratch.col, scratch.acc, scratch.top_min, scratch.big, scratch.half)
     h_size = hk.shape[0]
     dim = tk.shape[0]
     nby = (h_size + block - 1) // block
@@ -233,8 +235,8 @@ def block_stats(hk, tk, stats, scratch, have_hmax):
             strip_max(hk, y0, y1, col, cols[2])
         for d in range(dim):
             _strip_tag_ranges(tk, d, y0, y1, cols)
-            _fold_strip(col, cols, block, by, d, d == 0 and not have_hmax, stats)
-            _top_ranges(hk, tk, d, (by, y0, y1), block, stats, scratch)
+            _fold_strip(col, cols, block, by, d, d == 0 and not have_hmax, ranges)
+            _top_ranges(hk, tk, d, (by, y0, y1), block, top, work)
     return all_zero(cols[2])
 
 
@@ -276,28 +278,23 @@ def _add_finite(cols):
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
-def _top_ranges(hk, tk, d, strip, block, stats, scratch):
-    """``stats.lo_top`` / ``hi_top`` of dimension d for the tiles of a strip (see block_stats).
+def _top_ranges(hk, tk, d, strip, block, top, work):
+    """``lo_top`` / ``hi_top`` of dimension d for the tiles of a strip (see block_stats).
 
-    ``strip = (by, y0, y1)``: the strip's number and rows. Over the pixels with
-    heat ``>= hmax / 2`` of the tiles with ``hmax > scratch.top_min``; the
-    other tiles take their whole range ``lo`` / ``hi``.
-    ``scratch.col`` and ``scratch.acc`` hold the column minima and maxima (two
-    arrays, not two rows of one, so that the compiler can vectorise the rows).
+    ``strip = (by, y0, y1)``: the strip's number and rows; ``top = (hmax, lo,
+    hi, lo_top, hi_top)`` of :class:`TileStats`; ``work = (c_lo, c_hi,
+    top_min, big, half)`` of :class:`Scratch` (``col``, ``acc`` and its
+    scalars; the arrays alone, see :func:`_fold_strip`). Over the pixels with
+    heat ``>= hmax / 2`` of the tiles with ``hmax > top_min``; the other tiles
+    take their whole range ``lo`` / ``hi``. ``c_lo`` and ``c_hi`` hold the
+    column minima and maxima (two arrays, not two rows of one, so that the
+    compiler can vectorise the rows).
     """
     w_size = hk.shape[1]
     nbx = (w_size + block - 1) // block
     by, y0, y1 = strip
-    hmax = stats.hmax
-    lo = stats.lo
-    hi = stats.hi
-    lo_top = stats.lo_top
-    hi_top = stats.hi_top
-    top_min = scratch.top_min
-    c_lo = scratch.col
-    c_hi = scratch.acc
-    big = scratch.big
-    half = scratch.half
+    hmax, lo, hi, lo_top, hi_top = top
+    c_lo, c_hi, top_min, big, half = work
     for bx in range(nbx):
         b = by * nbx + bx
         if not hmax[b] > top_min:
