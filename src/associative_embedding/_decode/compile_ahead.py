@@ -1,25 +1,29 @@
 """The decoder's first compilation, split over two processes.
 
 With an empty numba cache the first :func:`~associative_embedding.decode` of a
-work dtype compiles about thirty kernels, one after another, in one process.
-The missing-joint search (``missing.refine_image`` and what it calls) is about
-a third of that work and shares nothing with the peak search and the grouping
-but their argument types. So before the first call compiles, a second Python
-process compiles ``refine_image`` into numba's on-disk cache while this one
-compiles the peak search and the grouping; when the child is done, the batch
-kernel is compiled here and finds ``refine_image`` in the cache instead of
-compiling it.
+work dtype compiles many kernels, one after another, in one process. Before
+the first call compiles, a second Python process compiles part of them
+(:data:`CHILD_KERNELS`) into numba's on-disk cache while this one compiles the
+rest; when the child is done, the batch kernel is compiled here and finds the
+child's kernels in the cache instead of compiling them. For the references'
+kernels (``pipeline.decode_range``) the child compiles the missing-joint
+search ``missing.refine_image``; for the crowd grouping, the defaults'
+(``pipeline.decode_range_crowd``), also ``missing.refine_crowd`` and
+``crowd.select_people``, while this process compiles the peak search,
+``matching.first_pass``, ``people.write_people`` and ``crowd.regroup``.
+:func:`start_warmup_child` serves ``warmup`` the same way, a work dtype per
+process.
 
 Nothing changes when the child cannot help: the kernels are cached already (or
 in memory), numba's cache is not writable, the machine has one core, numba's
 JIT is off, ``sys.executable`` is not a Python interpreter (an application
 that embeds one), or ``ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES=1`` is set. A child
 that fails or takes more than :data:`CHILD_TIMEOUT` seconds is ignored: the
-batch kernel then compiles ``refine_image`` itself, as without the child.
+batch kernel then compiles those kernels itself, as without the child.
 
 Each kernel is compiled here for exactly the argument types the batch kernel
 calls it with; ``tests/test_compile_ahead.py`` checks that a fresh process then
-holds one signature of each and loaded ``refine_image`` from the cache.
+holds one signature of each and loaded the child's kernels from the cache.
 """
 
 from __future__ import annotations
