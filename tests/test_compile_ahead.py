@@ -23,7 +23,6 @@ import json
 import numpy as np
 import associative_embedding as ae
 from associative_embedding._decode import compile_ahead as ca
-from associative_embedding._decode import pipeline as _batch
 from associative_embedding._decode.options import build, joint_order
 
 # the references' kernels (the crowd grouping, the defaults, has its own batch kernel)
@@ -40,39 +39,28 @@ configs = [
         "higherhrnet", use_detection_value=False, max_instances=3, ignore_too_much=True
     ),
 ]
-rng = np.random.default_rng(0)
-missing = []
-for dtype in (np.float32, np.float64):
-    for dim in (1, 2):
-        for i, config in enumerate(configs):
-            heat = rng.random((2, 5, 12, 10)).astype(dtype)
-            tags = rng.normal(size=(2, 5, dim, 12, 10)).astype(dtype)
-            ae.decode(heat, tags, config)
-            opts = build(config, 5, 12, 10, np.dtype(dtype))
-            order = joint_order(config, 5)
-            kernels = {**ca._kernels(), "decode_range": _batch.decode_range}
-            sigs = ca.signatures(np.dtype(dtype), opts, order)
-            for name, kernel in kernels.items():
-                if sigs[name] not in kernel.overloads:
-                    missing.append([np.dtype(dtype).name, dim, i, name])
 crowd_configs = [
     ae.DecodeConfig(),
     ae.DecodeConfig(regroup=0, refine_window=None),
     ae.DecodeConfig(spatial_gate=None, pose_nms=None, spatial_limbs=None),
 ]
-for dtype in (np.float32, np.float64):
-    for dim in (1, 2):
-        for i, config in enumerate(crowd_configs):
-            heat = rng.random((2, 17, 24, 20)).astype(dtype)
-            tags = rng.normal(size=(2, 17, dim, 24, 20)).astype(dtype)
-            ae.decode(heat, tags, config)
-            opts = build(config, 17, 24, 20, np.dtype(dtype))
-            order = joint_order(config, 17)
-            kernels = {**ca._kernels(True), "decode_range_crowd": _batch.decode_range_crowd}
-            sigs = ca.signatures(np.dtype(dtype), opts, order, crowd=True)
-            for name, kernel in kernels.items():
-                if name in sigs and sigs[name] not in kernel.overloads:
-                    missing.append([np.dtype(dtype).name, dim, "crowd", i, name])
+rng = np.random.default_rng(0)
+missing = []
+for crowd, k, found in ((False, 5, configs), (True, 17, crowd_configs)):
+    for dtype in (np.float32, np.float64):
+        for dim in (1, 2):
+            for i, config in enumerate(found):
+                heat = rng.random((2, k, 12, 10)).astype(dtype)
+                tags = rng.normal(size=(2, k, dim, 12, 10)).astype(dtype)
+                ae.decode(heat, tags, config)
+                opts = build(config, k, 12, 10, np.dtype(dtype))
+                order = joint_order(config, k)
+                kernels = {**ca._kernels(crowd), "batch": ca._batch_kernel(crowd)}
+                sigs = ca.signatures(np.dtype(dtype), opts, order, crowd)
+                sigs["batch"] = sigs.pop(ca._batch_kernel(crowd).__name__)
+                for name, kernel in kernels.items():
+                    if sigs[name] not in kernel.overloads:
+                        missing.append([np.dtype(dtype).name, dim, crowd, i, name])
 print(json.dumps(missing))
 """
 
@@ -259,7 +247,7 @@ def test_a_child_past_the_timeout_is_stopped(monkeypatch):
     child = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)"], stderr=subprocess.PIPE
     )
-    assert ca._wait(child) is False
+    assert ca.wait_child(child) is False
     assert child.returncode is not None
 
 

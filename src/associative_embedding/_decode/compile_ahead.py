@@ -252,11 +252,6 @@ def start_warmup_child(dtype: str) -> subprocess.Popen[bytes] | None:
     return _spawn("from associative_embedding.decoding import warm_dtype as child_main", dtype)
 
 
-def wait_child(child: subprocess.Popen[bytes]) -> bool:
-    """Wait for a child (at most :data:`CHILD_TIMEOUT` s); return whether it succeeded."""
-    return _wait(child)
-
-
 def _spawn(import_line: str, arg: str) -> subprocess.Popen[bytes] | None:
     """Start ``child_main(arg)`` from ``import_line`` in a Python process compiling on its own."""
     root = str(Path(__file__).resolve().parents[2])
@@ -274,7 +269,8 @@ def _spawn(import_line: str, arg: str) -> subprocess.Popen[bytes] | None:
         return None
 
 
-def _wait(child: subprocess.Popen[bytes]) -> bool:
+def wait_child(child: subprocess.Popen[bytes]) -> bool:
+    """Wait for a child (at most :data:`CHILD_TIMEOUT` s); return whether it succeeded."""
     try:
         child.communicate(timeout=CHILD_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -334,5 +330,5 @@ def prepare(dtype: np.dtype, opts: Any, order: np.ndarray, crowd: bool = False) 
                 if name not in CHILD_KERNELS[crowd]:
                     kernel.compile(sigs[name])
         finally:
-            done = _wait(child)
+            done = wait_child(child)
         return done
