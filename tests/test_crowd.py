@@ -397,3 +397,26 @@ def test_the_references_draw_ghost_skeletons_on_the_same_scene():
     owners = _owners(poses, truth)
     stretched = [p for p in range(len(poses)) if len(set(owners[p][owners[p] >= 0])) > 1]
     assert len(poses) > 3 and stretched
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 13, 14, 40, 41, 200])
+def test_median_kernel_equals_numpy(n):
+    """``crowd._median`` (a Shell sort, compiled) gives ``np.median`` and sorts in place."""
+    from numba import njit
+
+    from associative_embedding._decode.crowd import _median
+
+    @njit
+    def call(vals, m):
+        return _median(vals, m)
+
+    rng = np.random.default_rng(n)
+    for trial in range(20):
+        vals = rng.standard_normal(n + 3)
+        if trial % 2:
+            vals = np.round(vals, 1)  # ties
+        expected = np.median(vals[:n])
+        work = vals.copy()
+        assert call(work, n) == expected
+        assert np.array_equal(work[:n], np.sort(vals[:n]))
+        assert np.array_equal(work[n:], vals[n:])

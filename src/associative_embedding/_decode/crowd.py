@@ -52,6 +52,41 @@ def joint_box(px, py, has, p):
     return x0, x1, y0, y1, cnt
 
 
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+def _median(vals, n):
+    """Return the median of ``vals[:n]`` (n >= 1) as ``np.median`` does; sort ``vals[:n]`` in place.
+
+    A Shell sort (gaps 1, 4, 13, ...): the median does not depend on how the
+    values are sorted, and numba's ``np.sort``/``np.median`` would compile
+    their own sorts and error paths into every kernel that uses them.
+    """
+    gap = 1
+    while gap < n // 3:
+        gap = 3 * gap + 1
+    while gap > 0:
+        for i in range(gap, n):
+            v = vals[i]
+            j = i
+            while j >= gap and vals[j - gap] > v:
+                vals[j] = vals[j - gap]
+                j -= gap
+            vals[j] = v
+        gap //= 3
+    h = n // 2
+    return vals[h] if n % 2 else (vals[h - 1] + vals[h]) / 2
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+def _copy_rows(joint_of, n, size):
+    """Return a ``(size, K)`` int64 table: rows 0..n-1 of ``joint_of``, the other rows -1."""
+    n_joints = joint_of.shape[1]
+    out = np.empty((size, n_joints), np.int64)
+    for p in range(size):
+        for k in range(n_joints):
+            out[p, k] = joint_of[p, k] if p < n else -1
+    return out
+
+
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
 def person_scales(px, py, has, n_people, out):
     """Write each person's scale to ``out``.
@@ -68,11 +103,7 @@ def person_scales(px, py, has, n_people, out):
         if cnt >= 3:
             big[n_big] = out[p]
             n_big += 1
-    floor = 1.0
-    if n_big > 0:
-        s = np.sort(big[:n_big])
-        h = n_big // 2
-        floor = s[h] if n_big % 2 else (s[h - 1] + s[h]) / 2
+    floor = _median(big, n_big) if n_big > 0 else 1.0
     for p in range(n_people):
         out[p] = max(out[p], floor, 1.0)
 
@@ -152,7 +183,7 @@ def limbs_fit(cand, joint_of, n_people, w_size, copts):
         m = _limb_ratios(joint_of[p], px, py, copts.limbs, vals, m)
     if m == 0:
         return True
-    return np.median(vals[:m]) < LIMB_FIT * copts.spatial_gate
+    return _median(vals, m) < LIMB_FIT * copts.spatial_gate
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
@@ -389,10 +420,12 @@ def regroup(cand, w_size, order, joint_of, n_people, opts):
     copts = opts.crowd
     n_joints = cand.val.shape[0]
     dim = cand.tag.shape[2]
-    size = max(2 * cand.cnt.sum(), n_people, 1)
-    old = np.full((size, n_joints), -1, np.int64)
-    fresh = np.full((size, n_joints), -1, np.int64)
-    old[:n_people] = joint_of[:n_people]
+    n_cand = 0
+    for k in range(n_joints):
+        n_cand += cand.cnt[k]
+    size = max(2 * n_cand, n_people, 1)
+    old = _copy_rows(joint_of, n_people, size)
+    fresh = _copy_rows(joint_of, 0, size)
     rnd = _new_round(cand, size)
     rows = np.empty((max(n_joints, 1), dim), cand.tag.dtype)
     buf = np.empty(max(n_joints, 1), cand.tag.dtype)
@@ -408,7 +441,9 @@ def regroup(cand, w_size, order, joint_of, n_people, opts):
         n_old, changed = _compact(fresh, n_fresh, old, n_old)
         if not changed:
             break
-    joint_of[:n_old] = old[:n_old]
+    for p in range(n_old):
+        for k in range(n_joints):
+            joint_of[p, k] = old[p, k]
     return n_old
 
 
@@ -594,7 +629,8 @@ def _merge(out, peaks, i, j):
     values = np.empty(n_joints, out.score.dtype)
     for k in range(n_joints):
         if out.det[i, k] != 0:
-            out.kp[j, k] = out.kp[i, k]
+            for c in range(out.kp.shape[2]):
+                out.kp[j, k, c] = out.kp[i, k, c]
             out.det[j, k] = 1
             peaks[j, k] = peaks[i, k]
         values[k] = out.kp[j, k, 2] if out.det[j, k] != 0 else 0
@@ -664,8 +700,29 @@ def select_people(out, n_people, copts, peaks, tag_threshold):
         n_kept = _merge_fragments(out, peaks, kept[:n_kept], tag_threshold)
         n_kept = _drop_duplicates(peaks, kept[:n_kept])
         _drop_copies(out, peaks, kept[:n_kept])
-    order = kept[:n_kept]  # a permutation once fragments merged: gather, then write back
-    out.kp[:n_kept] = out.kp[order]
-    out.score[:n_kept] = out.score[order]
-    out.tag[:n_kept] = out.tag[order]
+    _gather_people(out, kept[:n_kept])
     return n_kept
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+def _gather_people(out, order):
+    """Move people ``order (N,)`` (distinct) to rows 0..N-1 of ``kp``, ``score``, ``tag``."""
+    n = order.shape[0]
+    kp = np.empty((n, out.kp.shape[1], out.kp.shape[2]), out.kp.dtype)
+    score = np.empty(n, out.score.dtype)
+    tag = np.empty((n, out.tag.shape[1]), out.tag.dtype)
+    for i in range(n):
+        p = order[i]
+        score[i] = out.score[p]
+        for k in range(kp.shape[1]):
+            for c in range(kp.shape[2]):
+                kp[i, k, c] = out.kp[p, k, c]
+        for d in range(tag.shape[1]):
+            tag[i, d] = out.tag[p, d]
+    for i in range(n):
+        out.score[i] = score[i]
+        for k in range(kp.shape[1]):
+            for c in range(kp.shape[2]):
+                out.kp[i, k, c] = kp[i, k, c]
+        for d in range(tag.shape[1]):
+            out.tag[i, d] = tag[i, d]
