@@ -13,7 +13,7 @@ import pytest
 
 import associative_embedding as ae
 from associative_embedding._decode import compile_ahead as ca
-from associative_embedding._decode.options import build, joint_order
+from associative_embedding._decode.options import build, joint_order, kernel_path
 
 # Decodes under several configurations in a process that compiles (or loads) every
 # kernel only through the batch kernel, then reports each per-image kernel whose
@@ -23,7 +23,7 @@ import json
 import numpy as np
 import associative_embedding as ae
 from associative_embedding._decode import compile_ahead as ca
-from associative_embedding._decode.options import build, joint_order
+from associative_embedding._decode.options import build, joint_order, kernel_path
 
 # the references' kernels (the crowd grouping, the defaults, has its own batch kernel)
 ref = ae.DecodeConfig.preset("higherhrnet")
@@ -44,9 +44,20 @@ crowd_configs = [
     ae.DecodeConfig(regroup=0, refine_window=None),
     ae.DecodeConfig(spatial_gate=None, pose_nms=None, spatial_limbs=None),
 ]
+whole_map_configs = [  # the crowd grouping with the references' whole-map search
+    ae.DecodeConfig(refine_window=None, refine_exclusive=False, spatial_gate=None),
+    ae.DecodeConfig(
+        regroup=0, refine_window=None, refine_exclusive=False, spatial_gate=None, pose_nms=None
+    ),
+]
 rng = np.random.default_rng(0)
 missing = []
-for crowd, k, found in ((False, 5, configs), (True, 17, crowd_configs)):
+paths = (
+    ("references", 5, configs),
+    ("crowd", 17, crowd_configs),
+    ("crowd-whole-map", 17, whole_map_configs),
+)
+for path, k, found in paths:
     for dtype in (np.float32, np.float64):
         for dim in (1, 2):
             for i, config in enumerate(found):
@@ -54,13 +65,14 @@ for crowd, k, found in ((False, 5, configs), (True, 17, crowd_configs)):
                 tags = rng.normal(size=(2, k, dim, 12, 10)).astype(dtype)
                 ae.decode(heat, tags, config)
                 opts = build(config, k, 12, 10, np.dtype(dtype))
+                assert kernel_path(config, opts) == path, (path, i)
                 order = joint_order(config, k)
-                kernels = {**ca._kernels(crowd), "batch": ca._batch_kernel(crowd)}
-                sigs = ca.signatures(np.dtype(dtype), opts, order, crowd)
-                sigs["batch"] = sigs.pop(ca._batch_kernel(crowd).__name__)
+                kernels = {**ca._kernels(path), "batch": ca.batch_kernel(path)}
+                sigs = ca.signatures(np.dtype(dtype), opts, order, path)
+                sigs["batch"] = sigs.pop(ca.batch_kernel(path).__name__)
                 for name, kernel in kernels.items():
                     if sigs[name] not in kernel.overloads:
-                        missing.append([np.dtype(dtype).name, dim, crowd, i, name])
+                        missing.append([np.dtype(dtype).name, dim, path, i, name])
 print(json.dumps(missing))
 """
 
@@ -70,12 +82,13 @@ import json, sys
 import numpy as np
 import associative_embedding as ae
 from associative_embedding._decode import compile_ahead as ca
-crowd = sys.argv[1] == "crowd"
+path = sys.argv[1]
+preset, changes = json.loads(sys.argv[2])
 rng = np.random.default_rng(5)
 heat = rng.random((1, 17, 32, 32), np.float32)
 tags = rng.normal(size=(1, 17, 2, 32, 32)).astype(np.float32)
-(poses,) = ae.decode(heat, tags, None if crowd else "higherhrnet")
-kernels = {**ca._kernels(crowd), "batch": ca._batch_kernel(crowd)}
+(poses,) = ae.decode(heat, tags, ae.DecodeConfig.preset(preset, **changes))
+kernels = {**ca._kernels(path), "batch": ca.batch_kernel(path)}
 print(json.dumps({
     "keypoints": poses.keypoints.tolist(),
     "signatures": {name: len(k.signatures) for name, k in kernels.items()},
@@ -111,19 +124,30 @@ def test_signatures_are_those_the_batch_kernel_compiles(tmp_path):
     assert missing == []
 
 
+# a configuration of each path (options.KERNEL_PATHS): a preset and changes
+PATH_CONFIGS = {
+    "references": ("higherhrnet", {}),
+    "crowd": ("crowd", {}),
+    "crowd-whole-map": (
+        "crowd",
+        {"refine_window": None, "refine_exclusive": False, "spatial_gate": None},
+    ),
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("path", ["references", "crowd"])
+@pytest.mark.parametrize("path", list(PATH_CONFIGS))
 def test_first_call_loads_what_the_child_compiled(tmp_path, path):
     """With an empty cache, the decoding process loads the child's kernels and compiles the rest once."""
-    crowd = path == "crowd"
     result = _run(
         CHILD_FIRST_CALL,
         path,
+        json.dumps(PATH_CONFIGS[path]),
         NUMBA_CACHE_DIR=str(tmp_path),
         ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES="2",
     )
     for name in result["signatures"]:
-        if name in ca.CHILD_KERNELS[crowd]:
+        if name in ca.CHILD_KERNELS[path]:
             assert (result["hits"][name], result["misses"][name]) == (1, 0), name
         else:
             assert (result["hits"][name], result["misses"][name]) == (0, 1), name
@@ -131,7 +155,10 @@ def test_first_call_loads_what_the_child_compiled(tmp_path, path):
     rng = np.random.default_rng(5)  # the child's maps
     heat = rng.random((1, 17, 32, 32), np.float32)
     tags = rng.normal(size=(1, 17, 2, 32, 32)).astype(np.float32)
-    (poses,) = ae.decode(heat, tags, None if crowd else "higherhrnet")
+    preset, changes = PATH_CONFIGS[path]
+    config = ae.DecodeConfig.preset(preset, **changes)
+    assert kernel_path(config, build(config, 17, 32, 32, np.dtype(np.float32))) == path
+    (poses,) = ae.decode(heat, tags, config)
     assert len(poses) > 1
     np.testing.assert_array_equal(np.array(result["keypoints"]), poses.keypoints)
 
@@ -195,7 +222,7 @@ def test_compiled_kernels_start_no_child(monkeypatch):
     monkeypatch.setattr(ca, "_enabled", lambda: True)
     monkeypatch.setattr(ca, "_start_child", _no_child)
     assert ca.prepare(*_plan_args()) is False
-    assert "float32" in ca._DONE and len(ca._DONE) == 1
+    assert "float32-references" in ca._DONE and len(ca._DONE) == 1
     assert ca.prepare(*_plan_args()) is False  # once per dtype and process
 
 
@@ -262,9 +289,9 @@ def test_child_main_compiles_the_given_signature(monkeypatch):
             compiled.append(sig)
 
     monkeypatch.setattr(
-        ca, "_kernels", lambda crowd=False: {"refine_image": Kernel(), "regroup": Kernel()}
+        ca, "_kernels", lambda path="references": {"refine_image": Kernel(), "regroup": Kernel()}
     )
-    sigs = ca.signatures(*_plan_args(), crowd=True)
+    sigs = ca.signatures(*_plan_args(), path="crowd-whole-map")
     wanted = {"refine_image": sigs["refine_image"], "regroup": sigs["regroup"]}
     ca.child_main(base64.b64encode(pickle.dumps(wanted)).decode("ascii"))
     assert compiled == [sigs["refine_image"], sigs["regroup"]]

@@ -106,3 +106,26 @@ def test_the_crowd_path_is_derived_from_the_table():
         assert options.uses_crowd(dataclasses.replace(base, **{name: value})) == (name in selectors)
     assert not options.uses_crowd(DecodeConfig.preset("mmpose-1.x"))
     assert options.uses_crowd(DecodeConfig.preset("crowd"))
+
+
+def test_kernel_path_compiles_only_the_search_a_config_runs():
+    """The defaults' kernel holds the crowd search only; the whole-map search has its own kernel."""
+    from associative_embedding._decode import compile_ahead, pipeline
+
+    def path(config):
+        return options.kernel_path(config, options.build(config, 17, 16, 16, np.dtype("float32")))
+
+    for name in ("higherhrnet", "pose-ae-train", "mmpose-0.x", "mmpose-1.x"):
+        assert path(DecodeConfig.preset(name)) == "references"
+    assert path(DecodeConfig()) == "crowd"
+    assert path(DecodeConfig(refine=False, refine_window=None, refine_exclusive=False)) == "crowd"
+    whole_map = DecodeConfig(refine_window=None, refine_exclusive=False, spatial_gate=None)
+    assert path(whole_map) == "crowd-whole-map"
+    assert path(dataclasses.replace(whole_map, refine_tag_gate=True)) == "crowd"
+    assert set(options.KERNEL_PATHS) == {
+        "references",
+        "crowd",
+        "crowd-whole-map",
+    }
+    assert compile_ahead.batch_kernel("crowd") is pipeline.decode_range_crowd
+    assert compile_ahead.batch_kernel("crowd-whole-map") is pipeline.decode_range_crowd_whole_map

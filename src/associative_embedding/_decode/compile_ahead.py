@@ -8,9 +8,11 @@ rest; when the child is done, the batch kernel is compiled here and finds the
 child's kernels in the cache instead of compiling them. For the references'
 kernels (``pipeline.decode_range``) the child compiles the missing-joint
 search ``missing.refine_image``; for the crowd grouping, the defaults'
-(``pipeline.decode_range_crowd``), also ``missing.refine_crowd`` and
-``crowd.select_people``, while this process compiles the peak search,
-``matching.first_pass``, ``people.write_people`` and ``crowd.regroup``.
+(``pipeline.decode_range_crowd``), the missing-joint search
+``missing.refine_crowd``, ``crowd.select_people``, ``crowd.limbs_fit`` and
+``people.write_people``, while this process compiles the peak search,
+``matching.first_pass`` and ``crowd.regroup`` (``"crowd-whole-map"``: the
+same with ``missing.refine_image``).
 :func:`start_warmup_child` serves ``warmup`` the same way, a work dtype per
 process.
 
@@ -83,11 +85,13 @@ def _enabled() -> bool:
 
 
 def _image_args(
-    dtype: np.dtype, opts: Any, order: np.ndarray, crowd: bool = False
+    dtype: np.dtype, opts: Any, order: np.ndarray, path: str = "references"
 ) -> dict[str, tuple[Any, ...]]:
     """Arguments of the per-image kernels, typed as the batch kernel's image step calls them.
 
-    ``crowd`` selects ``pipeline.decode_image_crowd``, else ``pipeline.decode_image``.
+    ``path`` (``options.KERNEL_PATHS``) selects the batch kernel: ``"references"``
+    ``pipeline.decode_range``, ``"crowd"`` ``pipeline.decode_range_crowd``,
+    ``"crowd-whole-map"`` ``pipeline.decode_range_crowd_whole_map``.
     Only the types matter (numba compiles one version per argument types):
     the arrays are 1-long in every axis, C-contiguous like the kernel's slices
     of C-contiguous batches and its own allocations.
@@ -107,6 +111,7 @@ def _image_args(
     batch_out = empty_people((1,), 1, 1, 1, dtype)
     batch = (heat[None], tags[None], order, opts, (0, 1), batch_out, np.zeros(1, np.int64))
     n = np.int64(1)
+    crowd = path != "references"
     args = {
         "find_candidates": (heat, opts.detection_threshold, opts.nms_kernel, cand, plane),
         "gather_candidates": (heat, tags, cand),
@@ -117,25 +122,31 @@ def _image_args(
             else (cand, order, opts.group, types.literal(TAG_COST_ROUNDED), joint_of, None)
         ),
         "write_people": (joint_of, n, cand, (n, n), order, opts.group, out, joint_of),
-        "refine_image": (heat, tags, np.zeros(1, np.int64), n, cand, opts.refine, out, plane),
     }
+    refine_image = (heat, tags, np.zeros(1, np.int64), n, cand, opts.refine, out, plane)
     if not crowd:
-        return {"decode_range": batch, **args}
-    return {
-        "decode_range_crowd": batch,
-        **args,
-        "limbs_fit": (cand, joint_of, n, n, opts.crowd),
-        "regroup": (cand, n, order, joint_of, n, opts),
-        "refine_crowd": (heat, tags, n, cand, out, joint_of, opts),
-        "select_people": (out, n, opts.crowd, joint_of, opts.group.tag_threshold),
-    }
+        return {batch_kernel(path).__name__: batch, **args, "refine_image": refine_image}
+    args.update(
+        limbs_fit=(cand, joint_of, n, n, opts.crowd),
+        regroup=(cand, n, order, joint_of, n, opts),
+    )
+    if path == "crowd":
+        args["refine_crowd"] = (heat, tags, n, cand, out, joint_of, opts)
+    else:
+        args["refine_image"] = refine_image
+    args["select_people"] = (out, n, opts.crowd, joint_of, opts.group.tag_threshold)
+    return {batch_kernel(path).__name__: batch, **args}
 
 
 # The kernels the second process compiles, for each path: about half the work.
-CHILD_KERNELS = {False: ("refine_image",), True: ("refine_crowd", "refine_image", "select_people")}
+CHILD_KERNELS = {
+    "references": ("refine_image",),
+    "crowd": ("refine_crowd", "select_people", "limbs_fit", "write_people"),
+    "crowd-whole-map": ("refine_image", "select_people", "limbs_fit", "write_people"),
+}
 
 
-def _kernels(crowd: bool = False) -> dict[str, Any]:
+def _kernels(path: str = "references") -> dict[str, Any]:
     """Return the per-image kernels of a path, in the order the batch kernel calls them."""
     from .crowd import limbs_fit, regroup, select_people
     from .matching import first_pass
@@ -143,31 +154,65 @@ def _kernels(crowd: bool = False) -> dict[str, Any]:
     from .peaks import find_candidates, gather_candidates
     from .people import write_people
 
-    kernels = {
+    every = {
         "find_candidates": find_candidates,
         "gather_candidates": gather_candidates,
         "first_pass": first_pass,
         "write_people": write_people,
+        "limbs_fit": limbs_fit,
+        "regroup": regroup,
         "refine_image": refine_image,
+        "refine_crowd": refine_crowd,
+        "select_people": select_people,
     }
-    if crowd:
-        kernels.update(
-            limbs_fit=limbs_fit,
-            regroup=regroup,
-            refine_crowd=refine_crowd,
-            select_people=select_people,
-        )
-    return kernels
+    names = [name for name in _PATH_KERNELS[path] if name in every]
+    return {name: every[name] for name in names}
 
 
-def _batch_kernel(crowd: bool) -> Any:
-    from .pipeline import decode_range, decode_range_crowd
+# every kernel of a path, the batch kernel first, then in the order the batch kernel calls them
+_PATH_KERNELS = {
+    "references": (
+        "decode_range",
+        "find_candidates",
+        "gather_candidates",
+        "first_pass",
+        "write_people",
+        "refine_image",
+    ),
+    "crowd": (
+        "decode_range_crowd",
+        "find_candidates",
+        "gather_candidates",
+        "first_pass",
+        "limbs_fit",
+        "regroup",
+        "write_people",
+        "refine_crowd",
+        "select_people",
+    ),
+    "crowd-whole-map": (
+        "decode_range_crowd_whole_map",
+        "find_candidates",
+        "gather_candidates",
+        "first_pass",
+        "limbs_fit",
+        "regroup",
+        "write_people",
+        "refine_image",
+        "select_people",
+    ),
+}
 
-    return decode_range_crowd if crowd else decode_range
+
+def batch_kernel(path: str) -> Any:
+    """Return the batch kernel of ``path`` (``options.KERNEL_PATHS``)."""
+    from . import pipeline
+
+    return getattr(pipeline, _PATH_KERNELS[path][0])
 
 
 def signatures(
-    dtype: np.dtype, opts: Any, order: np.ndarray, crowd: bool = False
+    dtype: np.dtype, opts: Any, order: np.ndarray, path: str = "references"
 ) -> dict[str, tuple[Any, ...]]:
     """Return the numba argument types of each kernel, by name, as the batch kernel calls it."""
     from numba import typeof
@@ -175,7 +220,7 @@ def signatures(
 
     return {
         name: tuple(a if isinstance(a, Type) else typeof(a) for a in args)
-        for name, args in _image_args(dtype, opts, order, crowd).items()
+        for name, args in _image_args(dtype, opts, order, path).items()
     }
 
 
@@ -288,46 +333,46 @@ def child_main(encoded_signatures: str) -> None:
     :func:`signatures`); the compiled kernels go to numba's cache.
     """
     sigs = pickle.loads(base64.b64decode(encoded_signatures))
-    kernels = _kernels(crowd=True)
+    kernels = {**_kernels("crowd"), **_kernels("crowd-whole-map")}
     for name, sig in sigs.items():
         kernels[name].compile(sig)
 
 
-def prepare(dtype: np.dtype, opts: Any, order: np.ndarray, crowd: bool = False) -> bool:
+def prepare(dtype: np.dtype, opts: Any, order: np.ndarray, path: str = "references") -> bool:
     """Compile the per-image kernels of ``dtype`` before the batch kernel, two processes at once.
 
-    Called before the first batch-kernel call of a work dtype and path
-    (``crowd``: the crowd grouping's kernels, else the references'); returns
+    Called before the first batch-kernel call of a work dtype and ``path``
+    (``options.KERNEL_PATHS``); returns
     whether a child process compiled its share (:data:`CHILD_KERNELS`). The
     option records' types, not their values, enter the signatures: every
     configuration of a path shares them.
     """
     dtype = np.dtype(dtype)
-    key = f"{dtype.name}-crowd" if crowd else dtype.name
+    key = f"{dtype.name}-{path}"
     with _LOCK:
         if key in _DONE:
             return False
         _DONE.add(key)
         if not _enabled():
             return False
-        sigs = signatures(dtype, opts, order, crowd)
-        batch = _batch_kernel(crowd)
+        sigs = signatures(dtype, opts, order, path)
+        batch = batch_kernel(path)
         if _cached(batch, sigs[batch.__name__]):
             return False  # loading it loads everything it calls
-        kernels = _kernels(crowd)
+        kernels = _kernels(path)
         child_sigs = {
             name: sigs[name]
-            for name in CHILD_KERNELS[crowd]
+            for name in CHILD_KERNELS[path]
             if not _cached(kernels[name], sigs[name])
         }
-        if not child_sigs or not _cache_writable(kernels[CHILD_KERNELS[crowd][0]]):
+        if not child_sigs or not _cache_writable(kernels[CHILD_KERNELS[path][0]]):
             return False
         child = _start_child(child_sigs)
         if child is None:
             return False
         try:
             for name, kernel in kernels.items():
-                if name not in CHILD_KERNELS[crowd]:
+                if name not in CHILD_KERNELS[path]:
                     kernel.compile(sigs[name])
         finally:
             done = wait_child(child)

@@ -4,8 +4,9 @@
 :class:`DecodeOptions` record every kernel reads; nothing else reads a config
 field on the decoder's path. :data:`TABLE` lists, for every ``DecodeConfig``
 field, the record fields it sets and whether it selects the crowd kernels:
-:func:`uses_crowd` is derived from it, and ``tests/test_decode_options.py``
-fails when a field is missing from it or sets a record field it does not list.
+:func:`uses_crowd` (and :func:`kernel_path`) is derived from it, and
+``tests/test_decode_options.py`` fails when a field is missing from it or sets
+a record field it does not list.
 """
 
 from __future__ import annotations
@@ -119,6 +120,24 @@ _SELECTORS = tuple(
 def uses_crowd(config: DecodeConfig) -> bool:
     """Whether an option beyond the references' is set (then the crowd kernels run)."""
     return any(getattr(config, name) != off for name, off in _SELECTORS)
+
+
+KERNEL_PATHS = ("references", "crowd", "crowd-whole-map")
+
+
+def kernel_path(config: DecodeConfig, opts: DecodeOptions) -> str:
+    """Return which batch kernel decodes ``config``, one of :data:`KERNEL_PATHS`.
+
+    ``"references"`` unless :func:`uses_crowd`; then ``"crowd"``, unless the
+    missing-joint search is on and is the references' whole-map search
+    (``opts.crowd.crowd_refine`` off, from :func:`build`): ``"crowd-whole-map"``.
+    The crowd kernels compile only the search they run.
+    """
+    if not uses_crowd(config):
+        return "references"
+    if opts.refine.mode != REFINE_OFF and not opts.crowd.crowd_refine:
+        return "crowd-whole-map"
+    return "crowd"
 
 
 def joint_order(config: DecodeConfig, k: int) -> np.ndarray:

@@ -2,7 +2,10 @@
 
 :func:`decode_range` runs peaks, grouping and the missing-joint search on
 images ``start:stop`` of a numpy batch with the references' grouping,
-:func:`decode_range_crowd` with the crowd options; :func:`group_range` and
+:func:`decode_range_crowd` with the crowd options (the defaults), and
+:func:`decode_range_crowd_whole_map` with crowd options that search missing
+joints over the whole map as the references do (``options.kernel_path``
+picks one of the three); :func:`group_range` and
 :func:`refine_range` run the two later steps on candidates found elsewhere
 (the torch path finds them on the tensors' device). ``plan.py`` calls these
 from a pool of threads on disjoint ranges; every kernel releases the GIL.
@@ -96,23 +99,24 @@ def decode_image(heat, tags, order, opts, out):
 
 
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
-def decode_image_crowd(heat, tags, order, opts, out):
-    """Decode one image with the crowd options into the People record ``out``; return P.
+def _crowd_people(heat, tags, order, opts, out):
+    """Find and group one image's people with the crowd options; return ``(P, cand, opts, pix)``.
 
     Candidates as :func:`decode_image`; ``matching.first_pass``; the spatial
     term and gate are turned off for the image where its people do not fit
-    the limbs (``crowd.limbs_fit``); ``crowd.regroup``; ``people.write_people``;
-    the missing-joint search (``missing.refine_crowd`` with a window, gate or tag gate, else
-    ``missing.refine_image``); ``crowd.select_people``. Returns -1 if a value
-    of ``heat`` or ``tags`` is NaN or infinite.
+    the limbs (``crowd.limbs_fit``, and the returned ``opts`` then say so);
+    ``crowd.regroup``; ``people.write_people`` into the People record ``out``,
+    the candidate of every detected joint into ``pix (cap, K)``. P is -1 if a
+    value of ``heat`` or of the candidates' tags is NaN or infinite.
     """
     n_joints, h_size, w_size = heat.shape
     cand = new_candidates(heat, tags, opts.max_candidates)
+    out_pix = np.empty((out.kp.shape[0], n_joints), np.int64)
     no_tiles = np.empty((0, 1), heat.dtype)
     if not find_candidates(heat, opts.detection_threshold, opts.nms_kernel, cand, no_tiles):
-        return -1
+        return -1, cand, opts, out_pix
     if not gather_candidates(heat, tags, cand) or not _tags_finite(tags, out.det, -1):
-        return -1
+        return -1, cand, opts, out_pix
     g = opts.group
     copts = opts.crowd
     joint_of = np.empty((max(n_joints * opts.max_candidates, 1), n_joints), np.int64)
@@ -130,13 +134,46 @@ def decode_image_crowd(heat, tags, order, opts, out):
     if copts.regroup > 0:
         n = regroup(cand, w_size, order, joint_of, n, opts)
     n_keep = n if g.max_out < 0 else min(n, g.max_out)
-    out_pix = np.empty((out.kp.shape[0], n_joints), np.int64)
     n = write_people(joint_of, n_keep, cand, (h_size, w_size), order, g, out, out_pix)
-    if opts.refine.mode != REFINE_OFF and copts.crowd_refine:
+    return n, cand, opts, out_pix
+
+
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+def decode_image_crowd(heat, tags, order, opts, out):
+    """Decode one image with the crowd options and their own missing-joint search; return P.
+
+    :func:`_crowd_people`; the crowd's missing-joint search
+    (``missing.refine_crowd``: a window, gate or tag gate around each
+    person) unless the refinement is off; ``crowd.select_people``. The
+    options must have ``crowd.crowd_refine`` set or the refinement off
+    (``options.kernel_path`` is ``"crowd"``). Returns -1 if a value of
+    ``heat`` or ``tags`` is NaN or infinite.
+    """
+    n, cand, opts, out_pix = _crowd_people(heat, tags, order, opts, out)
+    if n < 0:
+        return -1
+    if opts.refine.mode != REFINE_OFF:
         refine_crowd(heat, tags, n, cand, out, out_pix, opts)
-    elif opts.refine.mode != REFINE_OFF:
-        refine_image(heat, tags, _all_joints(n_joints), n, cand, opts.refine, out, no_tiles)
-    return select_people(out, n, copts, out_pix, g.tag_threshold)
+    return select_people(out, n, opts.crowd, out_pix, opts.group.tag_threshold)
+
+
+@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+def decode_image_crowd_whole_map(heat, tags, order, opts, out):
+    """:func:`decode_image_crowd` with the references' missing-joint search over the whole map.
+
+    For crowd options without a window, gate, tag gate or exclusive search
+    (``crowd.crowd_refine`` off; ``options.kernel_path`` is
+    ``"crowd-whole-map"``): ``missing.refine_image`` replaces
+    ``missing.refine_crowd``. A kernel of its own, so that the defaults' first
+    call does not compile the whole-map search.
+    """
+    n, cand, opts, out_pix = _crowd_people(heat, tags, order, opts, out)
+    if n < 0:
+        return -1
+    if opts.refine.mode != REFINE_OFF:
+        no_tiles = np.empty((0, 1), heat.dtype)
+        refine_image(heat, tags, _all_joints(heat.shape[0]), n, cand, opts.refine, out, no_tiles)
+    return select_people(out, n, opts.crowd, out_pix, opts.group.tag_threshold)
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)
@@ -156,6 +193,15 @@ def decode_range_crowd(heat, tags, order, opts, span, out, out_n):
     """:func:`decode_image_crowd` on images ``span = (start, stop)`` of a batch."""
     for b in range(span[0], span[1]):
         out_n[b] = decode_image_crowd(heat[b], tags[b], order, opts, _image_people(out, b))
+
+
+@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+def decode_range_crowd_whole_map(heat, tags, order, opts, span, out, out_n):
+    """:func:`decode_image_crowd_whole_map` on images ``span = (start, stop)`` of a batch."""
+    for b in range(span[0], span[1]):
+        out_n[b] = decode_image_crowd_whole_map(
+            heat[b], tags[b], order, opts, _image_people(out, b)
+        )
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True)

@@ -32,21 +32,21 @@ class Plan:
     def __init__(
         self, config: DecodeConfig, shape: tuple[int, ...], d: int, dtype: np.dtype, threads: int
     ) -> None:
-        from .compile_ahead import announce
+        from .compile_ahead import announce, batch_kernel
         from .compile_ahead import prepare as prepare_kernels
-        from .pipeline import decode_range, decode_range_crowd
 
         b, k, h, w = shape
         self.dtype = np.dtype(dtype)
         self.opts = _options.build(config, k, h, w, self.dtype)
         self.order = _options.joint_order(config, k)
-        self.kernel = decode_range_crowd if _options.uses_crowd(config) else decode_range
+        path = _options.kernel_path(config, self.opts)
+        self.kernel = batch_kernel(path)
         self.cap = _options.capacity(config, k, self.opts.max_candidates)
         self.tag_shape = (b, k, d, h, w)
         self.d = d
         self.threads = threads
         announce(self.kernel, self._typed_args(), f"decoder's kernels for {self.dtype.name} maps")
-        prepare_kernels(self.dtype, self.opts, self.order, crowd=self.kernel is decode_range_crowd)
+        prepare_kernels(self.dtype, self.opts, self.order, path)
 
     def _typed_args(self) -> tuple[Any, ...]:
         """Arguments of the plan's kernel call with its types (1-long arrays)."""
