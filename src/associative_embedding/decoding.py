@@ -218,15 +218,18 @@ def decode(
 
 # --- warm-up --------------------------------------------------------------------------------
 def warmup() -> None:
-    """Compile (or load from numba's cache) every decoder kernel.
+    """Compile (or load from numba's cache) the decoder's kernels.
 
     Runs :func:`decode` on tiny float32 and float64 maps, through the
-    whole-image kernels (the defaults' and the references'), the
+    whole-image kernels (the defaults' and the references' presets'), the
     candidate-grouping and refine kernels of the tensor path, and
     :func:`~associative_embedding.decode_instances`, so that the first real
-    call does not pay for compilation. With more than one core and a
-    writable numba cache, a second Python process compiles the float64
-    kernels into the cache while this one compiles the float32 ones.
+    call does not pay for compilation. Crowd options that search missing
+    joints over the whole map (``refine_window=None``,
+    ``refine_exclusive=False``, ``spatial_gate=None``) have a kernel of their
+    own, compiled on its first use. With more than one core and a writable
+    numba cache, a second Python process compiles the float64 kernels into
+    the cache while this one compiles the float32 ones.
 
     Returns
     -------
@@ -251,7 +254,7 @@ def warmup() -> None:
 
 
 def warm_dtype(dtype: str) -> None:
-    """Compile (or load) every decoder kernel for one work dtype (``"float32"``/``"float64"``)."""
+    """Compile (or load) the kernels :func:`warmup` compiles, for one work dtype (a name)."""
     from ._decode.peaks import empty_candidates
     from ._decode.torch_path import group_and_refine
     from .instance_decoding import decode_instances
