@@ -113,6 +113,7 @@ def _image_args(
     n = np.int64(1)
     crowd = path != "references"
     args = {
+        batch_kernel(path).__name__: batch,
         "find_candidates": (heat, opts.detection_threshold, opts.nms_kernel, cand, plane),
         "gather_candidates": (heat, tags, cand),
         # a constant argument is typed as its literal value
@@ -121,21 +122,14 @@ def _image_args(
             if crowd
             else (cand, order, opts.group, types.literal(TAG_COST_ROUNDED), joint_of, None)
         ),
+        "limbs_fit": (cand, joint_of, n, n, opts.crowd),
+        "regroup": (cand, n, order, joint_of, n, opts),
         "write_people": (joint_of, n, cand, (n, n), order, opts.group, out, joint_of),
+        "refine_image": (heat, tags, np.zeros(1, np.int64), n, cand, opts.refine, out, plane),
+        "refine_crowd": (heat, tags, n, cand, out, joint_of, opts),
+        "select_people": (out, n, opts.crowd, joint_of, opts.group.tag_threshold),
     }
-    refine_image = (heat, tags, np.zeros(1, np.int64), n, cand, opts.refine, out, plane)
-    if not crowd:
-        return {batch_kernel(path).__name__: batch, **args, "refine_image": refine_image}
-    args.update(
-        limbs_fit=(cand, joint_of, n, n, opts.crowd),
-        regroup=(cand, n, order, joint_of, n, opts),
-    )
-    if path == "crowd":
-        args["refine_crowd"] = (heat, tags, n, cand, out, joint_of, opts)
-    else:
-        args["refine_image"] = refine_image
-    args["select_people"] = (out, n, opts.crowd, joint_of, opts.group.tag_threshold)
-    return {batch_kernel(path).__name__: batch, **args}
+    return {name: args[name] for name in _PATH_KERNELS[path]}
 
 
 # The kernels the second process compiles, for each path: about half the work.
@@ -165,39 +159,18 @@ def _kernels(path: str = "references") -> dict[str, Any]:
         "refine_crowd": refine_crowd,
         "select_people": select_people,
     }
-    names = [name for name in _PATH_KERNELS[path] if name in every]
-    return {name: every[name] for name in names}
+    return {name: every[name] for name in _PATH_KERNELS[path][1:]}
 
 
 # every kernel of a path, the batch kernel first, then in the order the batch kernel calls them
+_FIRST_PASS = ("find_candidates", "gather_candidates", "first_pass")
+_CROWD_GROUPING = (*_FIRST_PASS, "limbs_fit", "regroup", "write_people")
 _PATH_KERNELS = {
-    "references": (
-        "decode_range",
-        "find_candidates",
-        "gather_candidates",
-        "first_pass",
-        "write_people",
-        "refine_image",
-    ),
-    "crowd": (
-        "decode_range_crowd",
-        "find_candidates",
-        "gather_candidates",
-        "first_pass",
-        "limbs_fit",
-        "regroup",
-        "write_people",
-        "refine_crowd",
-        "select_people",
-    ),
+    "references": ("decode_range", *_FIRST_PASS, "write_people", "refine_image"),
+    "crowd": ("decode_range_crowd", *_CROWD_GROUPING, "refine_crowd", "select_people"),
     "crowd-whole-map": (
         "decode_range_crowd_whole_map",
-        "find_candidates",
-        "gather_candidates",
-        "first_pass",
-        "limbs_fit",
-        "regroup",
-        "write_people",
+        *_CROWD_GROUPING,
         "refine_image",
         "select_people",
     ),
