@@ -410,7 +410,7 @@ def main(argv=None):
     levels = args.levels.split(",")
     dims = [int(d) for d in args.dims.split(",")]
     modes = (args.modes or ("higherhrnet,default" if args.smoke else ",".join(MODES))).split(",")
-    ae.warmup()
+    ae.warmup(["float32", "float64"])  # the synthetic scenes are float64
     print(f"{n_scenes} scenes per level, {args.size}x{args.size} heatmaps, K=17; AP (ms/image)")
     header = ["level", "D", *modes]
     print("| " + " | ".join(header) + " |")

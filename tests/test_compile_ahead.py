@@ -361,32 +361,32 @@ def test_first_calls_print_one_notice_on_stderr(tmp_path):
     assert "compiling" not in run("quiet", tmp_path / "b").stderr
 
 
-def test_warming_starts_no_child_and_announces_nothing(monkeypatch, caplog):
-    """Inside ``warming()`` (warmup's own two processes) no third process and no notice."""
+def test_warming_announces_nothing(monkeypatch, caplog):
+    """Inside ``warming()`` (``warmup``, which says what it compiles) there is no notice."""
     monkeypatch.setattr(ca, "_ANNOUNCED", False)
     monkeypatch.setattr(ca, "_cached", lambda kernel, sig: False)
-    with ca.warming():
-        assert ca._enabled() is False
-        assert ca.start_warmup_child("float64") is None
-        with caplog.at_level("WARNING", logger=ca.LOGGER):
-            assert ca.announce(None, (), "kernels") is False
+    with ca.warming(), caplog.at_level("WARNING", logger=ca.LOGGER):
+        assert ca.announce(None, (), "kernels") is False
     assert caplog.records == []
     assert ca._ANNOUNCED is False  # the first real compile after warmup still says so
 
 
 @pytest.mark.slow
-def test_warmup_child_compiles_a_dtype_into_the_cache(tmp_path):
-    """The process ``warmup`` starts compiles the float64 kernels; this one then loads them."""
+def test_warmup_child_compiles_its_share_into_the_cache(tmp_path):
+    """The process ``warmup`` starts compiles the references' float64 kernels (and those of
+    the tensor path and ``decode_instances``); this one then loads them, and nothing of the
+    crowd kernels (``warmup``'s own share) is in the cache."""
     code = (
         "import sys, numpy as np\n"
         "from associative_embedding._decode import compile_ahead as ca\n"
         "child = ca.start_warmup_child('float64')\n"
         "assert child is not None and ca.wait_child(child)\n"
-        "from associative_embedding._decode.pipeline import decode_range_crowd\n"
+        "from associative_embedding._decode.pipeline import decode_range\n"
         "import associative_embedding as ae\n"
-        "ae.decode(np.ones((1, 2, 4, 4)), np.zeros((1, 2, 4, 4)))\n"
-        "print(sum(decode_range_crowd.stats.cache_hits.values()),"
-        " sum(decode_range_crowd.stats.cache_misses.values()))\n"
+        "h, t = np.ones((1, 2, 4, 4)), np.zeros((1, 2, 4, 4))\n"
+        "ae.decode(h, t, 'higherhrnet')\n"
+        "print(sum(decode_range.stats.cache_hits.values()),"
+        " sum(decode_range.stats.cache_misses.values()))\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
@@ -396,3 +396,5 @@ def test_warmup_child_compiles_a_dtype_into_the_cache(tmp_path):
         check=True,
     )
     assert out.stdout.split() == ["1", "0"]
+    assert list(tmp_path.rglob("pipeline.decode_range-*.nbi"))
+    assert not list(tmp_path.rglob("pipeline.decode_range_crowd*.nbi"))

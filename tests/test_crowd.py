@@ -23,7 +23,7 @@ def decode(heatmaps, tags, config=None, **options):
 
 @pytest.fixture(scope="session", autouse=True)
 def _compiled():
-    warmup()
+    warmup(["float32", "float64"])  # the tests decode both
 
 
 def crowd_scene(rng, k, size, d, n_people, dtype, coarse=False):

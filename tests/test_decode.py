@@ -32,7 +32,7 @@ def decode(heatmaps, tags, config=None, **options):
 
 @pytest.fixture(scope="session", autouse=True)
 def _compiled():
-    warmup()
+    warmup(["float32", "float64"])  # the tests decode both
 
 
 def random_scene(rng, k, h, w, d, n_people, dtype=np.float32, coarse=False):
@@ -887,3 +887,39 @@ def test_max_people_does_not_limit_the_people_returned_max_instances_does():
         tags[0, k, 2 + 4 * k, 2::4] = (4 * k + np.arange(4)) * 3.0
     assert len(_decode(heat, tags, max_people=4)[0]) == 16  # 4 candidates per joint type
     assert len(_decode(heat, tags, max_people=30, max_instances=4)[0]) == 4
+
+
+@pytest.mark.parametrize(
+    ("dtypes", "error", "message"),
+    [
+        ("float16", ValueError, "dtypes must be among ('float32', 'float64'), got 'float16'"),
+        (["float32", "int8"], ValueError, "got 'int8'"),
+        ([], ValueError, "dtypes must name at least one of"),
+        (3, TypeError, "dtypes must be a str or a sequence of str, got int"),
+    ],
+)
+def test_warmup_names_a_bad_dtype(dtypes, error, message):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)")):
+        warmup(dtypes)
+
+
+def test_warmup_runs_each_share_of_each_dtype(monkeypatch):
+    """``warmup`` compiles the crowd share here and the other share in a second process (or
+    here, without one), then loads that share; each dtype once, in the order given."""
+    import associative_embedding.decoding as decoding
+    from associative_embedding._decode import compile_ahead
+
+    runs, children = [], []
+    monkeypatch.setattr(decoding, "warm_share", lambda share, dt: runs.append((share, dt)))
+    monkeypatch.setattr(compile_ahead, "start_warmup_child", lambda arg: children.append(arg))
+    warmup(("float64", "float32", "float64"))
+    assert children == ["float64,float32"]
+    assert runs == [
+        ("crowd", "float64"),
+        ("crowd", "float32"),
+        ("other", "float64"),
+        ("other", "float32"),
+    ]
+    runs.clear()
+    warmup()
+    assert runs == [("crowd", "float32"), ("other", "float32")]

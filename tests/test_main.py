@@ -39,7 +39,32 @@ def test_warmup_help_says_what_it_does(capsys):
         main(["warmup", "--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "numba" in out and "NUMBA_CACHE_DIR" in out
+    assert "numba" in out and "NUMBA_CACHE_DIR" in out and "--dtype" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "dtypes"),
+    [
+        ([], ["float32"]),
+        (["--dtype", "float64"], ["float64"]),
+        (["--dtype", "float32", "--dtype", "float64"], ["float32", "float64"]),
+    ],
+)
+def test_warmup_compiles_the_dtypes_asked_for(argv, dtypes, monkeypatch, capsys):
+    import associative_embedding.decoding as decoding
+
+    seen = []
+    monkeypatch.setattr(decoding, "warmup", seen.append)
+    assert main(["warmup", *argv]) == 0
+    assert seen == [dtypes]
+    assert f"s for {', '.join(dtypes)} (numba cache: " in capsys.readouterr().out
+
+
+def test_warmup_rejects_an_unknown_dtype(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["warmup", "--dtype", "float16"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'float16'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -60,7 +85,7 @@ def test_warmup_in_a_subprocess_prints_the_time_and_fills_the_cache(tmp_path):
     first = run_module("warmup", NUMBA_CACHE_DIR=str(cache))
     assert first.returncode == 0, first.stderr
     assert re.fullmatch(
-        rf"decoder kernels ready in \d+\.\d s \(numba cache: {re.escape(str(cache))}\)\n",
+        rf"decoder kernels ready in \d+\.\d s for float32 \(numba cache: {re.escape(str(cache))}\)\n",
         first.stdout,
     )
     assert any(cache.rglob("*.nbi")), "warmup wrote no kernel index into NUMBA_CACHE_DIR"

@@ -13,8 +13,8 @@ import time
 
 DESCRIPTION = "Tools of the associative_embedding package."
 WARMUP_HELP = (
-    "Compile the decoder's numba kernels (float32 and float64, CPU and tensor paths) "
-    "into numba's on-disk cache, or load them from it, and print the time it took. "
+    "Compile the decoder's numba kernels (CPU and tensor paths, float32 unless told "
+    "otherwise) into numba's on-disk cache, or load them from it, and print the time it took. "
     "Run it in an install script or a container build, with NUMBA_CACHE_DIR set to a "
     "writable folder that later processes also see, so that their first decode does "
     "not compile."
@@ -27,8 +27,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m associative_embedding", description=DESCRIPTION
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands.add_parser(
+    warm = commands.add_parser(
         "warmup", help="compile or load the decoder kernels", description=WARMUP_HELP
+    )
+    warm.add_argument(
+        "--dtype",
+        action="append",
+        choices=("float32", "float64"),
+        dest="dtypes",
+        help="work dtype to compile for; repeat for both (default: float32, which float16 "
+        "and bfloat16 maps also decode in; add float64 only for float64 maps)",
     )
     return parser
 
@@ -47,9 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         from .decoding import warmup
 
-        warmup()
+        dtypes = args.dtypes or ["float32"]
+        warmup(dtypes)
         seconds = time.perf_counter() - t0
-        print(f"decoder kernels ready in {seconds:.1f} s (numba cache: {cache_dir()})")
+        print(
+            f"decoder kernels ready in {seconds:.1f} s for {', '.join(dict.fromkeys(dtypes))} "
+            f"(numba cache: {cache_dir()})"
+        )
     return 0
 
 

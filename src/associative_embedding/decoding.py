@@ -19,6 +19,7 @@ map the result to image pixels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -217,10 +218,13 @@ def decode(
 
 
 # --- warm-up --------------------------------------------------------------------------------
-def warmup() -> None:
+WORK_DTYPES = ("float32", "float64")
+
+
+def warmup(dtypes: str | Sequence[str] = "float32") -> None:
     """Compile (or load from numba's cache) the decoder's kernels.
 
-    Runs :func:`decode` on tiny float32 and float64 maps, through the
+    Runs :func:`decode` on tiny maps of each work dtype, through the
     whole-image kernels (the defaults' and the references' presets'), the
     candidate-grouping and refine kernels of the tensor path, and
     :func:`~associative_embedding.decode_instances`, so that the first real
@@ -228,44 +232,96 @@ def warmup() -> None:
     joints over the whole map (``refine_window=None``,
     ``refine_exclusive=False``, ``spatial_gate=None``) have a kernel of their
     own, compiled on its first use. With more than one core and a writable
-    numba cache, a second Python process compiles the float64 kernels into
-    the cache while this one compiles the float32 ones.
+    numba cache, a second Python process compiles the references', the tensor
+    path's and ``decode_instances``' kernels into the cache while this one
+    compiles the defaults' (itself with the first call's two-process split).
+
+    Parameters
+    ----------
+    dtypes : str or sequence of str, default "float32"
+        The work dtypes to compile for, ``"float32"`` and/or ``"float64"``.
+        :func:`decode` works in float64 when the heatmaps or the tags are
+        float64, and in float32 for every other dtype (float32, float16,
+        bfloat16: what networks output). Each dtype compiles its own kernels,
+        so add ``"float64"`` only if you decode float64 maps.
 
     Returns
     -------
     None
         Nothing; the kernels are compiled as a side effect.
 
+    Raises
+    ------
+    ValueError
+        If a dtype is not ``"float32"`` or ``"float64"``, or ``dtypes`` is empty.
+
     Examples
     --------
     >>> import associative_embedding as ae
-    >>> ae.warmup()
+    >>> ae.warmup()  # float32, what networks output
+    >>> ae.warmup(["float32", "float64"])  # also for float64 maps
     """
     from ._decode.compile_ahead import start_warmup_child, wait_child, warming
 
-    child = start_warmup_child("float64")
-    with warming():  # two processes already: no third one, and no first-call notice
+    names = check_work_dtypes(dtypes)
+    child = start_warmup_child(",".join(names))
+    with warming():  # warmup is the notice: no first-call message
         try:
-            warm_dtype("float32")
+            for name in names:
+                warm_share("crowd", name)
         finally:
             if child is not None:
                 wait_child(child)
-        warm_dtype("float64")  # loads what the child compiled (or compiles it, if it failed)
+        for name in names:  # loads what the child compiled (or compiles it, if it failed)
+            warm_share("other", name)
 
 
-def warm_dtype(dtype: str) -> None:
-    """Compile (or load) the kernels :func:`warmup` compiles, for one work dtype (a name)."""
+def check_work_dtypes(dtypes: Any) -> tuple[str, ...]:
+    """Check ``warmup``'s ``dtypes``: a name or a sequence of names from :data:`WORK_DTYPES`."""
+    names = (dtypes,) if isinstance(dtypes, str) else dtypes
+    try:
+        names = tuple(dict.fromkeys(names))
+    except TypeError:
+        raise TypeError(
+            f"dtypes must be a str or a sequence of str, got {type(dtypes).__name__}"
+        ) from None
+    if not names:
+        raise ValueError(f"dtypes must name at least one of {WORK_DTYPES}, got {dtypes!r}")
+    for name in names:
+        if name not in WORK_DTYPES:
+            raise ValueError(f"dtypes must be among {WORK_DTYPES}, got {name!r}")
+    return names
+
+
+def warm_child(dtypes: str) -> None:
+    """Run the second process of :func:`warmup`: the ``"other"`` share of each dtype.
+
+    ``dtypes``: work dtype names, comma-separated.
+    """
+    for name in dtypes.split(","):
+        warm_share("other", name)
+
+
+def warm_share(share: str, dtype: str) -> None:
+    """Compile (or load) one share of :func:`warmup`'s kernels for one work dtype (a name).
+
+    ``share``: ``"crowd"``, the defaults' whole-image kernels; ``"other"``, the
+    references' whole-image kernels, the tensor path's candidate grouping and
+    missing-joint search, and the pixel grouping of ``decode_instances``.
+    """
     from ._decode.peaks import empty_candidates
     from ._decode.torch_path import group_and_refine
     from .instance_decoding import decode_instances
 
     dt = np.dtype(dtype)
-    reference = DecodeConfig.preset("higherhrnet")
     heat = np.zeros((1, 2, 4, 4), dt)
     heat[0, :, 1, 1] = 1.0
     tag = np.zeros((1, 2, 1, 4, 4), dt)
-    for config in (DecodeConfig(), reference):  # the crowd and the references' kernels
-        Plan(config, heat.shape, 1, heat.dtype, 1).run(heat, tag)
+    if share == "crowd":
+        Plan(DecodeConfig(), heat.shape, 1, heat.dtype, 1).run(heat, tag)
+        return
+    reference = DecodeConfig.preset("higherhrnet")
+    Plan(reference, heat.shape, 1, heat.dtype, 1).run(heat, tag)
     # the kernels of the tensor path, which takes candidates found on the device
     cand = empty_candidates((1,), 2, 1, 1, dt)
     maps = (heat[0], tag[0])

@@ -13,8 +13,9 @@ search ``missing.refine_image``; for the crowd grouping, the defaults'
 ``people.write_people``, while this process compiles the peak search,
 ``matching.first_pass`` and ``crowd.regroup`` (``"crowd-whole-map"``: the
 same with ``missing.refine_image``).
-:func:`start_warmup_child` serves ``warmup`` the same way, a work dtype per
-process.
+:func:`start_warmup_child` serves ``warmup``: a second process compiles the
+references' kernels, the tensor path's and ``decode_instances``' while
+``warmup`` compiles the crowd kernels, with the split above.
 
 Nothing changes when the child cannot help: the kernels are cached already (or
 in memory), numba's cache is not writable, the machine has one core, numba's
@@ -61,7 +62,7 @@ _WARMING = threading.Event()
 
 @contextlib.contextmanager
 def warming() -> Iterator[None]:
-    """Within: no first-call notice and no compile-ahead child (for ``warmup``'s own processes)."""
+    """Within: no first-call notice (for ``warmup``, which says what it compiles itself)."""
     _WARMING.set()
     try:
         yield
@@ -72,7 +73,7 @@ def warming() -> Iterator[None]:
 def _enabled() -> bool:
     import numba
 
-    if numba.config.DISABLE_JIT or _WARMING.is_set() or not _python_executable():
+    if numba.config.DISABLE_JIT or not _python_executable():
         return False
     value = os.environ.get(ENV_PROCESSES, "").strip()
     if value:
@@ -257,17 +258,20 @@ def _start_child(sigs: dict[str, tuple[Any, ...]]) -> subprocess.Popen[bytes] | 
     return _spawn("from associative_embedding._decode.compile_ahead import child_main", arg)
 
 
-def start_warmup_child(dtype: str) -> subprocess.Popen[bytes] | None:
-    """Start a process that compiles every kernel of work ``dtype`` into numba's cache.
+def start_warmup_child(dtypes: str) -> subprocess.Popen[bytes] | None:
+    """Start a process that compiles the kernels of ``warmup``'s second share into numba's cache.
 
-    For :func:`~associative_embedding.warmup`; returns None (and starts
-    nothing) where a second process cannot help, as for the first call.
+    ``dtypes``: the work dtypes' names, comma-separated. The child runs
+    ``decoding.warm_share("other", dtype)`` for each: the references' kernels,
+    the tensor path's and ``decode_instances``'. For
+    :func:`~associative_embedding.warmup`; returns None (and starts nothing)
+    where a second process cannot help, as for the first call.
     """
     from .pipeline import decode_range
 
     if not _enabled() or not _cache_writable(decode_range):
         return None
-    return _spawn("from associative_embedding.decoding import warm_dtype as child_main", dtype)
+    return _spawn("from associative_embedding.decoding import warm_child as child_main", dtypes)
 
 
 def _spawn(import_line: str, arg: str) -> subprocess.Popen[bytes] | None:
