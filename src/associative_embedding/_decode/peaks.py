@@ -220,34 +220,49 @@ def _insert_ranked(vals, idxs, cnt, v, idx):
 
 
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
-def _tile_peaks(hk, tile, threshold, r, flags, vals, idxs, cnt):
-    """Rank the peaks of one tile ``(y0, y1, xs, xe)`` into ``vals``, ``idxs``; return the count.
+def _joint_peaks(hk, threshold, r, scratch, rank, tile_max, k):
+    """Rank the peaks of joint k's map ``hk`` into ``rank = (vals, idxs)``; return their count.
 
-    Vectorised, a tile at a time (:func:`_flag_tile`): the pixels above the
-    threshold with no larger 4-neighbour (most pixels of a slope have one); the
-    flags are read eight at a time, and the window test decides, only for a
-    pixel that would enter the ranking. ``flags = (keep, words)``: the
-    ``TILE * TILE`` flags and the same memory viewed as uint64 words.
+    A strip of ``TILE`` rows at a time: the strip's column maxima
+    (:func:`strip_max`) tell which tiles hold a value above the threshold
+    (:func:`_hot_tiles`). In those, vectorised, a tile at a time
+    (:func:`_flag_tile`): the pixels above the threshold with no larger
+    4-neighbour (most pixels of a slope have one); the flags are read eight at a
+    time, and the window test decides, only for a pixel that would enter the
+    ranking. ``scratch = (col, fin, hot, keep, words)``: :func:`find_candidates`'
+    buffers, ``words`` being ``keep``'s flags viewed as uint64.
     """
-    y0, y1, xs, xe = tile
-    w_size = hk.shape[1]
+    h_size, w_size = hk.shape
+    col, fin, hot, keep, words = scratch
+    vals, idxs = rank
     m_size = vals.shape[0]
-    keep, words = flags  # words: keep's flags eight at a time, most are zero
-    _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep)
-    for wi in range(words.shape[0]):
-        if words[wi] == 0:
+    cnt = 0
+    for y0 in range(0, h_size, TILE):
+        y1 = min(y0 + TILE, h_size)
+        strip_max(hk, y0, y1, col, fin)
+        if not _hot_tiles(col, threshold, hot, tile_max, k, y0 // TILE):
             continue
-        for e in range(wi * 8, wi * 8 + 8):
-            if not keep[e]:
+        for bx in range(hot.shape[0]):
+            if not hot[bx]:
                 continue
-            y = y0 + e // TILE
-            x = xs + e % TILE
-            v = hk[y, x]
-            idx = y * w_size + x
-            if cnt == m_size and not _ranks_before(v, idx, vals[m_size - 1], idxs[m_size - 1]):
-                continue
-            if _is_peak(hk, y, x, r):
-                cnt = _insert_ranked(vals, idxs, cnt, v, idx)
+            xs = bx * TILE
+            _flag_tile(hk, y0, y1, xs, min(xs + TILE, w_size), threshold, r, keep)
+            for wi in range(words.shape[0]):
+                if words[wi] == 0:
+                    continue
+                for e in range(wi * 8, wi * 8 + 8):
+                    if not keep[e]:
+                        continue
+                    y = y0 + e // TILE
+                    x = xs + e % TILE
+                    v = hk[y, x]
+                    idx = y * w_size + x
+                    if cnt == m_size and not _ranks_before(
+                        v, idx, vals[m_size - 1], idxs[m_size - 1]
+                    ):
+                        continue
+                    if _is_peak(hk, y, x, r):
+                        cnt = _insert_ranked(vals, idxs, cnt, v, idx)
     return cnt
 
 
@@ -300,31 +315,18 @@ def find_candidates(heat, threshold, kernel, cand, tile_max):
     (:func:`_flag_tile`), then pixel by pixel where a flag is set. Peaks enter
     the ranking in tile order; ties are ranked by index as they go in.
     """
-    n_joints, h_size, w_size = heat.shape
-    r = kernel // 2
-    nbx = (w_size + TILE - 1) // TILE
+    n_joints, _, w_size = heat.shape
     col = np.empty(w_size, heat.dtype)
     fin = np.empty(w_size, heat.dtype)  # np.empty and loops: no np.zeros to compile
     for x in range(w_size):
         fin[x] = 0
-    hot = np.empty(nbx, np.bool_)
+    hot = np.empty((w_size + TILE - 1) // TILE, np.bool_)
     keep = np.empty(TILE * TILE, np.bool_)  # _flag_tile clears it before each tile
-    flags = (keep, keep.view(np.uint64))  # a view made once: each costs a call
+    # keep's flags eight at a time (most are zero); a view made once: each costs a call
+    scratch = (col, fin, hot, keep, keep.view(np.uint64))
     for k in range(n_joints):
-        hk = heat[k]
-        vals = cand.val[k]
-        idxs = cand.idx[k]
-        cnt = 0
-        for y0 in range(0, h_size, TILE):
-            y1 = min(y0 + TILE, h_size)
-            strip_max(hk, y0, y1, col, fin)
-            if not _hot_tiles(col, threshold, hot, tile_max, k, y0 // TILE):
-                continue
-            for bx in range(nbx):
-                if hot[bx]:
-                    tile = (y0, y1, bx * TILE, min(bx * TILE + TILE, w_size))
-                    cnt = _tile_peaks(hk, tile, threshold, r, flags, vals, idxs, cnt)
-        cand.cnt[k] = cnt
+        rank = (cand.val[k], cand.idx[k])
+        cand.cnt[k] = _joint_peaks(heat[k], threshold, kernel // 2, scratch, rank, tile_max, k)
     return all_zero(fin)
 
 
