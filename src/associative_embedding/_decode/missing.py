@@ -144,17 +144,18 @@ def _scan_block(hk, tk, ref, tile, best, best_idx, scratch):
 
 # --- the references' search over the whole map ----------------------------------------------
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
-def _best_candidate(hk, tk, ref, cand_idx, scratch):
+def _best_candidate(hk, tk, ref, cand_idx, sq, mult):
     """Return the best ``(score, flat index)`` among a joint type's candidates ``cand_idx``.
 
-    ``(hk[0, 0], -1)`` when there are none.
+    ``(hk[0, 0], -1)`` when there are none. ``sq`` and ``mult``: as
+    :func:`~.tiles.pixel_score` takes them.
     """
     w_size = hk.shape[1]
     best = hk[0, 0]
     best_idx = np.int64(-1)  # not the constant: one compiled _scan_block
     for c in range(cand_idx.shape[0]):
         idx = cand_idx[c]
-        score, _ = pixel_score(hk, tk, ref, (idx // w_size, idx % w_size), scratch, True)
+        score, _ = pixel_score(hk, tk, ref, (idx // w_size, idx % w_size), sq, mult, True)
         if _beats(score, idx, best, best_idx):
             best = score
             best_idx = idx
@@ -274,7 +275,7 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out, tile_max):
             if out.det[p, k] != 0:
                 continue
             ref = out.ref[p]
-            first = _best_candidate(hk, tk, ref, cand_k, scratch)
+            first = _best_candidate(hk, tk, ref, cand_k, scratch.sq, scratch.mult)
             idx = _bounded_search(hk, tk, ref, first, st, scratch)
             _fill(out.kp, p, k, hk, idx, opts)
     return True
@@ -344,7 +345,7 @@ def _first_answer(hk, tk, ref, cand_idx, box, gate, scratch):
         x = idx % w_size
         if x < x0 or x >= x1 or y < y0 or y >= y1:
             continue
-        s, _ = pixel_score(hk, tk, ref, (y, x), scratch, False)
+        s, _ = pixel_score(hk, tk, ref, (y, x), scratch.sq, scratch.mult, False)
         if _beats(s, idx, best, best_idx) and _passes(gate, x, y):
             best = s
             best_idx = idx
@@ -437,7 +438,7 @@ def _accept(hk, tk, ref, idx, opts, scratch):
         return False
     if not opts.crowd.refine_tag_gate:
         return True
-    _, dist = pixel_score(hk, tk, ref, pixel, scratch, False)
+    _, dist = pixel_score(hk, tk, ref, pixel, scratch.sq, scratch.mult, False)
     return np.float64(dist) < opts.group.tag_threshold
 
 

@@ -139,10 +139,13 @@ def tile_scores(hk, tk, ref, tile, scratch, pairwise):
 
 
 @njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
-def pixel_score(hk, tk, ref, pixel, scratch, pairwise):
+def pixel_score(hk, tk, ref, pixel, sq, mult, pairwise):
     """Return ``(heat - mult * round(d), d)`` at ``pixel = (y, x)``, as :func:`tile_scores`.
 
-    ``mult`` is ``scratch.mult``.
+    ``mult`` is ``scratch.mult`` and ``sq`` (D,) ``scratch.sq``, passed alone:
+    numba inlines this per pixel, and every array handed to an inlined
+    function costs two reference-count updates per call (the whole ``Scratch``
+    record, six arrays, made the references' search 5 % slower).
 
     ``d = ||tag - ref||`` in the work dtype, the squares summed one by one, or
     with ``pairwise`` as numpy sums along a last axis (one by one for D < 8).
@@ -152,7 +155,6 @@ def pixel_score(hk, tk, ref, pixel, scratch, pairwise):
     a = tk[0, y, x] - ref[0]
     s = a * a
     if pairwise and dim >= 8:
-        sq = scratch.sq
         for d in range(dim):
             a = tk[d, y, x] - ref[d]
             sq[d] = a * a
@@ -162,7 +164,7 @@ def pixel_score(hk, tk, ref, pixel, scratch, pairwise):
             a = tk[d, y, x] - ref[d]
             s = s + a * a
     dist = np.sqrt(s)
-    return hk[y, x] - scratch.mult * np.rint(dist), dist
+    return hk[y, x] - mult * np.rint(dist), dist
 
 
 @njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM, no_cpython_wrapper=True)
