@@ -23,7 +23,7 @@ import json
 import numpy as np
 import associative_embedding as ae
 from associative_embedding._decode import compile_ahead as ca
-from associative_embedding._decode.options import build, joint_order, kernel_path
+from associative_embedding._decode.options import build, joint_order, kernel_path, kernel_record
 
 # the references' kernels (the crowd grouping, the defaults, has its own batch kernel)
 ref = ae.DecodeConfig.preset("higherhrnet")
@@ -68,7 +68,7 @@ for path, k, found in paths:
                 assert kernel_path(config, opts) == path, (path, i)
                 order = joint_order(config, k)
                 kernels = {**ca._kernels(path), "batch": ca.batch_kernel(path)}
-                sigs = ca.signatures(np.dtype(dtype), opts, order, path)
+                sigs = ca.signatures(np.dtype(dtype), kernel_record(opts, path), order, path)
                 sigs["batch"] = sigs.pop(ca.batch_kernel(path).__name__)
                 for name, kernel in kernels.items():
                     if sigs[name] not in kernel.overloads:

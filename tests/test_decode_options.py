@@ -129,3 +129,17 @@ def test_kernel_path_compiles_only_the_search_a_config_runs():
     }
     assert compile_ahead.batch_kernel("crowd") is pipeline.decode_range_crowd
     assert compile_ahead.batch_kernel("crowd-whole-map") is pipeline.decode_range_crowd_whole_map
+
+
+def test_the_references_kernel_is_called_without_the_crowd_record():
+    """numba unboxes every field of the record at each call: the references' kernels,
+    which never read the crowd record, get None in its place; the crowd kernels get it."""
+    from associative_embedding._decode.plan import Plan
+
+    ref = Plan(DecodeConfig.preset("higherhrnet"), (1, K, H, W), 1, np.dtype(np.float32), 1)
+    assert ref.opts.crowd is None
+    full = options.build(DecodeConfig.preset("higherhrnet"), K, H, W, np.dtype(np.float32))
+    assert ref.opts.group == full.group and ref.opts.refine == full.refine
+    crowd = Plan(DecodeConfig(), (1, K, H, W), 1, np.dtype(np.float32), 1)
+    assert isinstance(crowd.opts.crowd, options.CrowdOptions)
+    assert options.kernel_record(crowd.opts, "crowd") is crowd.opts

@@ -48,7 +48,7 @@ class DecodeOptions(NamedTuple):
     ``max_candidates`` (M, the top-k per joint type), and the
     ``matching.GroupOptions``, ``missing.RefineOptions`` and
     ``crowd.CrowdOptions`` records. The references' kernels do not
-    read ``crowd``.
+    read ``crowd``, and receive it as None (:func:`kernel_record`).
     """
 
     detection_threshold: float
@@ -56,7 +56,7 @@ class DecodeOptions(NamedTuple):
     max_candidates: int
     group: GroupOptions
     refine: RefineOptions
-    crowd: CrowdOptions
+    crowd: CrowdOptions | None
 
 
 class Field(NamedTuple):
@@ -138,6 +138,16 @@ def kernel_path(config: DecodeConfig, opts: DecodeOptions) -> str:
     if opts.refine.mode != REFINE_OFF and not opts.crowd.crowd_refine:
         return "crowd-whole-map"
     return "crowd"
+
+
+def kernel_record(opts: DecodeOptions, path: str) -> DecodeOptions:
+    """Return the record the batch kernel of ``path`` (:data:`KERNEL_PATHS`) is called with.
+
+    ``opts`` itself, but for the references' kernels, which never read the
+    crowd record: they get None in its place. Numba unboxes every field of the
+    record at each kernel call, and the crowd record's cost about 1 µs.
+    """
+    return opts._replace(crowd=None) if path == "references" else opts
 
 
 def joint_order(config: DecodeConfig, k: int) -> np.ndarray:

@@ -37,11 +37,12 @@ class Plan:
 
         b, k, h, w = shape
         self.dtype = np.dtype(dtype)
-        self.opts = _options.build(config, k, h, w, self.dtype)
+        opts = _options.build(config, k, h, w, self.dtype)
         self.order = _options.joint_order(config, k)
-        path = _options.kernel_path(config, self.opts)
+        path = _options.kernel_path(config, opts)
+        self.opts = _options.kernel_record(opts, path)
         self.kernel = batch_kernel(path)
-        self.cap = _options.capacity(config, k, self.opts.max_candidates)
+        self.cap = _options.capacity(config, k, opts.max_candidates)
         self.tag_shape = (b, k, d, h, w)
         self.d = d
         self.threads = threads
