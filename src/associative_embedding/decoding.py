@@ -252,6 +252,8 @@ def warmup(dtypes: str | Sequence[str] = "float32") -> None:
 
     Raises
     ------
+    TypeError
+        If ``dtypes`` is neither a str nor a sequence.
     ValueError
         If a dtype is not ``"float32"`` or ``"float64"``, or ``dtypes`` is empty.
 
