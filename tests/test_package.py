@@ -15,10 +15,13 @@ MAX_DEPTH = 5  # nested for / while / if / with / try; an elif is not deeper tha
 MAX_ARGS = 8
 
 
+_DECORATORS = ("njit", "kernel(")  # numba's, and the decoder's (``_decode/jit.py``)
+
+
 def _jitted(tree: ast.Module):
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef) and any(
-            "njit" in ast.unparse(d) for d in node.decorator_list
+            ast.unparse(d).startswith(_DECORATORS) for d in node.decorator_list
         ):
             yield node
 
@@ -72,6 +75,32 @@ def test_the_style_checks_can_fail():
 def test_there_are_kernels_to_check():
     names = {fn.name for _, fn in _kernels()}
     assert {"find_candidates", "refine_image", "refine_crowd", "munkres_assign"} <= names
+
+
+def test_decoder_kernels_take_the_shared_options():
+    """Every kernel of ``_decode`` is compiled through ``jit.kernel``, none with njit directly.
+
+    ``kernel`` carries numba's numpy error model, without which a division's
+    raise path keeps the reference counting of a kernel's array arguments.
+    """
+    from numba.core.registry import CPUDispatcher
+
+    from associative_embedding._decode import jit, missing, tiles
+
+    direct = [
+        f"{p}::{fn.name}" for p, fn in _kernels() if p.startswith("_decode/") and _uses_njit(fn)
+    ]
+    assert direct == []
+    assert jit.OPTIONS["error_model"] == "numpy"
+    for fn in (missing.refine_image, tiles.tile_bounds, missing.refine_crowd):
+        assert isinstance(fn, CPUDispatcher)
+        assert fn.targetoptions["error_model"] == "numpy"
+        assert fn.targetoptions["nogil"]
+        assert fn._cache is not None and type(fn._cache).__name__ == "FunctionCache"
+
+
+def _uses_njit(fn: ast.FunctionDef) -> bool:
+    return any(ast.unparse(d).startswith("njit") for d in fn.decorator_list)
 
 
 @pytest.mark.parametrize("where", [f"{p}::{fn.name}" for p, fn in _kernels()])

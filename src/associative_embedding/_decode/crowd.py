@@ -26,15 +26,15 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
+from .jit import kernel
 from .matching import AssignWork, _distance, assign_feasible, new_work, person_means
 from .sums import pairwise_sum
 
 OTHER_SIGMA = 0.079
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def joint_box(px, py, has, p):
     """Box ``(x0, x1, y0, y1)`` of person p's joints and their number."""
     x0 = np.inf
@@ -52,7 +52,7 @@ def joint_box(px, py, has, p):
     return x0, x1, y0, y1, cnt
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _median(vals, n):
     """Return the median of ``vals[:n]`` (n >= 1) as ``np.median`` does; sort ``vals[:n]`` in place.
 
@@ -76,7 +76,7 @@ def _median(vals, n):
     return vals[h] if n % 2 else (vals[h - 1] + vals[h]) / 2
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _copy_rows(joint_of, n, size):
     """Return a ``(size, K)`` int64 table: rows 0..n-1 of ``joint_of``, the other rows -1."""
     n_joints = joint_of.shape[1]
@@ -87,7 +87,7 @@ def _copy_rows(joint_of, n, size):
     return out
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def person_scales(px, py, has, n_people, out):
     """Write each person's scale to ``out``.
 
@@ -108,7 +108,7 @@ def person_scales(px, py, has, n_people, out):
         out[p] = max(out[p], floor, 1.0)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def linked_joints(has, p, k, limbs, out):
     """Write to ``out`` person p's joints linked to type k by ``limbs``; return their number."""
     n = 0
@@ -119,7 +119,7 @@ def linked_joints(has, p, k, limbs, out):
     return n
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def nearest(px, py, p, refs, n_refs, x, y):
     """Distance from pixel (x, y) to the nearest of person p's joints ``refs[:n_refs]``."""
     best = np.inf
@@ -130,7 +130,7 @@ def nearest(px, py, p, refs, n_refs, x, y):
     return best
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def near_refs(has, p, k, limbs, out):
     """Write to ``out`` the joints of person p that :func:`regroup`'s spatial term measures from.
 
@@ -156,7 +156,7 @@ def near_refs(has, p, k, limbs, out):
 LIMB_FIT = 0.55
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def limbs_fit(cand, joint_of, n_people, w_size, copts):
     """Whether the people of the first pass fit the limbs the spatial term measures.
 
@@ -186,7 +186,7 @@ def limbs_fit(cand, joint_of, n_people, w_size, copts):
     return _median(vals, m) < LIMB_FIT * copts.spatial_gate
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _limb_ratios(rows, px, py, limbs, vals, m):
     """Append to ``vals[m:]`` the person's limb lengths over its size; return the new count.
 
@@ -214,7 +214,7 @@ def _limb_ratios(rows, px, py, limbs, vals, m):
     return m
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def without_spatial(copts):
     """``copts`` with the spatial term and gate off (weight 0, gate infinite)."""
     return CrowdOptions(
@@ -257,7 +257,7 @@ class Round(NamedTuple):
     work: AssignWork
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _new_round(cand, size):
     """Allocate the :class:`Round` arrays for ``size`` people."""
     n_joints, m_size = cand.val.shape
@@ -276,7 +276,7 @@ def _new_round(cand, size):
     )
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def _spatial_state(cand, w_size, old, n_old, limbs, rnd):
     """Each person's joint pixels, scale and, per joint type, :func:`near_refs`.
 
@@ -310,7 +310,7 @@ def _spatial_state(cand, w_size, old, n_old, limbs, rnd):
     return rnd
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _cost_matrix(cand, k, w_size, n_old, opts, rnd):
     """Joint type k's feasible pairs and costs against the previous round's people.
 
@@ -337,7 +337,7 @@ def _cost_matrix(cand, k, w_size, n_old, opts, rnd):
             rnd.dist[r, c] = d + copts.spatial_weight * s
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _compact(fresh, n_fresh, old, n_old):
     """Move ``fresh``'s non-empty people into ``old``, in order; return ``(count, changed)``."""
     n_joints = old.shape[1]
@@ -355,7 +355,7 @@ def _compact(fresh, n_fresh, old, n_old):
     return n_new, changed or n_new != n_old
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _has_joint(joint_of, p):
     """Whether person p of ``joint_of (P, K)`` has a joint."""
     for k in range(joint_of.shape[1]):
@@ -364,7 +364,7 @@ def _has_joint(joint_of, p):
     return False
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _one_round(cand, w_size, order, old, n_old, opts, rnd, fresh):
     """Assign every candidate to the people ``old[:n_old]``; the result into ``fresh``.
 
@@ -397,7 +397,7 @@ def _one_round(cand, w_size, order, old, n_old, opts, rnd, fresh):
     return n_fresh
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def regroup(cand, w_size, order, joint_of, n_people, opts):
     """Re-assign every candidate to the people of the previous round; return the count.
 
@@ -473,7 +473,7 @@ class CrowdOptions(NamedTuple):
     sigmas: np.ndarray
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _box_area(kp):
     """Product of the sides of the box of one person's joints ``kp (K, 3)``, at least 1."""
     x0 = np.inf
@@ -491,7 +491,7 @@ def _box_area(kp):
     return max((x1 - x0) * (y1 - y0), 1.0)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def pose_oks(kept, other, sigmas):
     """OKS of person ``other`` against person ``kept`` (``(K, 3)`` each), float64.
 
@@ -515,7 +515,7 @@ def pose_oks(kept, other, sigmas):
     return total / count if count > 0 else -1.0
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _held_elsewhere(out, peaks, kept, t, k):
     """Whether kept person ``kept[t]``'s filled joint k sits on a peak a higher one holds.
 
@@ -529,7 +529,7 @@ def _held_elsewhere(out, peaks, kept, t, k):
     return False
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _drop_copies(out, peaks, kept):
     """Strip the copied joints of the ``kept`` people made mostly of copies.
 
@@ -559,7 +559,7 @@ def _drop_copies(out, peaks, kept):
                 out.kp[i, k, 2] = 0
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _drop_duplicates(peaks, kept):
     """Drop each kept person with over half of its joints on the peaks of one above it.
 
@@ -586,7 +586,7 @@ def _drop_duplicates(peaks, kept):
     return left
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _fragments(out, peaks, i, j, tag_threshold):
     """Whether person i is a fragment of person j: one person the grouping split in two.
 
@@ -609,7 +609,7 @@ def _fragments(out, peaks, i, j, tag_threshold):
     return np.sqrt(sq) < tag_threshold
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def _merge(out, peaks, i, j):
     """Move fragment i's detected joints into person j; rescore j, average the tags.
 
@@ -637,7 +637,7 @@ def _merge(out, peaks, i, j):
     out.score[j] = pairwise_sum(values, 0, n_joints) / n_joints
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _merge_fragments(out, peaks, kept, tag_threshold):
     """Merge each kept person that is a :func:`_fragments` of one above it; return the count.
 
@@ -667,7 +667,7 @@ def _merge_fragments(out, peaks, kept, tag_threshold):
     return left
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def select_people(out, n_people, copts, peaks, tag_threshold):
     """Keep the people scoring above ``min_score`` that no kept one duplicates; return the count.
 
@@ -704,7 +704,7 @@ def select_people(out, n_people, copts, peaks, tag_threshold):
     return n_kept
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _gather_people(out, order):
     """Move people ``order (N,)`` (distinct) to rows 0..N-1 of ``kp``, ``score``, ``tag``."""
     n = order.shape[0]

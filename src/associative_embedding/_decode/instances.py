@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+
+from .jit import kernel
 
 __all__ = ["PixelOptions", "PixelOutputs", "group_pixels", "group_pixels_range"]
 
@@ -56,7 +57,7 @@ class Remaining(NamedTuple):
     tag: np.ndarray
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _foreground(score, cls, tags, threshold, labels):
     """Collect the pixels scoring above ``threshold`` as :class:`Remaining`, with their count.
 
@@ -82,7 +83,7 @@ def _foreground(score, cls, tags, threshold, labels):
     return rem, r
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _joins(rem, j, seed, centre, limit):
     """Whether remaining pixel j is within the tag threshold of ``centre`` (the seed always is)."""
     dist = 0.0
@@ -92,7 +93,7 @@ def _joins(rem, j, seed, centre, limit):
     return dist < limit or j == seed
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _refine_centre(rem, r, seed, centre, limit, iterations):
     """Move ``centre`` to the mean tag of the seed's class pixels within the threshold.
 
@@ -115,7 +116,7 @@ def _refine_centre(rem, r, seed, centre, limit, iterations):
             centre[k] = acc[k] / cnt
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _keep(rem, j, kept):
     """Move remaining pixel j to slot ``kept`` (``kept <= j``)."""
     if kept != j:
@@ -126,7 +127,7 @@ def _keep(rem, j, kept):
             rem.tag[kept, k] = rem.tag[j, k]
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _take_group(rem, r, seed, centre, limit, members, mean):
     """Take the seed's group out of the remaining pixels; keep the others, in order.
 
@@ -158,7 +159,7 @@ def _take_group(rem, r, seed, centre, limit, members, mean):
     return cnt, total, kept, next_seed
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def group_pixels(score, cls, tags, opts, out):
     """Group the foreground pixels of one image; return ``(P, pixels left unassigned)``.
 
@@ -198,7 +199,7 @@ def group_pixels(score, cls, tags, opts, out):
     return p, r
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def group_pixels_range(score, cls, tags, opts, span, out, out_counts):
     """Run :func:`group_pixels` on images ``span = (start, stop)`` of a batch.
 

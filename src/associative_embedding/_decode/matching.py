@@ -17,8 +17,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
+from .jit import kernel
 from .munkres import munkres_assign
 from .sums import mean_rows, pairwise_sum
 
@@ -56,7 +56,7 @@ class GroupOptions(NamedTuple):
     center_shift: float
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def _distance(cand_tag, k, r, means, c, use_rms, sq):
     """float64 distance between candidate ``r`` of joint ``k`` and person mean ``c``."""
     dim = means.shape[1]
@@ -69,7 +69,7 @@ def _distance(cand_tag, k, r, means, c, use_rms, sq):
     return np.sqrt(s)
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def member_mean(joint_of, p, cand_tag, order, rows, buf, out):
     """``out`` = numpy mean of person p's candidate tags, taken in joint ``order``.
 
@@ -88,7 +88,7 @@ def member_mean(joint_of, p, cand_tag, order, rows, buf, out):
     mean_rows(rows, n, out, buf)
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def match_cost(dist, value, use_value, tag_cost):
     """Return the matching cost of a (float64) tag distance and a detection value.
 
@@ -106,7 +106,7 @@ def match_cost(dist, value, use_value, tag_cost):
     return dist * 100.0 - v
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def person_means(joint_of, n_people, cand_tag, order, means, rows, buf):
     """``means[p]`` = numpy mean of person p's candidate tags in joint ``order``."""
     for p in range(n_people):
@@ -130,7 +130,7 @@ class AssignWork(NamedTuple):
     match: np.ndarray
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def new_work(m_size, n_cols):
     """:class:`AssignWork` for up to M rows and ``n_cols`` columns."""
     m = max(m_size, 1)
@@ -145,7 +145,7 @@ def new_work(m_size, n_cols):
     )
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _grow_component(feasible, n_rows, n_cols, r0, comp, work):
     """Label with ``comp`` every row and column connected to row ``r0`` by feasible pairs."""
     work.row_comp[r0] = comp
@@ -166,7 +166,7 @@ def _grow_component(feasible, n_rows, n_cols, r0, comp, work):
                     top += 1
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _components(feasible, n_rows, n_cols, work):
     """Label the components of the feasible pairs by their first row; return their count.
 
@@ -187,7 +187,7 @@ def _components(feasible, n_rows, n_cols, work):
     return n_comp
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _members(comp_of, n, comp, out):
     """Write the indices i < n with ``comp_of[i] == comp`` to ``out``, in order; their count."""
     cnt = 0
@@ -198,7 +198,7 @@ def _members(comp_of, n, comp, out):
     return cnt
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _solve_component(vals, n_sub_r, n_sub_c, costs, work):
     """Assign the rows ``work.sub_row[:n_sub_r]`` to the columns ``work.sub_col[:n_sub_c]``.
 
@@ -239,7 +239,7 @@ def _solve_component(vals, n_sub_r, n_sub_c, costs, work):
             work.match[r] = sub_col[jj]
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def assign_feasible(vals, n_rows, n_cols, costs, work):
     """Assign a joint type's candidates to people over the feasible pairs only.
 
@@ -261,7 +261,7 @@ def assign_feasible(vals, n_rows, n_cols, costs, work):
         _solve_component(vals, n_sub_r, n_sub_c, costs, work)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def first_pass(cand, order, g, tag_cost, joint_of, crowd_costs):
     """Group joint by joint as the references do, with ``match_cost``; return the count.
 

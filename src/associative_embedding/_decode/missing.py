@@ -19,9 +19,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
 from .crowd import joint_box, linked_joints, nearest, person_scales
+from .jit import kernel
 from .people import place_joint
 from .tiles import (
     _FM,
@@ -79,7 +79,7 @@ class Gate(NamedTuple):
     limit: float
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _passes(gate, x, y):
     """Whether pixel ``(x, y)`` passes the :class:`Gate`."""
     if gate.n_refs == 0:
@@ -87,7 +87,7 @@ def _passes(gate, x, y):
     return nearest(gate.px, gate.py, gate.p, gate.refs, gate.n_refs, x, y) / gate.scale < gate.limit
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def joint_missing(det, n_people, k):
     """Whether one of the first ``n_people`` people misses joint k (``det[p, k] == 0``)."""
     p = 0
@@ -96,13 +96,13 @@ def joint_missing(det, n_people, k):
     return p < n_people
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _beats(v, idx, best, best_idx):
     """Whether score ``v`` at flat index ``idx`` beats the running first maximum."""
     return best_idx < 0 or v > best or (v == best and idx < best_idx)
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _tile_beats(bound, b, grid, best, best_idx):
     """Whether tile b's bound can beat ``(best, best_idx)``: :func:`_beats` at its first pixel.
 
@@ -114,7 +114,7 @@ def _tile_beats(bound, b, grid, best, best_idx):
     return bound == best and block_start(b, grid[0], grid[1], grid[2]) < best_idx
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM, no_cpython_wrapper=True)
+@kernel(fastmath=_FM, no_cpython_wrapper=True)
 def _scan_block(hk, tk, ref, tile, best, best_idx, scratch):
     """Fold a tile's pixels into the running first-occurrence maximum ``(best, best_idx)``.
 
@@ -143,7 +143,7 @@ def _scan_block(hk, tk, ref, tile, best, best_idx, scratch):
 
 
 # --- the references' search over the whole map ----------------------------------------------
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _best_candidate(hk, tk, ref, cand_idx, sq, mult):
     """Return the best ``(score, flat index)`` among a joint type's candidates ``cand_idx``.
 
@@ -162,7 +162,7 @@ def _best_candidate(hk, tk, ref, cand_idx, sq, mult):
     return best, best_idx
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _bounded_search(hk, tk, ref, first, stats, scratch):
     """Flat index of the best pixel of the whole map, starting from the answer ``first``.
 
@@ -203,7 +203,7 @@ def _bounded_search(hk, tk, ref, first, stats, scratch):
     return best_idx
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _fill(out_kp, p, k, hk, idx, opts):
     """Write the joint found at flat index ``idx`` of ``hk`` as the reference ``opts.mode`` does.
 
@@ -223,7 +223,7 @@ def _fill(out_kp, p, k, hk, idx, opts):
         place_joint(out_kp, p, k, hk, (x, y), opts, 1 if opts.mode == REFINE_POSE_AE else val)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def refine_image(heat, tags, slot, n_people, cand, opts, out, tile_max):
     """Recover the missing joints of the ``n_people`` people of one image, in place.
 
@@ -282,7 +282,7 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out, tile_max):
 
 
 # --- the crowd search inside each person's window --------------------------------------------
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _box_around(x_lo, x_hi, y_lo, y_hi, margin, shape):
     """Return the pixels within ``margin`` of the float box ``[x_lo, x_hi] x [y_lo, y_hi]``.
 
@@ -297,7 +297,7 @@ def _box_around(x_lo, x_hi, y_lo, y_hi, margin, shape):
     )
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _search_box(px, py, has, p, margin, shape):
     """Person p's search box: its joints' box widened by ``margin`` (< 0: the whole map)."""
     if margin < 0:
@@ -306,7 +306,7 @@ def _search_box(px, py, has, p, margin, shape):
     return _box_around(x_lo, x_hi, y_lo, y_hi, margin, shape)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _gated_box(box, gate, shape):
     """``box`` cut to the pixels that can pass the :class:`Gate`.
 
@@ -329,7 +329,7 @@ def _gated_box(box, gate, shape):
     return max(box[0], g[0]), min(box[1], g[1]), max(box[2], g[2]), min(box[3], g[3])
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _first_answer(hk, tk, ref, cand_idx, box, gate, scratch):
     """Return the best ``(score, flat index)`` of the candidates in ``box`` passing ``gate``.
 
@@ -352,7 +352,7 @@ def _first_answer(hk, tk, ref, cand_idx, box, gate, scratch):
     return best, best_idx
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _scan_tile_gated(hk, tk, ref, tile, first, scratch, gate):
     """Fold the pixels of ``tile`` (half-open) that pass ``gate`` into the running maximum.
 
@@ -377,7 +377,7 @@ def _scan_tile_gated(hk, tk, ref, tile, first, scratch, gate):
     return best, best_idx
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _scan_window(hk, tk, ref, box, first, stats, scratch, gate):
     """Flat index of the best pixel of ``box`` passing ``gate``, from the answer ``first``.
 
@@ -408,7 +408,7 @@ def _scan_window(hk, tk, ref, box, first, stats, scratch, gate):
     return best_idx
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _joint_positions(out_pix, n_people, w_size):
     """Pixel columns, rows (float64) and presence ``(P, K)`` of the detected joints."""
     n_joints = out_pix.shape[1]
@@ -425,7 +425,7 @@ def _joint_positions(out_pix, n_people, w_size):
     return px, py, has
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _accept(hk, tk, ref, idx, opts, scratch):
     """Whether the crowd search fills the pixel it found at flat index ``idx``.
 
@@ -442,7 +442,7 @@ def _accept(hk, tk, ref, idx, opts, scratch):
     return np.float64(dist) < opts.group.tag_threshold
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def climb(hk, idx):
     """Return the local maximum of ``hk`` that steepest ascent from ``idx`` reaches (flat).
 
@@ -467,7 +467,7 @@ def climb(hk, idx):
         x = bx
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def refine_crowd(heat, tags, n_people, cand, out, out_pix, opts):
     """Recover missing joints inside each person's window, where the tag agrees; in place.
 

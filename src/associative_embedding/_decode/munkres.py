@@ -28,7 +28,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+
+from .jit import kernel
 
 __all__ = ["linear_assignment", "munkres_assign"]
 
@@ -38,7 +39,7 @@ __all__ = ["linear_assignment", "munkres_assign"]
 _MAXSIZE = 9223372036854775808.0
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def _find_a_zero(c, row_covered, col_covered, i0, j0):
     """Scan for an uncovered zero as munkres 1.1.4 ``__find_a_zero`` does, from ``(i0, j0)``.
 
@@ -84,7 +85,7 @@ class _State(NamedTuple):
     path: np.ndarray
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def _unique_minima(cost, col_of_row):
     """Assign each row its minimum if every minimum is strict and in a column of its own.
 
@@ -114,7 +115,7 @@ def _unique_minima(cost, col_of_row):
     return True
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def _new_state(cost):
     """Run steps 0 to 2: pad with zeros to a square, subtract row minima, star zeros."""
     n_rows, n_cols = cost.shape
@@ -157,7 +158,7 @@ def _new_state(cost):
     return st
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def _cover_starred(st):
     """Step 3: cover the starred columns; return how many are covered."""
     n = st.c.shape[0]
@@ -170,7 +171,7 @@ def _cover_starred(st):
     return count
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def _shift_uncovered(st):
     """Step 6: add the smallest uncovered value to covered rows, take it from uncovered columns."""
     c = st.c
@@ -189,7 +190,7 @@ def _shift_uncovered(st):
                 c[i, j] -= minval
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def _prime_zeros(st):
     """Step 4 (with step 6 when no uncovered zero is left): return the unstarred prime.
 
@@ -214,7 +215,7 @@ def _prime_zeros(st):
         st.col_covered[col] = False
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def _first_in_row(marked, i, mark):
     """Return the first column j with ``marked[i, j] == mark``, or -1."""
     for j in range(marked.shape[1]):
@@ -223,7 +224,7 @@ def _first_in_row(marked, i, mark):
     return -1
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def _first_in_col(marked, j, mark):
     """Return the first row i with ``marked[i, j] == mark``, or -1."""
     for i in range(marked.shape[0]):
@@ -232,7 +233,7 @@ def _first_in_col(marked, j, mark):
     return -1
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def _augment(st, row, col):
     """Step 5: flip the path of alternating primes and stars from the prime ``(row, col)``.
 
@@ -266,7 +267,7 @@ def _augment(st, row, col):
                 marked[i, j] = 0
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def munkres_assign(cost, col_of_row):
     """Solve a linear assignment exactly as ``munkres.Munkres().compute`` (1.1.4) does.
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, uint64
+from numba import uint64
+
+from .jit import kernel
 
 # side of the tiles of the peak search and of the missing-joint search
 TILE = 16
@@ -43,7 +45,7 @@ def empty_candidates(lead: tuple[int, ...], k: int, m: int, d: int, dtype: np.dt
     )
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def strip_max(hk, y0, y1, col, fin):
     """``col[x] = max(hk[y0:y1, x])``: the column maxima of a strip of rows (vectorised).
 
@@ -67,7 +69,7 @@ def strip_max(hk, y0, y1, col, fin):
             fin[x] = fin[x] + (v - v)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def rows_finite(a, fin):
     """Whether every value of the 2-D array ``a`` is finite; ``fin (a.shape[1],)`` is scratch.
 
@@ -82,7 +84,7 @@ def rows_finite(a, fin):
     return all_zero(fin)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def all_zero(fin):
     """Return whether every entry of the 1-D ``fin`` is 0 (a NaN entry is not)."""
     n_bad = 0
@@ -91,7 +93,7 @@ def all_zero(fin):
     return n_bad == 0
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _peak_at_edge(hk, y, yu, yd, x, threshold):
     """:func:`_peak_row`'s test at one pixel, with columns outside the map left out."""
     w_size = hk.shape[1]
@@ -100,7 +102,7 @@ def _peak_at_edge(hk, y, yu, yd, x, threshold):
     return ok and (x == 0 or hk[y, x - 1] <= v) and (x + 1 == w_size or hk[y, x + 1] <= v)
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _inner_peak(hk, uy, yu, yd, x, threshold):
     """:func:`_peak_row`'s branch-free test at pixel ``(uy, x)`` with both columns beside it.
 
@@ -117,7 +119,7 @@ def _inner_peak(hk, uy, yu, yd, x, threshold):
     )
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _peak_row(hk, y, xs, xe, threshold, keep, o):
     """Flag the pixels of row y, columns ``xs:xe``, that may be peaks; return their number.
 
@@ -151,7 +153,7 @@ def _peak_row(hk, y, xs, xe, threshold, keep, o):
     return n_keep
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep):
     """Flag the pixels of tile ``y0:y1, xs:xe`` that may be peaks, in ``keep``.
 
@@ -181,13 +183,13 @@ def _flag_tile(hk, y0, y1, xs, xe, threshold, r, keep):
             _peak_row(hk, y, xs, xe, threshold, keep, o)
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _ranks_before(v, idx, v_other, idx_other):
     """Whether peak ``(v, idx)`` ranks before ``(v_other, idx_other)`` (larger, or tied, first)."""
     return v > v_other or (v == v_other and idx < idx_other)
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _is_peak(hk, y, x, r):
     """Whether no pixel of the window of radius r around ``(y, x)`` (clipped) is larger."""
     h_size, w_size = hk.shape
@@ -199,7 +201,7 @@ def _is_peak(hk, y, x, r):
     return True
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _insert_ranked(vals, idxs, cnt, v, idx):
     """Insert peak ``(v, idx)`` into the ranking ``vals``, ``idxs`` (M slots, cnt used).
 
@@ -219,7 +221,7 @@ def _insert_ranked(vals, idxs, cnt, v, idx):
     return cnt
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _joint_peaks(hk, threshold, r, scratch, rank, tile_max, k):
     """Rank the peaks of joint k's map ``hk`` into ``rank = (vals, idxs)``; return their count.
 
@@ -266,7 +268,7 @@ def _joint_peaks(hk, threshold, r, scratch, rank, tile_max, k):
     return cnt
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _hot_tiles(col, threshold, hot, tile_max, k, by):
     """Mark the tiles of strip ``by`` whose largest heat (from ``col``) is above the threshold.
 
@@ -291,7 +293,7 @@ def _hot_tiles(col, threshold, hot, tile_max, k, by):
     return any_hot
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def find_candidates(heat, threshold, kernel, cand, tile_max):
     """Peaks of each joint's heatmap above ``threshold``, the strongest first.
 
@@ -330,7 +332,7 @@ def find_candidates(heat, threshold, kernel, cand, tile_max):
     return all_zero(fin)
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def new_candidates(heat, tags, m_size):
     """Allocate the :class:`Candidates` of one image, ``m_size`` per joint (uninitialised)."""
     n_joints = heat.shape[0]
@@ -344,7 +346,7 @@ def new_candidates(heat, tags, m_size):
     )
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def image_candidates(heat, tags, m_size, threshold, kernel):
     """Allocate, find and gather the :class:`Candidates` of one image (``m_size`` per joint).
 
@@ -357,7 +359,7 @@ def image_candidates(heat, tags, m_size, threshold, kernel):
     return cand
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def gather_candidates(heat, tags, cand):
     """Fill ``cand.tag`` and ``cand.nb``: tags and the four clipped neighbours of each candidate.
 

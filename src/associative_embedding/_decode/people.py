@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
+from .jit import kernel
 from .matching import TAG_COST_ROUNDED, first_pass, member_mean
 from .sums import mean_rows, pairwise_sum
 
@@ -51,7 +51,7 @@ def empty_people(lead: tuple[int, ...], cap: int, k: int, d: int, dtype: np.dtyp
     )
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def quarter_offset(nb, pixel, shape, rule):
     """Return the ±0.25 px shift towards the larger neighbour, as ``(dx, dy)``.
 
@@ -93,7 +93,7 @@ def quarter_offset(nb, pixel, shape, rule):
     return dx, dy
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def quarter_at(hk, x, y, rule):
     """:func:`quarter_offset` of pixel ``(x, y)`` of one heatmap ``hk (H, W)``."""
     h_size, w_size = hk.shape
@@ -106,7 +106,7 @@ def quarter_at(hk, x, y, rule):
     return quarter_offset(nb, (x, y), (h_size, w_size), rule)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def quarter_offsets(maps, xs, ys, rule, out):
     """``out[n] = (dx, dy)``: :func:`quarter_at` of pixel ``(xs[n], ys[n])`` of ``maps[n]``.
 
@@ -120,7 +120,7 @@ def quarter_offsets(maps, xs, ys, rule, out):
 
 
 # --- grouping -----------------------------------------------------------------------------
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def group_image(cand, h_size, w_size, order, opts, out):
     """Group one image's candidates into people; write them sorted by score.
 
@@ -137,7 +137,7 @@ def group_image(cand, h_size, w_size, order, opts, out):
     return write_people(joint_of, n_keep, cand, (h_size, w_size), order, opts, out, out_pix)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def place_joint(out_kp, p, k, hk, pixel, r, score):
     """Write a recovered joint at ``pixel = (x, y)`` of map ``hk``: adjusted, shifted, scored.
 
@@ -154,7 +154,7 @@ def place_joint(out_kp, p, k, hk, pixel, r, score):
     out_kp[p, k, 2] = score
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def write_people(joint_of, n_keep, cand, shape, order, opts, out, out_pix):
     """Write the first ``n_keep`` people of ``joint_of (P, K)`` (candidate rows, -1: none).
 

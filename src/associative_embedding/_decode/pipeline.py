@@ -15,9 +15,9 @@ Each takes the ``options.DecodeOptions`` record.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
 
 from .crowd import limbs_fit, regroup, select_people, without_spatial
+from .jit import kernel
 from .matching import first_pass
 from .missing import REFINE_OFF, joint_missing, refine_crowd, refine_image
 from .options import DecodeOptions
@@ -32,17 +32,17 @@ from .peaks import (
 from .people import People, group_image, write_people
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _image_candidates(cand, b):
     return Candidates(cand.val[b], cand.idx[b], cand.cnt[b], cand.tag[b], cand.nb[b])
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _image_people(out, b):
     return People(out.kp[b], out.score[b], out.tag[b], out.ref[b], out.det[b])
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _all_joints(n_joints):
     """``slot``: joint k's maps at index k."""
     slot = np.empty(n_joints, np.int64)
@@ -51,7 +51,7 @@ def _all_joints(n_joints):
     return slot
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _tags_finite(tags, det, n_people):
     """Whether the tag maps are finite, but for those of joints some person misses.
 
@@ -68,7 +68,7 @@ def _tags_finite(tags, det, n_people):
     return True
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def decode_image(heat, tags, order, opts, out):
     """Decode one image (``heat (K, H, W)``, ``tags (K, D, H, W)``) into ``out``; return P.
 
@@ -98,7 +98,7 @@ def decode_image(heat, tags, order, opts, out):
     return n
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _crowd_people(heat, tags, order, opts, out):
     """Find and group one image's people with the crowd options; return ``(P, cand, opts, pix)``.
 
@@ -138,7 +138,7 @@ def _crowd_people(heat, tags, order, opts, out):
     return n, cand, opts, out_pix
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def decode_image_crowd(heat, tags, order, opts, out):
     """Decode one image with the crowd options and their own missing-joint search; return P.
 
@@ -157,7 +157,7 @@ def decode_image_crowd(heat, tags, order, opts, out):
     return select_people(out, n, opts.crowd, out_pix, opts.group.tag_threshold)
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def decode_image_crowd_whole_map(heat, tags, order, opts, out):
     """:func:`decode_image_crowd` with the references' missing-joint search over the whole map.
 
@@ -176,7 +176,7 @@ def decode_image_crowd_whole_map(heat, tags, order, opts, out):
     return select_people(out, n, opts.crowd, out_pix, opts.group.tag_threshold)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def decode_range(heat, tags, order, opts, span, out, out_n):
     """Decode images ``span = (start, stop)`` of a batch.
 
@@ -188,14 +188,14 @@ def decode_range(heat, tags, order, opts, span, out, out_n):
         out_n[b] = decode_image(heat[b], tags[b], order, opts, _image_people(out, b))
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def decode_range_crowd(heat, tags, order, opts, span, out, out_n):
     """:func:`decode_image_crowd` on images ``span = (start, stop)`` of a batch."""
     for b in range(span[0], span[1]):
         out_n[b] = decode_image_crowd(heat[b], tags[b], order, opts, _image_people(out, b))
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def decode_range_crowd_whole_map(heat, tags, order, opts, span, out, out_n):
     """:func:`decode_image_crowd_whole_map` on images ``span = (start, stop)`` of a batch."""
     for b in range(span[0], span[1]):
@@ -204,7 +204,7 @@ def decode_range_crowd_whole_map(heat, tags, order, opts, span, out, out_n):
         )
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def group_range(cand, h_size, w_size, order, opts, span, out, out_n):
     """Group images ``span = (start, stop)`` of a batch of candidates (leading axis B)."""
     for b in range(span[0], span[1]):
@@ -213,7 +213,7 @@ def group_range(cand, h_size, w_size, order, opts, span, out, out_n):
         )
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel()
 def refine_range(heat, tags, slot, cand, opts, span, out, out_n):
     """Recover missing joints of images ``span = (start, stop)``; ``slot (B, K)`` indexes heat."""
     no_tiles = np.empty((0, 1), heat.dtype)

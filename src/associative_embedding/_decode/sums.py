@@ -16,10 +16,11 @@ its means of tags and its person scores add numbers in the order numpy's
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+
+from .jit import kernel
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _sequential_sum(a, start, n):
     """Sum ``a[start:start + n]`` one after another, in ``a``'s dtype (numpy's order for n < 8)."""
     res = a[start] - a[start]
@@ -28,7 +29,7 @@ def _sequential_sum(a, start, n):
     return res
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _pairwise_block(a, start, n):
     """Sum ``a[start:start + n]`` as numpy's pairwise sum does for 1 <= n <= 128.
 
@@ -65,7 +66,7 @@ def _pairwise_block(a, start, n):
     return res
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def pairwise_sum(a, start, n):
     """Sum ``a[start:start + n]`` in the order of numpy's pairwise summation.
 
@@ -81,7 +82,7 @@ def pairwise_sum(a, start, n):
     return _pairwise_sum(a, np.int64(start), np.int64(n))
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _pairwise_sum(a, start, n):
     """Sum ``a[start:start + n]`` in the order of numpy's pairwise summation.
 
@@ -133,7 +134,7 @@ def _pairwise_sum(a, start, n):
     return vals[0]
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def mean_rows(rows, n, out, buf):
     """``out[:] = np.mean(rows[:n], axis=0)`` with numpy's summation order and dtype.
 
@@ -152,7 +153,7 @@ def mean_rows(rows, n, out, buf):
         _mean_rows(rows, np.int64(n), out, buf)
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _mean_rows(rows, n, out, buf):
     """``out[0] = np.mean(rows[:n], axis=0)[0]`` for D = 1: numpy's pairwise sum, then a division.
 

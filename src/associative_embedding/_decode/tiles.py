@@ -24,8 +24,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit, uint64
+from numba import uint64
 
+from .jit import kernel
 from .peaks import all_zero, strip_max
 from .sums import pairwise_sum
 
@@ -79,7 +80,7 @@ class Scratch(NamedTuple):
     tiles: np.ndarray
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
+@kernel(inline="always", fastmath=_FM)
 def tile_scores(hk, tk, ref, tile, scratch, pairwise):
     """``buf[...] = h - mult * round(||t - ref||)`` over ``tile = (y0, y1, x0, x1)``, row-major.
 
@@ -138,7 +139,7 @@ def tile_scores(hk, tk, ref, tile, scratch, pairwise):
     return cnt
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def pixel_score(hk, tk, ref, pixel, sq, mult, pairwise):
     """Return ``(heat - mult * round(d), d)`` at ``pixel = (y, x)``, as :func:`tile_scores`.
 
@@ -167,7 +168,7 @@ def pixel_score(hk, tk, ref, pixel, sq, mult, pairwise):
     return hk[y, x] - mult * np.rint(dist), dist
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM, no_cpython_wrapper=True)
+@kernel(fastmath=_FM, no_cpython_wrapper=True)
 def _fold_strip(col, cols, block, by, d, with_hmax, ranges):
     """Fold strip ``by``'s column rows into its tiles' statistics, all three in one pass.
 
@@ -200,7 +201,7 @@ def _fold_strip(col, cols, block, by, d, with_hmax, ranges):
         hi[d, b] = hi_m
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def block_stats(hk, tk, stats, scratch, have_hmax):
     """Tile statistics of one joint's maps for the missing-joint search.
 
@@ -242,7 +243,7 @@ def block_stats(hk, tk, stats, scratch, have_hmax):
     return all_zero(cols[2])
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _strip_tag_ranges(tk, d, y0, y1, cols):
     """Column-wise over rows ``y0:y1`` of tag dimension d: the tag range ``cols[0:2]``.
 
@@ -270,7 +271,7 @@ def _strip_tag_ranges(tk, d, y0, y1, cols):
     _add_finite(cols)
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(inline="always", no_cpython_wrapper=True)
 def _add_finite(cols):
     """``cols[2] += (lo - lo) + (hi - hi)`` column-wise: NaN where a strip was not finite."""
     for x in range(uint64(cols.shape[1])):
@@ -279,7 +280,7 @@ def _add_finite(cols):
         cols[2, x] = cols[2, x] + ((lo_v - lo_v) + (hi_v - hi_v))
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, no_cpython_wrapper=True)
+@kernel(no_cpython_wrapper=True)
 def _top_ranges(hk, tk, d, strip, block, top, work):
     """``lo_top`` / ``hi_top`` of dimension d for the tiles of a strip (see block_stats).
 
@@ -331,7 +332,7 @@ def _top_ranges(hk, tk, d, strip, block, top, work):
         hi_top[d, b] = m_hi
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM, no_cpython_wrapper=True)
+@kernel(fastmath=_FM, no_cpython_wrapper=True)
 def _range_cost(lo, hi, ref, mult, out, acc, pairwise):
     """Lower-bound the cost of every tag box: ``out[b] = mult * round(sqrt(sum_d gap_d**2))``.
 
@@ -384,7 +385,7 @@ def _range_cost(lo, hi, ref, mult, out, acc, pairwise):
         out[b] = mult * np.rint(np.sqrt(pairwise_sum(sq, 0, dim)))
 
 
-@njit(cache=True, nogil=True, no_cfunc_wrapper=True, fastmath=_FM)
+@kernel(fastmath=_FM)
 def tile_bounds(stats, ref, scratch, pairwise):
     """``stats.ub[b]``: an upper bound of ``heat - mult * round(dist)`` in each tile b.
 
@@ -408,13 +409,13 @@ def tile_bounds(stats, ref, scratch, pairwise):
         ub[b] = a if a > c else c
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def block_start(b, nbx, block, w_size):
     """Flat index of the top-left pixel of tile ``b`` (the smallest index in it)."""
     return (b // nbx) * block * w_size + (b % nbx) * block
 
 
-@njit(inline="always", cache=True, nogil=True, no_cfunc_wrapper=True)
+@kernel(inline="always")
 def work_arrays(heat, dim, r):
     """Allocate the :class:`TileStats` and :class:`Scratch` of the search.
 
