@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 
 import numpy as np
@@ -604,24 +605,38 @@ def test_one_non_finite_value_anywhere_is_reported(bad, kind, rng):
             decode(h, t)
 
 
+_KERNEL_PATH_CONFIGS = {  # one config per batch kernel (decode_options.KERNEL_PATHS)
+    "references": DecodeConfig.preset("higherhrnet"),
+    "crowd": DecodeConfig(),
+    "crowd-whole-map": DecodeConfig(refine_window=None, refine_exclusive=False, spatial_gate=None),
+}
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 @pytest.mark.parametrize("refine", [True, False])
 @pytest.mark.parametrize("joint", [0, 1])
-def test_non_finite_tags_are_reported_on_every_kernel_pass(bad, refine, joint):
+@pytest.mark.parametrize("path", sorted(_KERNEL_PATH_CONFIGS))
+def test_non_finite_tags_are_reported_on_every_kernel_pass(bad, refine, joint, path):
     # one person: joint 0 detected, joint 1 missing, so with refine on the missing-joint
     # search reads joint 1's tags and a pass of their own reads joint 0's; the bad tag
     # sits away from the candidate, in image 1 of 3
+    config = dataclasses.replace(_KERNEL_PATH_CONFIGS[path], refine=refine)
+    if refine:
+        want = decode_options.build(config, 2, 9, 11, np.dtype("float32"))
+        assert decode_options.kernel_path(config, want) == path
     heat = np.zeros((3, 2, 9, 11), np.float32)
     heat[:, 0, 2, 3] = 1.0
     tags = np.zeros((3, 2, 9, 11), np.float32)
     tags[1, joint, 7, 8] = bad
     for h, t in ((heat, tags), (torch.from_numpy(heat), torch.from_numpy(tags))):
         with pytest.raises(ValueError, match="tags contains 1 NaN or infinite"):
-            decode(h, t, refine=refine)
+            decode(h, t, config)
         with pytest.raises(ValueError, match="tags contains 1 NaN or infinite"):
-            decode(h[1:2], t[1:2], refine=refine, num_threads=1)
-    (poses,) = decode(heat[:1], tags[:1], refine=refine)
+            decode(h[1:2], t[1:2], config, num_threads=1)
+    (poses,) = decode(heat[:1], tags[:1], config)
     assert len(poses) == 1
+    if refine:  # the search filled joint 1 (at the best pixel of a zero map)
+        assert poses.keypoints[0, 1, 2] >= 0
 
 
 @pytest.mark.parametrize("preset", ["higherhrnet", "mmpose-1.x", "crowd"])
@@ -699,7 +714,6 @@ def test_config_and_options_combine():
 
 
 def dataclasses_frozen_error():
-    import dataclasses
 
     return dataclasses.FrozenInstanceError
 

@@ -127,7 +127,7 @@ def _image_args(
         "regroup": (cand, n, order, joint_of, n, opts),
         "write_people": (joint_of, n, cand, (n, n), order, opts.group, out, joint_of),
         "refine_image": (heat, tags, np.zeros(1, np.int64), n, cand, opts.refine, out, plane),
-        "refine_crowd": (heat, tags, n, cand, out, joint_of, opts),
+        "refine_crowd": (heat, tags, n, cand, out, joint_of, opts, plane),
         "select_people": (out, n, opts.crowd, joint_of, opts.group.tag_threshold),
     }
     return {name: args[name] for name in _PATH_KERNELS[path]}

@@ -223,6 +223,23 @@ def _fill(out_kp, p, k, hk, idx, opts):
         place_joint(out_kp, p, k, hk, (x, y), opts, 1 if opts.mode == REFINE_POSE_AE else val)
 
 
+@kernel(inline="always", no_cpython_wrapper=True)
+def _with_tile_max(stats, tile_max, k):
+    """``stats`` with ``hmax`` = row k of the peak search's ``tile_max``, if it has rows."""
+    if tile_max.shape[0] == 0:
+        return stats
+    return TileStats(
+        tile_max[k],
+        stats.lo,
+        stats.hi,
+        stats.lo_top,
+        stats.hi_top,
+        stats.ub,
+        stats.cost_all,
+        stats.cost_top,
+    )
+
+
 @kernel()
 def refine_image(heat, tags, slot, n_people, cand, opts, out, tile_max):
     """Recover the missing joints of the ``n_people`` people of one image, in place.
@@ -256,18 +273,7 @@ def refine_image(heat, tags, slot, n_people, cand, opts, out, tile_max):
             continue
         hk = heat[slot[k]]
         tk = tags[slot[k]]
-        st = stats
-        if have_hmax:  # the peak search's tile maxima
-            st = TileStats(
-                tile_max[slot[k]],
-                stats.lo,
-                stats.hi,
-                stats.lo_top,
-                stats.hi_top,
-                stats.ub,
-                stats.cost_all,
-                stats.cost_top,
-            )
+        st = _with_tile_max(stats, tile_max, slot[k])
         if not block_stats(hk, tk, st, scratch, have_hmax):
             return False
         cand_k = cand.idx[k, : cand.cnt[k]]
@@ -468,7 +474,7 @@ def climb(hk, idx):
 
 
 @kernel()
-def refine_crowd(heat, tags, n_people, cand, out, out_pix, opts):
+def refine_crowd(heat, tags, n_people, cand, out, out_pix, opts, tile_max):
     """Recover missing joints inside each person's window, where the tag agrees; in place.
 
     ``out_pix (P, K)`` holds the flat pixel index of each detected joint (-1
@@ -485,7 +491,13 @@ def refine_crowd(heat, tags, n_people, cand, out, out_pix, opts):
     ``out_pix[p, k]`` receives the peak a filled joint lies on (:func:`climb`),
     so that ``crowd.select_people`` can remove it where another person holds
     that peak. People whose score is not above ``min_score`` are skipped
-    (``crowd.select_people`` drops them).
+    (``crowd.select_people`` drops them). ``tile_max (K, n_tiles)``, if it has
+    rows, holds the peak search's largest heat of every tile, as for
+    :func:`refine_image`.
+
+    Returns ``(finite, searched)``: ``searched (K,)`` marks the joints whose
+    maps the search read whole (the tile statistics), ``finite`` whether their
+    tags are finite (False stops the search).
 
     The steps: the search box (:func:`_search_box`, :func:`_gated_box`), a
     first answer from the type's candidates (:func:`_first_answer`), and the
@@ -493,8 +505,9 @@ def refine_crowd(heat, tags, n_people, cand, out, out_pix, opts):
     the ``DecodeOptions`` record (its ``crowd``, ``refine`` and ``group``).
     """
     copts = opts.crowd
+    searched = np.zeros(heat.shape[0], np.bool_)
     if n_people == 0:
-        return
+        return True, searched
     shape = heat.shape[1:]
     px, py, has = _joint_positions(out_pix, n_people, shape[1])
     scale = np.ones(n_people, np.float64)
@@ -505,13 +518,14 @@ def refine_crowd(heat, tags, n_people, cand, out, out_pix, opts):
     for k in range(has.shape[1]):
         hk = heat[k]
         tk = tags[k]
-        prepared = False
+        st = _with_tile_max(stats, tile_max, k)
         for p in range(n_people):
             if has[p, k] or not out.score[p] > copts.min_score:  # scores do not change here
                 continue
-            if not prepared:
-                block_stats(hk, tk, stats, scratch, False)
-                prepared = True
+            if not searched[k]:
+                if not block_stats(hk, tk, st, scratch, tile_max.shape[0] > 0):
+                    return False, searched
+                searched[k] = True
             n_refs = (
                 linked_joints(has, p, k, copts.limbs, refs) if copts.spatial_gate < np.inf else 0
             )
@@ -520,7 +534,7 @@ def refine_crowd(heat, tags, n_people, cand, out, out_pix, opts):
             box = _gated_box(_search_box(px, py, has, p, margin, shape), gate, shape)
             ref = out.ref[p]
             first = _first_answer(hk, tk, ref, cand.idx[k, : cand.cnt[k]], box, gate, scratch)
-            idx = _scan_window(hk, tk, ref, box, first, stats, scratch, gate)
+            idx = _scan_window(hk, tk, ref, box, first, st, scratch, gate)
             if idx < 0 or not _accept(hk, tk, ref, idx, opts, scratch):
                 continue
             if copts.refine_exclusive:  # the peak it holds, for crowd.select_people
@@ -529,3 +543,4 @@ def refine_crowd(heat, tags, n_people, cand, out, out_pix, opts):
             y = idx // shape[1]
             unit = opts.refine.mode == REFINE_POSE_AE
             place_joint(out.kp, p, k, hk, (x, y), opts.refine, 1 if unit else hk[y, x])
+    return True, searched

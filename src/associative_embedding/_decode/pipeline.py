@@ -52,20 +52,42 @@ def _all_joints(n_joints):
 
 
 @kernel(no_cpython_wrapper=True)
-def _tags_finite(tags, det, n_people):
-    """Whether the tag maps are finite, but for those of joints some person misses.
+def _tags_finite(tags, searched):
+    """Whether the tag maps are finite, but for those of the joints ``searched (K,)`` marks.
 
-    Those (``det[p, k] == 0`` for a p < ``n_people``; none with ``n_people``
-    -1) were read, and checked, by the missing-joint search.
+    Those were read, and checked, by the missing-joint search.
     """
     n_joints, dim, h_size, w_size = tags.shape
     fin = np.empty(w_size, tags.dtype)
     for k in range(n_joints):
-        if n_people >= 0 and joint_missing(det, n_people, k):
+        if searched[k]:
             continue
         if not rows_finite(tags[k].reshape((dim * h_size, w_size)), fin):
             return False
     return True
+
+
+@kernel(inline="always", no_cpython_wrapper=True)
+def _missing_joints(det, n_people):
+    """``(K,)`` bool: the joints one of the first ``n_people`` people misses."""
+    n_joints = det.shape[1]
+    missing = np.zeros(n_joints, np.bool_)
+    for k in range(n_joints):
+        missing[k] = joint_missing(det, n_people, k)
+    return missing
+
+
+@kernel(inline="always", no_cpython_wrapper=True)
+def _tile_max(heat, r):
+    """Allocate the peak search's record of each tile's largest heat, for the missing-joint search.
+
+    ``(K, n_tiles)`` when the search runs on tiles of the peak search's size
+    (``TILE``), else ``(0, n_tiles)``: nothing is kept.
+    """
+    n_joints, h_size, w_size = heat.shape
+    n_keep = n_joints if r.mode != REFINE_OFF and r.block == TILE else 0
+    n_tiles = ((h_size + TILE - 1) // TILE) * ((w_size + TILE - 1) // TILE)
+    return np.empty((n_keep, n_tiles), heat.dtype)
 
 
 @kernel(inline="always")
@@ -81,10 +103,7 @@ def decode_image(heat, tags, order, opts, out):
     n_joints, h_size, w_size = heat.shape
     cand = new_candidates(heat, tags, opts.max_candidates)
     r = opts.refine
-    # the peak search keeps its tiles' largest heat for the missing-joint search
-    n_keep = n_joints if r.mode != REFINE_OFF and r.block == TILE else 0
-    n_tiles = ((h_size + TILE - 1) // TILE) * ((w_size + TILE - 1) // TILE)
-    tile_max = np.empty((n_keep, n_tiles), heat.dtype)
+    tile_max = _tile_max(heat, r)
     if not find_candidates(heat, opts.detection_threshold, opts.nms_kernel, cand, tile_max):
         return -1
     if not gather_candidates(heat, tags, cand):
@@ -93,30 +112,32 @@ def decode_image(heat, tags, order, opts, out):
     refined = r.mode != REFINE_OFF and n > 0
     if refined and not refine_image(heat, tags, _all_joints(n_joints), n, cand, r, out, tile_max):
         return -1
-    if not _tags_finite(tags, out.det, n if refined else -1):
+    if not _tags_finite(tags, _missing_joints(out.det, n if refined else 0)):
         return -1
     return n
 
 
 @kernel(inline="always", no_cpython_wrapper=True)
 def _crowd_people(heat, tags, order, opts, out):
-    """Find and group one image's people with the crowd options; return ``(P, cand, opts, pix)``.
+    """Find and group one image's people with the crowd options.
 
-    Candidates as :func:`decode_image`; ``matching.first_pass``; the spatial
+    Returns ``(P, cand, opts, pix, tile_max)``. Candidates as
+    :func:`decode_image` (``tile_max``: :func:`_tile_max`); ``matching.first_pass``; the spatial
     term and gate are turned off for the image where its people do not fit
     the limbs (``crowd.limbs_fit``, and the returned ``opts`` then say so);
     ``crowd.regroup``; ``people.write_people`` into the People record ``out``,
     the candidate of every detected joint into ``pix (cap, K)``. P is -1 if a
-    value of ``heat`` or of the candidates' tags is NaN or infinite.
+    value of ``heat`` or of the candidates' tags is NaN or infinite (the other
+    tags are checked after the missing-joint search, as in :func:`decode_image`).
     """
     n_joints, h_size, w_size = heat.shape
     cand = new_candidates(heat, tags, opts.max_candidates)
     out_pix = np.empty((out.kp.shape[0], n_joints), np.int64)
-    no_tiles = np.empty((0, 1), heat.dtype)
-    if not find_candidates(heat, opts.detection_threshold, opts.nms_kernel, cand, no_tiles):
-        return -1, cand, opts, out_pix
-    if not gather_candidates(heat, tags, cand) or not _tags_finite(tags, out.det, -1):
-        return -1, cand, opts, out_pix
+    tile_max = _tile_max(heat, opts.refine)
+    if not find_candidates(heat, opts.detection_threshold, opts.nms_kernel, cand, tile_max):
+        return -1, cand, opts, out_pix, tile_max
+    if not gather_candidates(heat, tags, cand):
+        return -1, cand, opts, out_pix, tile_max
     g = opts.group
     copts = opts.crowd
     joint_of = np.empty((max(n_joints * opts.max_candidates, 1), n_joints), np.int64)
@@ -135,7 +156,7 @@ def _crowd_people(heat, tags, order, opts, out):
         n = regroup(cand, w_size, order, joint_of, n, opts)
     n_keep = n if g.max_out < 0 else min(n, g.max_out)
     n = write_people(joint_of, n_keep, cand, (h_size, w_size), order, g, out, out_pix)
-    return n, cand, opts, out_pix
+    return n, cand, opts, out_pix, tile_max
 
 
 @kernel(inline="always", no_cpython_wrapper=True)
@@ -149,11 +170,15 @@ def decode_image_crowd(heat, tags, order, opts, out):
     (``options.kernel_path`` is ``"crowd"``). Returns -1 if a value of
     ``heat`` or ``tags`` is NaN or infinite.
     """
-    n, cand, opts, out_pix = _crowd_people(heat, tags, order, opts, out)
+    n, cand, opts, out_pix, tile_max = _crowd_people(heat, tags, order, opts, out)
     if n < 0:
         return -1
+    finite = True
+    searched = np.zeros(heat.shape[0], np.bool_)
     if opts.refine.mode != REFINE_OFF:
-        refine_crowd(heat, tags, n, cand, out, out_pix, opts)
+        finite, searched = refine_crowd(heat, tags, n, cand, out, out_pix, opts, tile_max)
+    if not finite or not _tags_finite(tags, searched):
+        return -1
     return select_people(out, n, opts.crowd, out_pix, opts.group.tag_threshold)
 
 
@@ -167,12 +192,17 @@ def decode_image_crowd_whole_map(heat, tags, order, opts, out):
     ``missing.refine_crowd``. A kernel of its own, so that the defaults' first
     call does not compile the whole-map search.
     """
-    n, cand, opts, out_pix = _crowd_people(heat, tags, order, opts, out)
+    n, cand, opts, out_pix, tile_max = _crowd_people(heat, tags, order, opts, out)
     if n < 0:
         return -1
-    if opts.refine.mode != REFINE_OFF:
-        no_tiles = np.empty((0, 1), heat.dtype)
-        refine_image(heat, tags, _all_joints(heat.shape[0]), n, cand, opts.refine, out, no_tiles)
+    r = opts.refine
+    refined = r.mode != REFINE_OFF and n > 0
+    searched = _missing_joints(out.det, n if refined else 0)
+    slot = _all_joints(heat.shape[0])
+    if refined and not refine_image(heat, tags, slot, n, cand, r, out, tile_max):
+        return -1
+    if not _tags_finite(tags, searched):
+        return -1
     return select_people(out, n, opts.crowd, out_pix, opts.group.tag_threshold)
 
 
