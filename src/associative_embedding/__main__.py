@@ -23,6 +23,8 @@ WARMUP_HELP = (
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the command-line parser: one subcommand, ``warmup``."""
+    from .decoding import WORK_DTYPES
+
     parser = argparse.ArgumentParser(
         prog="python -m associative_embedding", description=DESCRIPTION
     )
@@ -33,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     warm.add_argument(
         "--dtype",
         action="append",
-        choices=("float32", "float64"),
+        choices=WORK_DTYPES,
         dest="dtypes",
         help="work dtype to compile for; repeat for both (default: float32, which float16 "
         "and bfloat16 maps also decode in; add float64 only for float64 maps)",
