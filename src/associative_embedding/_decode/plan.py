@@ -68,18 +68,20 @@ class Plan:
             b,
             self.threads,
         )
-        if b and out_n.min() < 0:
+        counts = out_n.tolist()  # a list's min: about 1 µs less per call than numpy's
+        if counts and min(counts) < 0:
             check_finite(heat, "heatmaps")
             check_finite(tag, "tags")
             raise ValueError("heatmaps or tags contain NaN or infinite values")
-        return collect(out, out_n)
+        return collect(out, counts)
 
 
-def collect(out: People, out_n: np.ndarray) -> list[Poses]:
-    """One :class:`Poses` per image from the kernels' batch of people."""
+def collect(out: People, counts: np.ndarray | list[int]) -> list[Poses]:
+    """One :class:`Poses` per image from the kernels' batch of people, ``counts[i]`` each."""
+    counts = counts.tolist() if isinstance(counts, np.ndarray) else counts
     return [
         Poses(out.kp[i, :n].copy(), out.score[i, :n].copy(), out.tag[i, :n].copy())
-        for i, n in enumerate(out_n.tolist())
+        for i, n in enumerate(counts)
     ]
 
 
