@@ -714,7 +714,6 @@ def test_config_and_options_combine():
 
 
 def dataclasses_frozen_error():
-
     return dataclasses.FrozenInstanceError
 
 

@@ -90,6 +90,24 @@ def _tile_max(heat, r):
     return np.empty((n_keep, n_tiles), heat.dtype)
 
 
+@kernel(inline="always", no_cpython_wrapper=True)
+def _whole_map_search(heat, tags, n_people, cand, r, out, tile_max):
+    """Run the references' missing-joint search, then check the tag maps it did not read.
+
+    ``missing.refine_image`` on the joints the first ``n_people`` people miss
+    (none when the refinement is off), which checks their maps, and
+    :func:`_tags_finite` on the other joints' tag maps. Returns whether every
+    map read was finite. Shared by :func:`decode_image` and
+    :func:`decode_image_crowd_whole_map`.
+    """
+    refined = r.mode != REFINE_OFF and n_people > 0
+    searched = _missing_joints(out.det, n_people if refined else 0)
+    slot = _all_joints(heat.shape[0])
+    if refined and not refine_image(heat, tags, slot, n_people, cand, r, out, tile_max):
+        return False
+    return _tags_finite(tags, searched)
+
+
 @kernel(inline="always")
 def decode_image(heat, tags, order, opts, out):
     """Decode one image (``heat (K, H, W)``, ``tags (K, D, H, W)``) into ``out``; return P.
@@ -100,7 +118,7 @@ def decode_image(heat, tags, order, opts, out):
     searches; only the other tag maps take a pass of their own. Nothing reaches
     the matching before the heatmaps and the candidates' tags are known finite.
     """
-    n_joints, h_size, w_size = heat.shape
+    _, h_size, w_size = heat.shape
     cand = new_candidates(heat, tags, opts.max_candidates)
     r = opts.refine
     tile_max = _tile_max(heat, r)
@@ -109,10 +127,7 @@ def decode_image(heat, tags, order, opts, out):
     if not gather_candidates(heat, tags, cand):
         return -1
     n = group_image(cand, h_size, w_size, order, opts.group, out)
-    refined = r.mode != REFINE_OFF and n > 0
-    if refined and not refine_image(heat, tags, _all_joints(n_joints), n, cand, r, out, tile_max):
-        return -1
-    if not _tags_finite(tags, _missing_joints(out.det, n if refined else 0)):
+    if not _whole_map_search(heat, tags, n, cand, r, out, tile_max):
         return -1
     return n
 
@@ -173,10 +188,10 @@ def decode_image_crowd(heat, tags, order, opts, out):
     n, cand, opts, out_pix, tile_max = _crowd_people(heat, tags, order, opts, out)
     if n < 0:
         return -1
-    finite = True
-    searched = np.zeros(heat.shape[0], np.bool_)
     if opts.refine.mode != REFINE_OFF:
         finite, searched = refine_crowd(heat, tags, n, cand, out, out_pix, opts, tile_max)
+    else:
+        finite, searched = True, np.zeros(heat.shape[0], np.bool_)
     if not finite or not _tags_finite(tags, searched):
         return -1
     return select_people(out, n, opts.crowd, out_pix, opts.group.tag_threshold)
@@ -195,13 +210,7 @@ def decode_image_crowd_whole_map(heat, tags, order, opts, out):
     n, cand, opts, out_pix, tile_max = _crowd_people(heat, tags, order, opts, out)
     if n < 0:
         return -1
-    r = opts.refine
-    refined = r.mode != REFINE_OFF and n > 0
-    searched = _missing_joints(out.det, n if refined else 0)
-    slot = _all_joints(heat.shape[0])
-    if refined and not refine_image(heat, tags, slot, n, cand, r, out, tile_max):
-        return -1
-    if not _tags_finite(tags, searched):
+    if not _whole_map_search(heat, tags, n, cand, opts.refine, out, tile_max):
         return -1
     return select_people(out, n, opts.crowd, out_pix, opts.group.tag_threshold)
 

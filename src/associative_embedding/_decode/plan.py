@@ -76,9 +76,8 @@ class Plan:
         return collect(out, counts)
 
 
-def collect(out: People, counts: np.ndarray | list[int]) -> list[Poses]:
+def collect(out: People, counts: list[int]) -> list[Poses]:
     """One :class:`Poses` per image from the kernels' batch of people, ``counts[i]`` each."""
-    counts = counts.tolist() if isinstance(counts, np.ndarray) else counts
     return [
         Poses(out.kp[i, :n].copy(), out.score[i, :n].copy(), out.tag[i, :n].copy())
         for i, n in enumerate(counts)

@@ -172,4 +172,4 @@ def group_and_refine(
             refine_range(heat_sel, tags_sel, slot, cand, opts.refine, (start, stop), out, out_n)
 
         run_chunks(refine, b, num_threads)
-    return collect(out, out_n)
+    return collect(out, out_n.tolist())
