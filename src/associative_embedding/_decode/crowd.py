@@ -96,7 +96,7 @@ def person_scales(px, py, has, n_people, out):
     the people with 3 or more joints, and at least 1.
     """
     big = np.empty(max(n_people, 1), np.float64)
-    n_big = 0
+    n_big = np.int64(0)  # not a literal: one compile of _median
     for p in range(n_people):
         x0, x1, y0, y1, cnt = joint_box(px, py, has, p)
         out[p] = max(x1 - x0, y1 - y0)
@@ -169,7 +169,7 @@ def limbs_fit(cand, joint_of, n_people, w_size, copts):
     vals = np.empty(max(n_people * n_joints * n_joints, 1), np.float64)
     px = np.empty(n_joints, np.float64)
     py = np.empty(n_joints, np.float64)
-    m = 0
+    m = np.int64(0)  # not a literal: one compile of _limb_ratios and _median
     for p in range(n_people):
         cnt = 0
         for k in range(n_joints):
@@ -425,7 +425,7 @@ def regroup(cand, w_size, order, joint_of, n_people, opts):
         n_cand += cand.cnt[k]
     size = max(2 * n_cand, n_people, 1)
     old = _copy_rows(joint_of, n_people, size)
-    fresh = _copy_rows(joint_of, 0, size)
+    fresh = _copy_rows(joint_of, np.int64(0), size)  # not a literal
     rnd = _new_round(cand, size)
     rows = np.empty((max(n_joints, 1), dim), cand.tag.dtype)
     buf = np.empty(max(n_joints, 1), cand.tag.dtype)

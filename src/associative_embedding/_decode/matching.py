@@ -175,7 +175,7 @@ def _components(feasible, n_rows, n_cols, work):
     work.col_comp[:n_cols] = -1
     work.row_comp[:n_rows] = -1
     work.match[:n_rows] = -1
-    n_comp = 0
+    n_comp = np.int64(0)  # not a literal: one compile of _grow_component
     for r0 in range(n_rows):
         if work.row_comp[r0] >= 0:
             continue
@@ -190,7 +190,7 @@ def _components(feasible, n_rows, n_cols, work):
 @kernel(inline="always", no_cpython_wrapper=True)
 def _members(comp_of, n, comp, out):
     """Write the indices i < n with ``comp_of[i] == comp`` to ``out``, in order; their count."""
-    cnt = 0
+    cnt = np.int64(0)  # not a literal: one compile of _solve_component
     for i in range(n):
         if comp_of[i] == comp:
             out[cnt] = i
