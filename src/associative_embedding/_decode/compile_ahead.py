@@ -8,11 +8,13 @@ rest; when the child is done, the batch kernel is compiled here and finds the
 child's kernels in the cache instead of compiling them. For the references'
 kernels (``pipeline.decode_range``) the child compiles the missing-joint
 search ``missing.refine_image``; for the crowd grouping, the defaults'
-(``pipeline.decode_range_crowd``), the missing-joint search
-``missing.refine_crowd``, ``crowd.select_people``, ``crowd.limbs_fit`` and
-``people.write_people``, while this process compiles the peak search,
-``matching.first_pass`` and ``crowd.regroup`` (``"crowd-whole-map"``: the
-same with ``missing.refine_image``).
+(``pipeline.decode_range_crowd``), the peak search ``peaks.find_candidates``,
+the missing-joint search ``missing.refine_crowd``, ``crowd.select_people``
+and ``people.write_people``, while this process compiles
+``peaks.gather_candidates``, ``matching.first_pass``, ``crowd.limbs_fit`` and
+``crowd.regroup`` (the two shares take about as long); for
+``"crowd-whole-map"`` the child compiles ``missing.refine_image``,
+``crowd.select_people``, ``crowd.limbs_fit`` and ``people.write_people``.
 :func:`start_warmup_child` serves ``warmup``: a second process compiles the
 references' kernels, the tensor path's and ``decode_instances``' while
 ``warmup`` compiles the crowd kernels, with the split above.
@@ -136,7 +138,7 @@ def _image_args(
 # The kernels the second process compiles, for each path: about half the work.
 CHILD_KERNELS = {
     "references": ("refine_image",),
-    "crowd": ("refine_crowd", "select_people", "limbs_fit", "write_people"),
+    "crowd": ("find_candidates", "refine_crowd", "select_people", "write_people"),
     "crowd-whole-map": ("refine_image", "select_people", "limbs_fit", "write_people"),
 }
 
