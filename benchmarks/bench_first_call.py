@@ -2,13 +2,17 @@
 
 Every row runs in a new Python process with ``NUMBA_CACHE_DIR`` set:
 
-- empty cache: a new empty folder, so every kernel compiles; the process imports the
-  package, decodes one float32 image, then one float64 image (the float64 kernels
-  compile separately). On a machine with two cores or more, a second process compiles
-  the missing-joint search meanwhile (``_compile_ahead``);
-- empty cache, one process: the same with ``ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES=1``,
-  every kernel compiled in the decoding process, one after another;
-- warm cache: the same folder, now filled by the row above, so the kernels load;
+- empty cache: a new empty folder. The process imports the package, decodes one
+  float32 image, then one float64 image. Each work dtype's first decode starts a
+  background process that compiles its kernels into the cache (itself split over two
+  processes where there are two cores or more) and is interpreted meanwhile
+  (``_decode/interpreted.py``); the process then waits for both compiles to end and
+  decodes the float32 image once more with the compiled kernels, which numba loads
+  from the cache;
+- empty cache, one process: the same with ``ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES=1``:
+  no background process, every kernel compiled in the decoding process, one after
+  another, before the first image;
+- warm cache: the same folder, now filled by the first row, so the kernels load;
 - unwritable cache folder: ``NUMBA_CACHE_DIR`` names a folder that cannot be created
   (a path below a regular file). Numba then falls back to its next cache location
   (``__pycache__`` next to the package's sources, else the user's cache folder); the
@@ -17,10 +21,13 @@ Every row runs in a new Python process with ``NUMBA_CACHE_DIR`` set:
   warm folder made read-only.
 
 Columns: seconds to import the package, to the first float32 image, to the float64
-image after it, and the whole process as seen from outside (interpreter start
-included); the CPU seconds the process and the compiling process it started used
-(``time.process_time`` and ``RUSAGE_CHILDREN``: on a shared machine wall times stretch,
-CPU times much less); the kernel cache numba used.
+image after it; seconds from the process's start until the float32 and the float64
+background compiles ended (``-``: none ran); the compiled float32 call after them
+(loading the kernels included); the whole process as seen from outside
+(interpreter start included); the CPU seconds the process and the compiling
+processes it started used (``time.process_time`` and ``RUSAGE_CHILDREN``: on a
+shared machine wall times stretch, CPU times much less); the kernel cache numba
+used.
 
 Usage::
 
@@ -43,6 +50,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -80,9 +89,20 @@ t1 = time.perf_counter()
 (p64,) = ae.decode(*image(np.float64))
 t_f64 = time.perf_counter() - t1
 assert len(p32) == len(p64) == 2, (len(p32), len(p64))
+# the background compiles (empty cache): when each ended, then a call of the compiled kernel
+from associative_embedding._decode import compile_ahead as _ca
+ready = {}
+for key, background in _ca._BACKGROUND.items():
+    background.wait()
+    assert background.ok, key
+    ready[key.split("-")[0]] = background.ended_at - t0
+t1 = time.perf_counter()
+(c32,) = ae.decode(*image(np.float32))
+t_compiled = time.perf_counter() - t1
+assert np.array_equal(c32.keypoints, p32.keypoints, equal_nan=True)
 print(json.dumps({
-    "import": t_import, "float32": t_f32, "float64": t_f64,
-    "cpu": time.process_time() + children_cpu(),
+    "import": t_import, "float32": t_f32, "float64": t_f64, "ready": ready,
+    "compiled": t_compiled, "cpu": time.process_time() + children_cpu(),
     # the defaults' batch kernel (the crowd grouping)
     "cache": _batch.decode_range_crowd.stats.cache_path,
     "hits": sum(_batch.decode_range_crowd.stats.cache_hits.values()),
@@ -112,7 +132,10 @@ def run_child(cache_dir: str | None, processes: int | None = None) -> dict:
 
 
 def row(label: str, r: dict, cache_dir: str | None) -> tuple[str, ...]:
-    how = "loaded from" if r["hits"] else "compiled into"
+    if r["ready"]:
+        how = "compiled in the background into"
+    else:
+        how = "loaded from" if r["hits"] else "compiled into"
     where = r["cache"]
     if cache_dir and where.startswith(cache_dir):
         where = "NUMBA_CACHE_DIR"
@@ -123,10 +146,83 @@ def row(label: str, r: dict, cache_dir: str | None) -> tuple[str, ...]:
         f"{r['import']:.2f}",
         f"{r['float32']:.2f}",
         f"{r['float64']:.2f}",
+        *(f"{r['ready'][k]:.2f}" if k in r["ready"] else "-" for k in ("float32", "float64")),
+        f"{r['compiled']:.3f}",
         f"{r['process']:.2f}",
         f"{r['cpu']:.2f}",
         f"{how} {where}",
     )
+
+
+def scene(rng, k: int, size: int, people: int, d: int = 1, noise: float = 0.02):
+    """Gaussian peaks of ``people`` random people (tags: the person's number), noise."""
+    heat = rng.uniform(0.0, noise, (1, k, size, size)).astype(np.float32)
+    tags = rng.normal(0.0, 0.05, (1, k, d, size, size)).astype(np.float32)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for person in range(people):
+        cx, cy = rng.uniform(0.15 * size, 0.85 * size, 2)
+        for j in range(k):
+            x, y = cx + rng.normal(0, size / 16), cy + rng.normal(0, size / 10)
+            near = np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0)
+            heat[0, j] = np.maximum(heat[0, j], near)
+            tags[0, j, :, near > 0.3] = person
+    return heat, tags
+
+
+def interpreted_rows(repeat: int = 3) -> list[tuple[str, ...]]:
+    """Per image: the defaults' batch kernel interpreted (as while it compiles) and compiled."""
+    import associative_embedding as ae
+    from associative_embedding._decode import options as o
+    from associative_embedding._decode.compile_ahead import batch_kernel
+    from associative_embedding._decode.interpreted import interpreted, run
+    from associative_embedding._decode.people import empty_people
+
+    rng = np.random.default_rng(0)
+    cases = [
+        ("17x64x64, 2 people", scene(rng, 17, 64, 2)),
+        ("17x128x128, 6 people", scene(rng, 17, 128, 6)),
+        ("17x128x128, 6 people, D=2", scene(rng, 17, 128, 6, d=2)),
+        ("17x256x256, 12 people", scene(rng, 17, 256, 12)),
+        (
+            "17x128x128, noise peaks",
+            (
+                rng.random((1, 17, 128, 128), np.float32) ** 8,
+                rng.normal(size=(1, 17, 1, 128, 128)).astype(np.float32),
+            ),
+        ),
+    ]
+    config = ae.DecodeConfig()
+    rows = []
+    for label, (heat, tags) in cases:
+        _, k, d, h, w = tags.shape
+        opts = o.build(config, k, h, w, heat.dtype)
+        path = o.kernel_path(config, opts)
+        record, order = o.kernel_record(opts, path), o.joint_order(config, k)
+        kernel = batch_kernel(path)
+        cap = o.capacity(config, k, opts.max_candidates)
+        times, counts = [], []
+        slow = interpreted(kernel)
+        for call in (lambda *a, slow=slow: run(slow, *a), kernel):
+            best = np.inf
+            for _ in range(repeat):
+                out = empty_people((1,), cap, k, d, heat.dtype)
+                out_n = np.zeros(1, np.int64)
+                t0 = time.perf_counter()
+                call(heat, tags, order, record, (0, 1), out, out_n)
+                best = min(best, time.perf_counter() - t0)
+            times.append(best)
+            counts.append(int(out_n[0]))
+        assert counts[0] == counts[1], counts
+        rows.append(
+            (
+                label,
+                str(counts[0]),
+                f"{times[0] * 1e3:.0f}",
+                f"{times[1] * 1e3:.2f}",
+                f"{times[0] / times[1]:.0f}x",
+            )
+        )
+    return rows
 
 
 def permissions_apply(folder: Path) -> bool:
@@ -187,12 +283,22 @@ def main(argv=None):
             "import",
             "1st float32",
             "then float64",
+            "float32 compiled",
+            "float64 compiled",
+            "compiled call",
             "process",
             "process CPU",
             "kernels",
         ],
         rows,
     )
+    if not args.smoke:
+        table(
+            "Defaults' kernel per image, interpreted (while it compiles) and compiled; "
+            "one thread, best of 3",
+            ["maps", "people", "interpreted (ms)", "compiled (ms)", "ratio"],
+            interpreted_rows(),
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The first compilation split over two processes (``_decode/compile_ahead.py``)."""
+"""The first compilation: a background process, split over two (``_decode/compile_ahead.py``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 import associative_embedding as ae
 from associative_embedding._decode import compile_ahead as ca
-from associative_embedding._decode.options import build, joint_order, kernel_path
+from associative_embedding._decode.options import build, joint_order, kernel_path, kernel_record
 
 # Decodes under several configurations in a process that compiles (or loads) every
 # kernel only through the batch kernel, then reports each per-image kernel whose
@@ -91,21 +91,29 @@ for obj in gc.get_objects():
 print(json.dumps({"missing": missing, "twice": twice}))
 """
 
-# A first decode with an empty cache: what the decoding process compiled and loaded.
+# The background process of a first decode with an empty cache: what it compiled and loaded.
 CHILD_FIRST_CALL = """
-import json, sys
+import base64, json, pickle, sys
 import numpy as np
 import associative_embedding as ae
 from associative_embedding._decode import compile_ahead as ca
+from associative_embedding._decode.options import build, joint_order, kernel_path, kernel_record
 path = sys.argv[1]
 preset, changes = json.loads(sys.argv[2])
+config = ae.DecodeConfig.preset(preset, **changes)
+dtype = np.dtype(np.float32)
+opts = build(config, 17, 32, 32, dtype)
+record = kernel_record(opts, kernel_path(config, opts))
+work = (dtype.name, record, joint_order(config, 17), path)
+ca.background_main(base64.b64encode(pickle.dumps(work)).decode("ascii"))
 rng = np.random.default_rng(5)
 heat = rng.random((1, 17, 32, 32), np.float32)
 tags = rng.normal(size=(1, 17, 2, 32, 32)).astype(np.float32)
-(poses,) = ae.decode(heat, tags, ae.DecodeConfig.preset(preset, **changes))
+(poses,) = ae.decode(heat, tags, config)  # the batch kernel is in memory: no second compile
 kernels = {**ca._kernels(path), "batch": ca.batch_kernel(path)}
 print(json.dumps({
     "keypoints": poses.keypoints.tolist(),
+    "background": len(ca._BACKGROUND),
     "signatures": {name: len(k.signatures) for name, k in kernels.items()},
     "hits": {name: sum(k.stats.cache_hits.values()) for name, k in kernels.items()},
     "misses": {name: sum(k.stats.cache_misses.values()) for name, k in kernels.items()},
@@ -157,7 +165,8 @@ PATH_CONFIGS = {
 @pytest.mark.slow
 @pytest.mark.parametrize("path", list(PATH_CONFIGS))
 def test_first_call_loads_what_the_child_compiled(tmp_path, path):
-    """With an empty cache, the decoding process loads the child's kernels and compiles the rest once."""
+    """With an empty cache, the background process loads the child's kernels and compiles the
+    rest once."""
     result = _run(
         CHILD_FIRST_CALL,
         path,
@@ -171,6 +180,7 @@ def test_first_call_loads_what_the_child_compiled(tmp_path, path):
         else:
             assert (result["hits"][name], result["misses"][name]) == (0, 1), name
     assert set(result["signatures"].values()) == {1}
+    assert result["background"] == 0
     rng = np.random.default_rng(5)  # the child's maps
     heat = rng.random((1, 17, 32, 32), np.float32)
     tags = rng.normal(size=(1, 17, 2, 32, 32)).astype(np.float32)
@@ -236,13 +246,16 @@ def _no_child(*args):
 
 
 def test_compiled_kernels_start_no_child(monkeypatch):
-    ae.decode(np.zeros((1, 2, 8, 8), np.float32), np.zeros((1, 2, 8, 8), np.float32))
+    with ca.warming():  # compiled here, not interpreted while a background process compiles
+        ae.decode(np.zeros((1, 2, 8, 8), np.float32), np.zeros((1, 2, 8, 8), np.float32))
+    dtype, opts, order = _plan_args()
+    args = (dtype, kernel_record(opts, "crowd"), order, "crowd")
     monkeypatch.setattr(ca, "_DONE", set())
     monkeypatch.setattr(ca, "_enabled", lambda: True)
     monkeypatch.setattr(ca, "_start_child", _no_child)
-    assert ca.prepare(*_plan_args()) is False
-    assert "float32-references" in ca._DONE and len(ca._DONE) == 1
-    assert ca.prepare(*_plan_args()) is False  # once per dtype and process
+    assert ca.prepare(*args) is False
+    assert sorted(ca._DONE) == ["float32-crowd"]
+    assert ca.prepare(*args) is False  # once per dtype and process
 
 
 def test_unwritable_cache_starts_no_child(monkeypatch):
@@ -316,6 +329,56 @@ def test_child_main_compiles_the_given_signature(monkeypatch):
     assert compiled == [sigs["refine_image"], sigs["regroup"]]
 
 
+# --- the first decode: interpreted while a background process compiles -------------------
+FIRST_DECODE = """
+import json, logging
+import numpy as np
+import associative_embedding as ae
+from associative_embedding._decode import compile_ahead as ca
+from associative_embedding._decode import interpreted
+from associative_embedding._decode.pipeline import decode_range_crowd as kernel
+messages = []
+handler = logging.Handler()
+handler.emit = lambda record: messages.append(record.getMessage())
+logging.getLogger("associative_embedding").addHandler(handler)
+rng = np.random.default_rng(2)
+heat = (rng.random((2, 17, 40, 48)) ** 6).astype(np.float32)
+tags = rng.normal(size=(2, 17, 40, 48)).astype(np.float32)
+first = ae.decode(heat, tags)
+running = [not b.ready() for b in ca._BACKGROUND.values()]
+was_interpreted = len(interpreted._FUNCTIONS) > 0
+for b in ca._BACKGROUND.values():
+    b.wait()
+later = ae.decode(heat, tags)
+print(json.dumps({
+    "running": running,
+    "interpreted": was_interpreted,
+    "ok": [b.ok for b in ca._BACKGROUND.values()],
+    "same": all(np.array_equal(a.keypoints, b.keypoints, equal_nan=True)
+                and np.array_equal(a.scores, b.scores) for a, b in zip(first, later)),
+    "people": [len(p) for p in first],
+    "hits": sum(kernel.stats.cache_hits.values()),
+    "misses": sum(kernel.stats.cache_misses.values()),
+    "messages": messages,
+}))
+"""
+
+
+@pytest.mark.slow
+def test_a_first_decode_interprets_while_a_background_process_compiles(tmp_path):
+    """Empty cache: the first decode is interpreted, a background process compiles the
+    kernels, and once it has ended the decoder loads them from the cache, same people."""
+    result = _run(
+        FIRST_DECODE, NUMBA_CACHE_DIR=str(tmp_path), ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES="2"
+    )
+    assert result["interpreted"] and result["ok"] == [True] and len(result["running"]) == 1
+    assert result["same"] and min(result["people"]) > 0
+    assert (result["hits"], result["misses"]) == (1, 0)  # loaded, never compiled here
+    (message,) = result["messages"]
+    assert "in a background process" in message
+    assert list(tmp_path.rglob("pipeline.decode_range_crowd-*.nbi"))
+
+
 # --- the first call explains itself ---------------------------------------------------------
 def test_a_compile_is_announced_once_per_process(monkeypatch, caplog):
     import logging
@@ -331,6 +394,19 @@ def test_a_compile_is_announced_once_per_process(monkeypatch, caplog):
     assert "compiling the decoder's kernels" in messages[0]
     assert "python -m associative_embedding warmup" in messages[0]
     assert "setLevel(logging.ERROR)" in messages[0]
+
+
+def test_a_background_compile_is_announced_with_the_interpreter(monkeypatch, caplog):
+    import logging
+
+    monkeypatch.setattr(ca, "_ANNOUNCED", False)
+    monkeypatch.setattr(ca, "_cached", lambda kernel, sig: False)
+    with caplog.at_level(logging.WARNING, logger="associative_embedding"):
+        assert ca.announce(ae.decode, (np.zeros(2),), "decoder's kernels", background=True)
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "associative_embedding"]
+    assert "compiling the decoder's kernels for this machine in a background process" in message
+    assert "about half a minute" in message and "Python interpreter" in message
+    assert "python -m associative_embedding warmup" in message
 
 
 def test_nothing_is_announced_when_the_kernel_is_cached(monkeypatch, caplog):
@@ -354,6 +430,9 @@ heat[0, :, 5, 6] = 1.0
 for _ in range(2):
     ae.decode(heat, np.zeros_like(heat))
 ae.decode_instances(heat[:, :1], np.zeros((1, 1, 16, 16), np.float32))
+from associative_embedding._decode import compile_ahead as ca
+for background in ca._BACKGROUND.values():  # the cache is filled when it ends
+    background.wait()
 print("done")
 """
 

@@ -1,8 +1,16 @@
-"""The decoder's first compilation, split over two processes.
+"""The decoder's first compilation: in a background process, split over two processes.
 
 With an empty numba cache the first :func:`~associative_embedding.decode` of a
-work dtype compiles many kernels, one after another, in one process. Before
-the first call compiles, a second Python process compiles part of them
+work dtype does not wait for numba: :func:`start_background` starts a Python
+process that compiles the batch kernel into numba's cache
+(:func:`background_main`), and ``plan.Plan`` runs the kernels in the
+interpreter (``interpreted.py``) until that process has ended. The process
+goes on if the decoding process ends first, so that the next one finds the
+cache filled. Where it cannot start (below), the decoding process compiles
+as the background process does, before its first image.
+
+Compiling means many kernels, one after another, in one process. Before the
+batch kernel compiles, a second Python process compiles part of them
 (:data:`CHILD_KERNELS`) into numba's on-disk cache while this one compiles the
 rest; when the child is done, the batch kernel is compiled here and finds the
 child's kernels in the cache instead of compiling them. For the references'
@@ -19,12 +27,16 @@ and ``people.write_people``, while this process compiles
 references' kernels, the tensor path's and ``decode_instances``' while
 ``warmup`` compiles the crowd kernels, with the split above.
 
-Nothing changes when the child cannot help: the kernels are cached already (or
-in memory), numba's cache is not writable, the machine has one core, numba's
-JIT is off, ``sys.executable`` is not a Python interpreter (an application
-that embeds one), or ``ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES=1`` is set. A child
-that fails or takes more than :data:`CHILD_TIMEOUT` seconds is ignored: the
-batch kernel then compiles those kernels itself, as without the child.
+Neither process starts when it cannot help: the kernels are cached already (or
+in memory), numba's cache is not writable, numba's JIT is off,
+``sys.executable`` is not a Python interpreter (an application that embeds
+one), or ``ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES=1`` is set; the split
+needs more than one core as well, and ``warmup`` (:func:`warming`) starts no
+background process. A child that fails or takes more than
+:data:`CHILD_TIMEOUT` seconds is ignored: the batch kernel then compiles
+those kernels itself, as without the child; a background process that fails
+or takes more than :data:`BACKGROUND_TIMEOUT` seconds leaves the decoding
+process to compile the kernels itself.
 
 Each kernel is compiled here for exactly the argument types the batch kernel
 calls it with; ``tests/test_compile_ahead.py`` checks that a fresh process then
@@ -40,6 +52,7 @@ import pickle
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path, PureWindowsPath
 from typing import Any
@@ -72,19 +85,43 @@ def warming() -> Iterator[None]:
         _WARMING.clear()
 
 
-def _enabled() -> bool:
+def _processes() -> int | None:
+    """:data:`ENV_PROCESSES` as a number: None if unset or empty, 0 if not an integer."""
+    value = os.environ.get(ENV_PROCESSES, "").strip()
+    if not value:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+def _jit_in_python() -> bool:
+    """Whether numba compiles (its JIT is on) and ``sys.executable`` can start a compiler."""
     import numba
 
-    if numba.config.DISABLE_JIT or not _python_executable():
+    return not numba.config.DISABLE_JIT and _python_executable()
+
+
+def _enabled() -> bool:
+    """Whether a first compilation is split over two processes (more than one core)."""
+    import numba
+
+    if not _jit_in_python():
         return False
-    value = os.environ.get(ENV_PROCESSES, "").strip()
-    if value:
-        try:
-            return int(value) > 1
-        except ValueError:
-            return False
+    value = _processes()
+    if value is not None:
+        return value > 1
     # the cores this process may run on (os.sched_getaffinity, else os.cpu_count)
     return numba.config.NUMBA_DEFAULT_NUM_THREADS > 1
+
+
+def _background_enabled() -> bool:
+    """Whether a first decode may compile in a background process (on any number of cores)."""
+    if _WARMING.is_set() or not _jit_in_python():
+        return False
+    value = _processes()
+    return value is None or value > 1
 
 
 def _image_args(
@@ -204,12 +241,14 @@ LOGGER = "associative_embedding"
 _ANNOUNCED = False
 
 
-def announce(kernel: Any, args: tuple[Any, ...], what: str) -> bool:
+def announce(kernel: Any, args: tuple[Any, ...], what: str, background: bool = False) -> bool:
     """Say once per process, on the ``associative_embedding`` logger, that a compile starts.
 
     Called before the first call of a batch kernel with these ``args``; logs
     (level WARNING, so that Python prints it to stderr without any logging
     set up) when the kernel is neither in memory nor in numba's cache.
+    ``background``: the kernels compile in a background process
+    (:func:`start_background`) and decoding is interpreted meanwhile.
     Returns whether it logged. Silence it with
     ``logging.getLogger("associative_embedding").setLevel(logging.ERROR)``.
     """
@@ -219,21 +258,31 @@ def announce(kernel: Any, args: tuple[Any, ...], what: str) -> bool:
     import logging
 
     import numba
-    from numba import typeof
 
     if numba.config.DISABLE_JIT:
         return False
-    sig = tuple(typeof(a) for a in args)
+    sig = tuple(_typeof(a) for a in args)
     if _cached(kernel, sig):
         return False
     _ANNOUNCED = True
+    if background:
+        how = (
+            "in a background process (about half a minute with two cores; once: later "
+            "processes load them from numba's cache). Until they are ready, decode runs them "
+            "in the Python interpreter: the same people, 0.1-1 s per image. "
+        )
+    else:
+        how = (
+            "(once: later calls and processes load them from numba's cache); this first "
+            "call can take a minute. "
+        )
     logging.getLogger(LOGGER).warning(
-        "associative_embedding: compiling the %s for this machine (once: later calls and "
-        "processes load them from numba's cache); this first call can take a minute. "
+        "associative_embedding: compiling the %s for this machine %s"
         "Run `python -m associative_embedding warmup` at install time to compile ahead; "
         "silence this message with "
         "logging.getLogger('associative_embedding').setLevel(logging.ERROR).",
         what,
+        how,
     )
     return True
 
@@ -276,17 +325,23 @@ def start_warmup_child(dtypes: str) -> subprocess.Popen[bytes] | None:
     return _spawn("from associative_embedding.decoding import warm_child as child_main", dtypes)
 
 
-def _spawn(import_line: str, arg: str) -> subprocess.Popen[bytes] | None:
-    """Start ``child_main(arg)`` from ``import_line`` in a Python process compiling on its own."""
+def _spawn(
+    import_line: str, arg: str, *, alone: bool = True, stderr: int = subprocess.PIPE
+) -> subprocess.Popen[bytes] | None:
+    """Start ``child_main(arg)`` from ``import_line`` in a new Python process.
+
+    ``alone``: the process compiles everything itself (:data:`ENV_PROCESSES` set
+    to 1), else it inherits this process's setting.
+    """
     root = str(Path(__file__).resolve().parents[2])
     code = f"import sys; sys.path.insert(0, sys.argv[1]); {import_line}; child_main(sys.argv[2])"
-    env = dict(os.environ, **{ENV_PROCESSES: "1"})
+    env = dict(os.environ, **{ENV_PROCESSES: "1"}) if alone else dict(os.environ)
     try:
         return subprocess.Popen(
             [sys.executable, "-c", code, root, arg],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=stderr,
             env=env,
         )
     except OSError:
@@ -356,3 +411,118 @@ def prepare(dtype: np.dtype, opts: Any, order: np.ndarray, path: str = "referenc
         finally:
             done = wait_child(child)
         return done
+
+
+# --- the first decode: compile in the background, interpret meanwhile -----------------------
+BACKGROUND_TIMEOUT = 1800.0
+
+
+class Background:
+    """A process compiling one work dtype's kernels of one path into numba's cache.
+
+    A thread waits for it (at most :data:`BACKGROUND_TIMEOUT` seconds, then
+    stops it); :meth:`ready` says whether it has ended, :attr:`ok` whether it
+    succeeded.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.ok = False
+        self.ended_at: float | None = None  # time.perf_counter() when it ended
+        self._ended = threading.Event()
+        threading.Thread(target=self._wait, name="ae-compile-wait", daemon=True).start()
+
+    def _wait(self) -> None:
+        try:
+            self.ok = self.process.wait(timeout=BACKGROUND_TIMEOUT) == 0
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        finally:
+            self.ended_at = time.perf_counter()
+            self._ended.set()
+
+    def ready(self) -> bool:
+        """Whether the process has ended (compiled, failed or stopped)."""
+        return self._ended.is_set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the process has ended; return whether it has."""
+        return self._ended.wait(timeout)
+
+
+_BACKGROUND: dict[str, Background] = {}
+
+
+def _after_fork() -> None:
+    """In a forked child: no thread waits for the parent's background processes there.
+
+    Each counts as failed, so that a plan holding one compiles here (or
+    loads the kernels, should the cache hold them by then) instead of
+    interpreting for ever; a later first decode may start its own.
+    """
+    for background in _BACKGROUND.values():
+        background.ok = False
+        background._ended.set()
+    _BACKGROUND.clear()
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork)
+
+
+def start_background(
+    kernel: Any, args: tuple[Any, ...], dtype: np.dtype, opts: Any, order: np.ndarray, path: str
+) -> Background | None:
+    """Compile the batch ``kernel`` of ``path`` for ``args`` in a background process.
+
+    For the first decode of a work dtype with an empty cache: returns the
+    :class:`Background` compiling it (one per dtype and path in a process),
+    or None where the kernel is cached or in memory already, numba's cache
+    is not writable, numba's JIT is off, ``sys.executable`` is not a Python
+    interpreter, :data:`ENV_PROCESSES` is 1, or inside :func:`warming`.
+    The process runs :func:`prepare` (with the two-process split where there
+    is more than one core), then compiles the batch kernel; it goes on if
+    this process ends first, so that the cache is filled for the next one.
+    """
+    key = f"{np.dtype(dtype).name}-{path}"
+    with _LOCK:
+        running = _BACKGROUND.get(key)
+        if running is not None:
+            return running
+        if not _background_enabled() or not _cache_writable(kernel):
+            return None
+        if _cached(kernel, tuple(_typeof(a) for a in args)):
+            return None
+        arg = base64.b64encode(pickle.dumps((np.dtype(dtype).name, opts, order, path)))
+        process = _spawn(
+            "from associative_embedding._decode.compile_ahead import background_main as child_main",
+            arg.decode("ascii"),
+            alone=False,
+            stderr=subprocess.DEVNULL,  # nobody reads it once this process has ended
+        )
+        if process is None:
+            return None
+        _BACKGROUND[key] = Background(process)
+        return _BACKGROUND[key]
+
+
+def _typeof(value: Any) -> Any:
+    from numba import typeof
+
+    return typeof(value)
+
+
+def background_main(encoded: str) -> None:
+    """Compile the kernels of a first decode (the background process's work).
+
+    ``encoded``: the base64 of the pickled ``(dtype name, options record,
+    joint order, path)``. :func:`prepare` splits the per-image kernels over
+    this process and a child where there is more than one core; the batch
+    kernel is then compiled here, into numba's cache.
+    """
+    name, opts, order, path = pickle.loads(base64.b64decode(encoded))
+    dtype = np.dtype(name)
+    prepare(dtype, opts, order, path)
+    batch = batch_kernel(path)
+    batch.compile(signatures(dtype, opts, order, path)[batch.__name__])

@@ -25,29 +25,54 @@ from .threads import run_chunks
 
 
 class Plan:
-    """A decode of maps ``(B, K, H, W)`` with D tag dimensions in the work ``dtype``."""
+    """A decode of maps ``(B, K, H, W)`` with D tag dimensions in the work ``dtype``.
 
-    __slots__ = ("cap", "d", "dtype", "kernel", "opts", "order", "tag_shape", "threads")
+    With the batch kernel neither in memory nor in numba's cache, a
+    background process compiles it (``compile_ahead.start_background``) and
+    :meth:`run` interprets the kernel meanwhile
+    (``interpreted.interpreted``), image by image, until the process has
+    ended; it then calls the compiled kernel, which numba loads from the
+    cache (or compiles here, should the process have failed).
+    """
+
+    __slots__ = (
+        "background",
+        "cap",
+        "d",
+        "dtype",
+        "kernel",
+        "opts",
+        "order",
+        "path",
+        "tag_shape",
+        "threads",
+    )
 
     def __init__(
         self, config: DecodeConfig, shape: tuple[int, ...], d: int, dtype: np.dtype, threads: int
     ) -> None:
-        from .compile_ahead import announce, batch_kernel
+        from .compile_ahead import announce, batch_kernel, start_background
         from .compile_ahead import prepare as prepare_kernels
 
         b, k, h, w = shape
         self.dtype = np.dtype(dtype)
         opts = _options.build(config, k, h, w, self.dtype)
         self.order = _options.joint_order(config, k)
-        path = _options.kernel_path(config, opts)
-        self.opts = _options.kernel_record(opts, path)
-        self.kernel = batch_kernel(path)
+        self.path = _options.kernel_path(config, opts)
+        self.opts = _options.kernel_record(opts, self.path)
+        self.kernel = batch_kernel(self.path)
         self.cap = _options.capacity(config, k, opts.max_candidates)
         self.tag_shape = (b, k, d, h, w)
         self.d = d
         self.threads = threads
-        announce(self.kernel, self._typed_args(), f"decoder's kernels for {self.dtype.name} maps")
-        prepare_kernels(self.dtype, self.opts, self.order, path)
+        args = self._typed_args()
+        self.background = start_background(
+            self.kernel, args, self.dtype, self.opts, self.order, self.path
+        )
+        what = f"decoder's kernels for {self.dtype.name} maps"
+        announce(self.kernel, args, what, background=self.background is not None)
+        if self.background is None:
+            prepare_kernels(self.dtype, self.opts, self.order, self.path)
 
     def _typed_args(self) -> tuple[Any, ...]:
         """Arguments of the plan's kernel call with its types (1-long arrays)."""
@@ -62,18 +87,39 @@ class Plan:
         tag = tags.reshape(self.tag_shape)
         out = empty_people((b,), self.cap, k, self.d, self.dtype)
         out_n = np.zeros(b, np.int64)
-        kernel, order, opts = self.kernel, self.order, self.opts
-        run_chunks(
-            lambda start, stop: kernel(heat, tag, order, opts, (start, stop), out, out_n),
-            b,
-            self.threads,
-        )
+        start = 0 if self.background is None else self._interpret(heat, tag, out, out_n)
+        if start < b:
+            kernel, order, opts = self.kernel, self.order, self.opts
+            run_chunks(
+                lambda i, j: kernel(heat, tag, order, opts, (start + i, start + j), out, out_n),
+                b - start,
+                self.threads,
+            )
         counts = out_n.tolist()  # a list's min: about 1 µs less per call than numpy's
         if counts and min(counts) < 0:
             check_finite(heat, "heatmaps")
             check_finite(tag, "tags")
             raise ValueError("heatmaps or tags contain NaN or infinite values")
         return collect(out, counts)
+
+    def _interpret(self, heat: np.ndarray, tag: np.ndarray, out: People, out_n: np.ndarray) -> int:
+        """Decode images with the interpreted kernel until the background compile has ended.
+
+        Returns the first image left to the compiled kernel (B once all are done).
+        """
+        from .compile_ahead import prepare as prepare_kernels
+        from .interpreted import interpreted, run
+
+        function = interpreted(self.kernel)
+        for i in range(heat.shape[0]):
+            background = self.background
+            if background is None or background.ready():
+                if background is not None and not background.ok:  # compile here instead
+                    prepare_kernels(self.dtype, self.opts, self.order, self.path)
+                self.background = None
+                return i
+            run(function, heat, tag, self.order, self.opts, (i, i + 1), out, out_n)
+        return heat.shape[0]
 
 
 def collect(out: People, counts: list[int]) -> list[Poses]:
