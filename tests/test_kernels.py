@@ -374,14 +374,20 @@ def test_plain_decode_does_not_compile_the_crowd_assignment(tmp_path):
     """A first plain decode leaves the crowd assignment uncompiled; the crowd preset compiles it.
 
     Run in a fresh interpreter with an empty numba cache, so nothing compiled by
-    other tests (or loaded from a cache) hides what the plain decode compiled.
+    other tests (or loaded from a cache) hides what the plain decode compiled, and
+    with one compiling process, so that the decoding process compiles (no
+    background process; the first decode would otherwise be interpreted).
     """
     import json
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "NUMBA_CACHE_DIR": str(tmp_path),
+        "ASSOCIATIVE_EMBEDDING_COMPILE_PROCESSES": "1",
+    }
     out = subprocess.run(
         [sys.executable, "-c", CHILD_COMPILES], capture_output=True, text=True, env=env, check=True
     )
