@@ -228,3 +228,19 @@ def test_a_forked_child_stops_waiting_for_the_parents_background(monkeypatch):
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_plan_after_the_background_ended_takes_the_compiled_path(monkeypatch):
+    """One background process per dtype and path: a plan made while it runs shares it; once it
+    has ended, a new plan gets none (it loads the kernels, or compiles them if it failed)."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    background = ca.Background(process)
+    monkeypatch.setattr(ca, "_BACKGROUND", {"float32-crowd": background})
+    args = (None, (), np.float32, None, None, "crowd")  # returned before they are read
+    assert ca.start_background(*args) is background
+    process.stdin.close()
+    assert background.wait(60)
+    assert ca.start_background(*args) is None
+    assert list(ca._BACKGROUND.values()) == [background]  # no second process

@@ -478,7 +478,9 @@ def start_background(
 
     For the first decode of a work dtype with an empty cache: returns the
     :class:`Background` compiling it (one per dtype and path in a process),
-    or None where the kernel is cached or in memory already, numba's cache
+    or None where that process has ended already (the kernel then loads from
+    the cache, or compiles here if it failed), the kernel is cached or in
+    memory already, numba's cache
     is not writable, numba's JIT is off, ``sys.executable`` is not a Python
     interpreter, :data:`ENV_PROCESSES` is 1, or inside :func:`warming`.
     The process runs :func:`prepare` (with the two-process split where there
@@ -488,8 +490,8 @@ def start_background(
     key = f"{np.dtype(dtype).name}-{path}"
     with _LOCK:
         running = _BACKGROUND.get(key)
-        if running is not None:
-            return running
+        if running is not None:  # never a second one for the key
+            return None if running.ready() else running
         if not _background_enabled() or not _cache_writable(kernel):
             return None
         if _cached(kernel, tuple(_typeof(a) for a in args)):

@@ -30,6 +30,7 @@ import types
 from typing import Any
 
 import numpy as np
+from numba.core.dispatcher import Dispatcher
 
 _FUNCTIONS: dict[Any, types.FunctionType] = {}
 _GLOBALS: dict[int, dict[str, Any]] = {}
@@ -44,15 +45,13 @@ def interpreted(kernel: Any) -> types.FunctionType:
     function (recursively) and ``uint64`` by ``int``. Built once per kernel
     and process.
     """
-    from numba.core.dispatcher import Dispatcher
-
     if not isinstance(kernel, Dispatcher):
         raise TypeError(f"kernel must be a numba dispatcher, got {type(kernel).__name__}")
     with _LOCK:
-        return _interpreted(kernel, Dispatcher)
+        return _interpreted(kernel)
 
 
-def _interpreted(kernel: Any, dispatcher_type: type) -> types.FunctionType:
+def _interpreted(kernel: Dispatcher) -> types.FunctionType:
     function = _FUNCTIONS.get(kernel)
     if function is not None:
         return function
@@ -66,7 +65,7 @@ def _interpreted(kernel: Any, dispatcher_type: type) -> types.FunctionType:
         pending = [
             (name, value)
             for name, value in source.__globals__.items()
-            if isinstance(value, dispatcher_type)
+            if isinstance(value, Dispatcher)
         ]
     else:
         pending = []
@@ -76,7 +75,7 @@ def _interpreted(kernel: Any, dispatcher_type: type) -> types.FunctionType:
     function.__doc__ = source.__doc__
     _FUNCTIONS[kernel] = function
     for name, value in pending:  # after registering: kernels of one module call each other
-        namespace[name] = _interpreted(value, dispatcher_type)
+        namespace[name] = _interpreted(value)
     return function
 
 
